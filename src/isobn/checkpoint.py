@@ -1,0 +1,115 @@
+"""Atomic checkpoint directories and pickle-free training state (safetensors + JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+OPTIMIZER_TENSORS = "optimizer.safetensors"
+OPTIMIZER_GROUPS = "optimizer.json"
+RNG_FILE = "rng.safetensors"
+
+
+def write_directory_atomically(target: str | Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a fresh temporary directory, then swap it in for `target`.
+
+    The old directory is renamed to `target.old` before the new one is renamed into place and
+    only then removed, so a kill at any moment leaves `target` or `target.old` complete
+    (see resolve_directory).
+    """
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    _fsync_tree(tmp)
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_directory(target: str | Path) -> Path | None:
+    """The complete checkpoint at `target`, or its `.old` copy after an interrupted swap."""
+    target = Path(target)
+    if target.is_dir():
+        return target
+    old = target.with_name(target.name + ".old")
+    return old if old.is_dir() else None
+
+
+def write_json_atomically(path: str | Path, payload) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for file in directory.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    """Optimizer state: per-parameter tensors in safetensors, param groups in JSON."""
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, per_param in state["state"].items():
+        for key, value in per_param.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{index}.{key}"] = tensor.detach().cpu().contiguous()
+    save_file(tensors, str(directory / OPTIMIZER_TENSORS))
+    (directory / OPTIMIZER_GROUPS).write_text(json.dumps(state["param_groups"]))
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
+    tensors = load_file(str(directory / OPTIMIZER_TENSORS))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = tensor
+    groups = json.loads((directory / OPTIMIZER_GROUPS).read_text())
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch CPU (and CUDA) generator states; data order needs none (seeded)."""
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            states[f"cuda{i}"] = state
+    return states
+
+
+def save_rng(directory: Path, per_rank: list[dict[str, torch.Tensor]]) -> None:
+    """Generator states of every rank, as `rank{r}.{name}` tensors."""
+    tensors = {f"rank{r}.{k}": v for r, states in enumerate(per_rank) for k, v in states.items()}
+    save_file(tensors, str(directory / RNG_FILE))
+
+
+def load_rng(directory: Path, rank: int) -> None:
+    """Restore this rank's generators (skipped for a rank the checkpoint did not have)."""
+    tensors = load_file(str(directory / RNG_FILE))
+    prefix = f"rank{rank}."
+    mine = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if "cpu" in mine:
+        torch.set_rng_state(mine["cpu"])
+    cuda = [mine[k] for k in sorted(mine) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,89 @@
+"""Tokenise once, batch by length, pad per batch: the input side of training and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class EncodedSplit:
+    """Token ids of one split, unpadded; labels as a tensor (long, or float for regression)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: Tensor  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64)
+
+
+def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSplit:
+    """Tokenise `examples` (isobn.tasks.Example) once, truncated to `max_length`, no padding."""
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair for e in examples]
+    has_pairs = any(p is not None for p in pairs)
+    encoded = tokenizer(
+        texts,
+        [p or "" for p in pairs] if has_pairs else None,
+        truncation="longest_first" if has_pairs else True,
+        max_length=max_length,
+        padding=False,
+    )
+    token_types = encoded.get("token_type_ids") if has_pairs else None
+    dtype = torch.float32 if regression else torch.long
+    labels = torch.tensor([e.label for e in examples], dtype=dtype)
+    return EncodedSplit(list(encoded["input_ids"]), token_types, labels)
+
+
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths, a pure function of (seed, epoch).
+
+    Indices are shuffled, cut into mega-batches of `group` x batch_size, sorted by length inside
+    each, cut into batches, and the batch order is shuffled again (as HF's group_by_length), so
+    padding is small while every epoch sees a fresh order. Resuming regenerates the same order.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    mega = batch_size * group
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = order[start : start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Evaluation batches in decreasing length: least padding, deterministic."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> dict[str, Tensor]:
+    """Pad the rows `indices` of `split` to their longest length: input_ids, attention_mask
+    (B, T), token_type_ids when the split has pairs, labels (B,)."""
+    rows = [split.input_ids[i] for i in indices]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        input_ids[b, : len(row)] = torch.tensor(row)
+        attention_mask[b, : len(row)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if split.token_type_ids is not None:
+        token_types = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, i in enumerate(indices):
+            token_types[b, : len(split.token_type_ids[i])] = torch.tensor(split.token_type_ids[i])
+        batch["token_type_ids"] = token_types
+    batch["labels"] = split.labels[torch.as_tensor(indices)]
+    return batch

