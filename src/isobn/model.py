@@ -8,7 +8,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from isobn.errors import UserError
@@ -38,7 +37,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
-            raise UserError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+            raise UserError(
+                f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
+            )
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
 

@@ -114,7 +114,9 @@ class TrainConfig:
         if self.norm not in NORMS:
             raise UserError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
         if self.pooling not in POOLINGS:
-            raise UserError(f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+            raise UserError(
+                f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
+            )
         if self.precision not in PRECISIONS:
             raise UserError(
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
@@ -373,14 +375,16 @@ def train(cfg: TrainConfig) -> dict:
         from safetensors.torch import load_file
 
         raw_model.load_state_dict(load_file(str(last_dir / "model.safetensors")))
-        ckpt.load_optimizer(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                            last_dir)
+        ckpt.load_optimizer(
+            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, last_dir
+        )
         scheduler.load_state_dict(json.loads((last_dir / "scheduler.json").read_text()))
         state.update(json.loads((last_dir / STATE_FILE).read_text()))
         ckpt.load_rng(last_dir, rank)
         if main:
-            logger.info("resuming %s at epoch %d, step %d", out, state["epoch"],
-                        state["global_step"])
+            logger.info(
+                "resuming %s at epoch %d, step %d", out, state["epoch"], state["global_step"]
+            )
     elif main:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = RunLog(out / "log.jsonl", main, state["global_step"] if last_dir else None)
@@ -407,9 +411,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def run_evaluation(epoch_label: float) -> bool:
         """Evaluate, keep the best checkpoint; True when early stopping says stop."""
-        metrics, iso = evaluate(
-            raw_model, task, encoded, task.dev_splits, cfg, pad_id, accelerator
-        )
+        metrics, iso = evaluate(raw_model, task, encoded, task.dev_splits, cfg, pad_id, accelerator)
         raw_model.train()
         score = metrics[task.main_metric]
         improved = state["best_metric"] is None or score > state["best_metric"]
@@ -424,8 +426,14 @@ def train(cfg: TrainConfig) -> dict:
             state["evals_without_improvement"] += 1
         log.write(step=state["global_step"], epoch=epoch_label, dev=metrics, isotropy=iso)
         if main:
-            logger.info("epoch %s step %d: dev %s = %.4f%s", epoch_label, state["global_step"],
-                        task.main_metric, score, " (best)" if improved else "")
+            logger.info(
+                "epoch %s step %d: dev %s = %.4f%s",
+                epoch_label,
+                state["global_step"],
+                task.main_metric,
+                score,
+                " (best)" if improved else "",
+            )
         return cfg.patience is not None and state["evals_without_improvement"] >= cfg.patience
 
     raw_model.train()
@@ -436,8 +444,12 @@ def train(cfg: TrainConfig) -> dict:
         batches = length_grouped_batches(train_split.lengths, cfg.batch_size, cfg.seed, epoch)
         mine = batches[: micro_per_rank * world][rank::world]
         progress = tqdm(
-            total=len(mine), initial=state["micro_step"], desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not main, leave=False, dynamic_ncols=True,
+            total=len(mine),
+            initial=state["micro_step"],
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not main,
+            leave=False,
+            dynamic_ncols=True,
         )
         running_loss, running_count = 0.0, 0
         for micro in range(state["micro_step"], len(mine)):
@@ -473,8 +485,12 @@ def train(cfg: TrainConfig) -> dict:
             step = state["global_step"]
             if step % cfg.log_every_steps == 0:
                 mean_loss = running_loss / max(running_count, 1)
-                log.write(step=step, epoch=epoch + (micro + 1) / len(mine), loss=mean_loss,
-                          lr=scheduler.get_last_lr()[0])
+                log.write(
+                    step=step,
+                    epoch=epoch + (micro + 1) / len(mine),
+                    loss=mean_loss,
+                    lr=scheduler.get_last_lr()[0],
+                )
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
                 running_loss, running_count = 0.0, 0
             at_end = micro + 1 == len(mine)
@@ -522,7 +538,12 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.wait_for_everyone()
         raw_model.load_state_dict(load_file(str(best / "model.safetensors")))
         test_task_metrics, _ = evaluate(
-            raw_model, _TestView(task, test_splits), encoded, test_splits, cfg, pad_id,
+            raw_model,
+            _TestView(task, test_splits),
+            encoded,
+            test_splits,
+            cfg,
+            pad_id,
             accelerator,
         )
         result["test"] = test_task_metrics
@@ -539,9 +560,5 @@ class _TestView:
         self.task, self.test_splits = task, test_splits
 
     def score(self, outputs: dict) -> dict:
-        renamed = {
-            dev: outputs[test]
-            for dev, test in zip(self.task.dev_splits, self.test_splits)
-        }
+        renamed = {dev: outputs[test] for dev, test in zip(self.task.dev_splits, self.test_splits)}
         return self.task.score(renamed)
-

@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune pre-trained encoders with Isotropic Batch Normalization.",
     )
     parser.add_argument("--version", action="version", version=_version())
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"isobn.cli.{name}")

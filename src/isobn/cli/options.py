@@ -10,12 +10,19 @@ from isobn.model import NORMS, POOLINGS
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--task", default="mr",
-                       help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or an "
-                       "offline task (mr, trec, sms-spam); default mr")
+    group.add_argument(
+        "--task",
+        default="mr",
+        help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or an "
+        "offline task (mr, trec, sms-spam); default mr",
+    )
     group.add_argument("--data-dir", help="GLUE in the original TSV layout (else: datasets hub)")
-    group.add_argument("--train", dest="train_file", metavar="FILE",
-                       help="CSV/TSV/JSONL training file (with --dev) instead of --task")
+    group.add_argument(
+        "--train",
+        dest="train_file",
+        metavar="FILE",
+        help="CSV/TSV/JSONL training file (with --dev) instead of --task",
+    )
     group.add_argument("--dev", dest="dev_file", metavar="FILE")
     group.add_argument("--test", dest="test_file", metavar="FILE")
     group.add_argument("--text-column", default="text")
@@ -28,11 +35,17 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="minilm",
-                       help="`minilm` (packaged, default), a model directory or a hub name")
+    group.add_argument(
+        "--model",
+        default="minilm",
+        help="`minilm` (packaged, default), a model directory or a hub name",
+    )
     group.add_argument("--pooling", default="pooler", choices=POOLINGS)
-    group.add_argument("--trust-remote-code", action="store_true",
-                       help="allow model code from the model directory/hub (off by default)")
+    group.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model code from the model directory/hub (off by default)",
+    )
 
 
 def add_norm_options(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
@@ -41,8 +54,12 @@ def add_norm_options(parser: argparse.ArgumentParser, multiple: bool = False) ->
         group.add_argument("--norm", default="isobn", choices=NORMS)
     group.add_argument("--isobn-beta", type=float, default=0.5)
     group.add_argument("--isobn-momentum", type=float, default=0.05)
-    group.add_argument("--isobn-no-corr", dest="isobn_correlation", action="store_false",
-                       help="ablation: gamma = 1 (std only)")
+    group.add_argument(
+        "--isobn-no-corr",
+        dest="isobn_correlation",
+        action="store_false",
+        help="ablation: gamma = 1 (std only)",
+    )
 
 
 def add_training_options(parser: argparse.ArgumentParser, with_seed: bool = True) -> None:
@@ -62,8 +79,12 @@ def add_training_options(parser: argparse.ArgumentParser, with_seed: bool = True
     group.add_argument("--patience", type=int, help="early stopping after N evaluations")
     group.add_argument("--save-every-steps", type=int, help="resume points every N steps")
     group.add_argument("--log-every-steps", type=int, default=20)
-    group.add_argument("--isotropy-examples", type=int, default=2000,
-                       help="dev rows whose isotropy is logged at each evaluation")
+    group.add_argument(
+        "--isotropy-examples",
+        type=int,
+        default=2000,
+        help="dev rows whose isotropy is logged at each evaluation",
+    )
     group.add_argument("--cpu", action="store_true", help="use the CPU even with a GPU")
     if with_seed:
         group.add_argument("--seed", type=int, default=42)

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
         "log.jsonl and the best checkpoint under --out.",
     )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint in --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --out"
+    )
     add_data_options(parser)
     add_model_options(parser)
     add_norm_options(parser)

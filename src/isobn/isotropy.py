@@ -1,0 +1,459 @@
+"""Isotropy and anisotropy measures for an (N, D) embedding matrix.
+
+Every function takes rows = samples (N) and columns = embedding dimensions (D), as a numpy array
+or a torch tensor, and computes in float64 numpy. Nothing forms an N x N matrix: the covariance is
+D x D and is accumulated over chunks of rows, so N = 100,000, D = 1,024 is routine.
+
+Conventions used throughout (all choices are deliberate and documented per function):
+
+* Moments are *population* moments (ddof=0): ``cov = Xc^T Xc / N`` with ``Xc = X - mean``.
+  The scale-free measures (correlations, IsoScore, effective rank, PC shares) do not depend on it.
+* Centring is exact for constant columns (the data are shifted by their first row before the mean
+  is taken), so a constant column has a standard deviation of exactly 0.
+* Internally the centred data are divided by one global scale factor before any products are
+  formed, so squares neither overflow nor underflow for any finite input.
+* A dimension is *dead* when its std is ``<= 1e-8 * max_j std_j`` (relative tolerance); when every
+  column is constant all dimensions are dead.
+
+Measures and references:
+
+* ``isoscore`` -- W. Rudman, N. Gillman, T. Rayne, C. Eickhoff, "IsoScore: Measuring the
+  Uniformity of Embedding Space Utilization", Findings of ACL 2022.
+* ``partition_isotropy`` -- J. Mu, P. Viswanath, "All-but-the-Top: Simple and Effective
+  Postprocessing for Word Representations", ICLR 2018.
+* ``effective_rank`` -- O. Roy, M. Vetterli, "The effective rank: A measure of effective
+  dimensionality", EUSIPCO 2007 (applied to covariance eigenvalues).
+* ``avg_cosine`` -- average pairwise cosine similarity, the anisotropy measure of K. Ethayarajh,
+  "How Contextual are Contextualized Word Representations?", EMNLP 2019.
+
+``report(X)`` computes the shared pieces (mean, covariance, one eigendecomposition) once and
+returns every measure as a float in a flat dict. Every value is finite for any finite input with
+N >= 2 and magnitudes below ~1e307 (differences of entries must not overflow float64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    ArrayLike = np.ndarray | torch.Tensor
+else:
+    ArrayLike = Any
+
+__all__ = [
+    "DEAD_RTOL",
+    "as_embedding_matrix",
+    "avg_cosine",
+    "correlation_from_cov",
+    "correlation_stats",
+    "covariance",
+    "covariance_eigvals",
+    "dead_dims_mask",
+    "effective_rank",
+    "effective_rank_from_eigvals",
+    "isoscore",
+    "isoscore_from_eigvals",
+    "partition_isotropy",
+    "pc_share",
+    "per_dim_std",
+    "report",
+]
+
+DEAD_RTOL = 1e-8
+"""A dimension is dead when its std is <= DEAD_RTOL * (largest per-dimension std)."""
+
+_CHUNK_BYTES = 1 << 26  # ~64 MiB of float64 per chunk of rows
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling and shared moments
+# --------------------------------------------------------------------------------------------
+
+
+def as_embedding_matrix(X: ArrayLike) -> np.ndarray:
+    """Validate ``X`` and return it as a 2-D floating numpy array of shape (N, D).
+
+    Torch tensors are detached and moved to CPU; float32/float64 data keep their dtype (chunks are
+    cast to float64 later, so a large float32 matrix is never copied whole), anything else is cast
+    to float64. Raises ``ValueError`` for non-2-D input, N < 2, D < 1, complex or non-finite data.
+    """
+    if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch.Tensor, without importing torch
+        t = X.detach().cpu()
+        if t.is_complex():
+            raise ValueError("embeddings must be real-valued, got a complex tensor")
+        if str(t.dtype) not in ("torch.float32", "torch.float64"):
+            t = t.double()
+        X = t.numpy()
+    A = np.asarray(X)
+    if A.ndim != 2:
+        raise ValueError(
+            f"embeddings must be a 2-D (N, D) matrix (rows = samples), got shape {A.shape}"
+        )
+    n, d = A.shape
+    if n < 2:
+        raise ValueError(f"need at least 2 rows (samples) to measure isotropy, got N={n}")
+    if d < 1:
+        raise ValueError("embeddings must have at least one dimension, got D=0")
+    if np.iscomplexobj(A):
+        raise ValueError("embeddings must be real-valued, got a complex array")
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
+    for chunk in _row_chunks(A):
+        if not np.isfinite(chunk).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+    return A
+
+
+def _row_chunks(A: np.ndarray):
+    """Yield consecutive row blocks of ``A`` of about ``_CHUNK_BYTES`` bytes in float64."""
+    step = max(1, _CHUNK_BYTES // (8 * A.shape[1]))
+    for start in range(0, A.shape[0], step):
+        yield A[start : start + step]
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Shared first/second moments of X.
+
+    ``Z = (X - mean) / scale`` are the centred data in units of ``scale`` (|Z| <= 2), where the
+    centring is done as ``(X - shift) - shift_mean`` with ``shift = X[0]`` and
+    ``shift_mean = mean(X - shift)`` so that a constant column centres to exactly 0.
+    ``cov_unit = Z^T Z / N`` (population) and ``mean_row_norm_unit = mean_i ||Z_i||``.
+    """
+
+    shift: np.ndarray  # (D,) float64
+    shift_mean: np.ndarray  # (D,) float64
+    scale: float
+    cov_unit: np.ndarray  # (D, D) float64, symmetric
+    mean_row_norm_unit: float
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.shift + self.shift_mean
+
+
+def _centred_unit_chunks(A: np.ndarray, shift: np.ndarray, shift_mean: np.ndarray, scale: float):
+    """Yield float64 row chunks of ``Z = ((A - shift) - shift_mean) / scale``."""
+    for chunk in _row_chunks(A):
+        z = chunk.astype(np.float64)
+        z -= shift
+        z -= shift_mean
+        z /= scale
+        yield z
+
+
+def _moments(A: np.ndarray) -> _Moments:
+    """Two passes over ``A`` (validated): mean and global scale, then covariance and row norms."""
+    n, d = A.shape
+    shift = A[0].astype(np.float64)
+    total = np.zeros(d)
+    maxabs = 0.0
+    for chunk in _row_chunks(A):
+        s = chunk.astype(np.float64) - shift
+        total += s.sum(axis=0)
+        maxabs = max(maxabs, float(np.abs(s).max()))
+    shift_mean = total / n
+    scale = maxabs if maxabs > 0.0 else 1.0
+    cov = np.zeros((d, d))
+    norm_sum = 0.0
+    for z in _centred_unit_chunks(A, shift, shift_mean, scale):
+        cov += z.T @ z
+        norm_sum += float(np.sqrt(np.einsum("ij,ij->i", z, z)).sum())
+    cov /= n
+    cov = 0.5 * (cov + cov.T)
+    return _Moments(shift, shift_mean, scale, cov, norm_sum / n)
+
+
+def covariance(X: ArrayLike) -> np.ndarray:
+    """Population covariance ``Xc^T Xc / N`` (ddof=0), shape (D, D), float64.
+
+    Accumulated over row chunks (never N x N). Entries can overflow to inf only when
+    |X| exceeds ~1e154; ``report`` never forms this unscaled matrix.
+    """
+    m = _moments(as_embedding_matrix(X))
+    return m.cov_unit * (m.scale * m.scale)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-dimension statistics and correlations
+# --------------------------------------------------------------------------------------------
+
+
+def per_dim_std(cov: np.ndarray) -> np.ndarray:
+    """Per-dimension standard deviation ``sqrt(diag(cov))`` (negatives clipped to 0), shape (D,).
+
+    Population std (ddof=0) when ``cov`` comes from :func:`covariance`.
+    """
+    return np.sqrt(np.clip(np.diag(cov), 0.0, None))
+
+
+def dead_dims_mask(std: np.ndarray, rtol: float = DEAD_RTOL) -> np.ndarray:
+    """Boolean mask (D,) of dead dimensions: ``std_j <= rtol * max_k std_k``.
+
+    The tolerance is relative, so it is scale-free; constant columns have std exactly 0 (see
+    module notes) and are always dead, and if every column is constant every dimension is dead.
+    """
+    std = np.asarray(std, dtype=np.float64)
+    if std.size == 0:
+        return np.zeros(0, dtype=bool)
+    return std <= rtol * float(std.max())
+
+
+def _std_mean_cv(std: np.ndarray) -> tuple[float, float]:
+    """Mean of the per-dim std and its coefficient of variation std(std)/mean(std) (ddof=0)."""
+    mean = float(std.mean())
+    cv = float(std.std() / mean) if mean > 0.0 else 0.0
+    return mean, cv
+
+
+def correlation_from_cov(cov: np.ndarray, alive: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation ``rho_ij = cov_ij / (std_i std_j)`` among the ``alive`` dimensions.
+
+    ``alive`` is a boolean mask (D,); by default every dimension not flagged by
+    :func:`dead_dims_mask`. Returns an (A, A) matrix, A = number of alive dims, with unit diagonal
+    and entries clipped to [-1, 1].
+    """
+    std = per_dim_std(cov)
+    if alive is None:
+        alive = ~dead_dims_mask(std)
+    idx = np.flatnonzero(alive)
+    s = std[idx]
+    corr = cov[np.ix_(idx, idx)] / np.outer(s, s)
+    np.clip(corr, -1.0, 1.0, out=corr)
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def correlation_stats(corr: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    """``(mean |rho|, fraction of |rho| > threshold)`` over off-diagonal pairs i < j of ``corr``.
+
+    With fewer than two dimensions there are no pairs and both values are 0.0.
+    """
+    a = corr.shape[0]
+    if a < 2:
+        return 0.0, 0.0
+    iu = np.triu_indices(a, k=1)
+    off = np.abs(corr[iu])
+    return float(off.mean()), float((off > threshold).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Spectrum-based measures
+# --------------------------------------------------------------------------------------------
+
+
+def covariance_eigvals(cov: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD covariance, descending, negatives clipped to 0, shape (D,)."""
+    ev = np.linalg.eigvalsh(cov)[::-1]
+    return np.clip(ev, 0.0, None)
+
+
+def isoscore_from_eigvals(eigvals: np.ndarray) -> float:
+    """IsoScore (Rudman et al. 2022) from the covariance eigenvalues (all D of them).
+
+    The eigenvalues are the variances of the centred data after PCA reorientation, Sigma_D.
+    With n = D:
+
+    * ``Sigma_hat = sqrt(n) Sigma_D / ||Sigma_D||_2``   (so ``||Sigma_hat||_2 = sqrt(n)``)
+    * isotropy defect ``delta = ||Sigma_hat - 1||_2 / sqrt(2 (n - sqrt(n)))``  in [0, 1]
+    * fraction of dimensions used ``k = (n - delta^2 (n - sqrt(n)))^2 / n^2``  in [1/n, 1]
+    * ``IsoScore = (n k - 1) / (n - 1)``  in [0, 1]: 1 = isotropic, 0 = a single direction.
+
+    Dead dimensions count in n (as in the reference implementation). Degenerate cases: zero total
+    variance -> 0.0; D == 1 with positive variance -> 1.0. The result is clipped to [0, 1].
+    """
+    lam = np.clip(np.asarray(eigvals, dtype=np.float64), 0.0, None)
+    n = lam.size
+    top = float(lam.max()) if n else 0.0
+    if top <= 0.0:
+        return 0.0
+    if n == 1:
+        return 1.0
+    lam = lam / top  # scale-free; avoids overflow in the norm
+    sigma_hat = np.sqrt(n) * lam / np.linalg.norm(lam)
+    delta2 = float(np.sum((sigma_hat - 1.0) ** 2)) / (2.0 * (n - np.sqrt(n)))
+    k = (n - delta2 * (n - np.sqrt(n))) ** 2 / n**2
+    phi = (n * k - 1.0) / (n - 1.0)
+    return float(np.clip(phi, 0.0, 1.0))
+
+
+def isoscore(X: ArrayLike) -> float:
+    """IsoScore of the (N, D) point cloud ``X``; see :func:`isoscore_from_eigvals`.
+
+    Invariant to the covariance normalisation (ddof), to translation and to global scale.
+    """
+    m = _moments(as_embedding_matrix(X))
+    return isoscore_from_eigvals(covariance_eigvals(m.cov_unit))
+
+
+def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
+    """Effective rank (Roy & Vetterli 2007) ``exp(H(p))`` with ``p_k = lambda_k / sum lambda``.
+
+    ``lambda`` are covariance eigenvalues (negatives clipped to 0), ``H(p) = -sum p_k log p_k`` with
+    ``0 log 0 = 0``. Ranges in [1, D]; defined as 0.0 when the total variance is 0 (no direction
+    carries any variance, matching the rank of the zero matrix).
+    """
+    lam = np.clip(np.asarray(eigvals, dtype=np.float64), 0.0, None)
+    total = float(lam.sum())
+    if total <= 0.0:
+        return 0.0
+    p = lam[lam > 0.0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def effective_rank(X: ArrayLike) -> float:
+    """Effective rank of the covariance of ``X``; see :func:`effective_rank_from_eigvals`."""
+    m = _moments(as_embedding_matrix(X))
+    return effective_rank_from_eigvals(covariance_eigvals(m.cov_unit))
+
+
+def pc_share(eigvals: np.ndarray, k: int) -> float:
+    """Share of total variance in the top ``k`` eigenvalues: ``sum_{i<k} lam_i / sum lam``.
+
+    ``k`` larger than D uses all eigenvalues (share 1.0). Zero total variance -> 0.0.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    lam = np.sort(np.clip(np.asarray(eigvals, dtype=np.float64), 0.0, None))[::-1]
+    total = float(lam.sum())
+    if total <= 0.0:
+        return 0.0
+    return float(min(1.0, lam[:k].sum() / total))
+
+
+# --------------------------------------------------------------------------------------------
+# Partition-function isotropy and average cosine
+# --------------------------------------------------------------------------------------------
+
+
+def _partition_isotropy(A: np.ndarray, m: _Moments, eigvecs: np.ndarray) -> float:
+    """Partition isotropy given moments and the eigenvectors (columns) of the covariance."""
+    if m.mean_row_norm_unit <= 0.0:  # all rows identical: every Z(c) = N
+        return 1.0
+    vecs = eigvecs / m.mean_row_norm_unit  # fold the row scaling into the directions
+    d = vecs.shape[1]
+    # Streaming log-sum-exp over rows, for +c (first D entries) and -c (last D entries).
+    run_max = np.full(2 * d, -np.inf)
+    run_sum = np.zeros(2 * d)
+    for z in _centred_unit_chunks(A, m.shift, m.shift_mean, m.scale):
+        s = z @ vecs  # (rows, D): c^T w_i
+        new_max = np.maximum(run_max, np.concatenate([s.max(axis=0), -s.min(axis=0)]))
+        run_sum *= np.exp(run_max - new_max)
+        e = s - new_max[:d]
+        np.exp(e, out=e)
+        run_sum[:d] += e.sum(axis=0)
+        np.negative(s, out=s)
+        s -= new_max[d:]
+        np.exp(s, out=s)
+        run_sum[d:] += s.sum(axis=0)
+        run_max = new_max
+    log_z = run_max + np.log(run_sum)
+    return float(np.exp(log_z.min() - log_z.max()))
+
+
+def partition_isotropy(X: ArrayLike) -> float:
+    """Partition-function isotropy ``I(W) = min_c Z(c) / max_c Z(c)`` (Mu & Viswanath 2018).
+
+    ``Z(c) = sum_i exp(c^T w_i)``, with ``c`` ranging over the unit eigenvectors of ``W^T W`` taken
+    with *both* signs (an eigenvector's sign is arbitrary, so +/-c makes the value deterministic).
+
+    Choice of ``W`` (documented, differs from the paper's raw word vectors): the rows are
+    **mean-centred** and then **scaled so that the average row norm is 1**:
+    ``w_i = (x_i - mean) / mean_j ||x_j - mean||``. This makes I invariant to translation and global
+    scale, keeps ``exp`` in range, and ``W^T W`` has the covariance's eigenvectors (null-space
+    eigenvectors included; they give Z = N). ``log Z`` is computed with a streaming log-sum-exp, so
+    the value is finite for any scale. By Jensen, ``Z(c) >= N`` for centred rows, so I is in (0, 1];
+    I near 1 = isotropic, near 0 = some direction carries large one-sided outliers. If all rows are
+    identical, every Z(c) = N and I = 1.0.
+    """
+    A = as_embedding_matrix(X)
+    m = _moments(A)
+    _, vecs = np.linalg.eigh(m.cov_unit)
+    return _partition_isotropy(A, m, vecs)
+
+
+def avg_cosine(X: ArrayLike) -> float:
+    """Mean cosine similarity over ordered pairs i != j of the *raw* (uncentred) rows.
+
+    With ``u_i = x_i / ||x_i||`` (``u_i = 0`` for a zero row, so it counts as cosine 0 with
+    everything but stays in the pair count): ``sum_{i!=j} u_i.u_j = ||sum_i u_i||^2 -
+    sum_i ||u_i||^2``, divided by ``N (N - 1)``. O(N D) time, no N x N matrix; clipped to [-1, 1].
+    """
+    return _avg_cosine(as_embedding_matrix(X))
+
+
+def _avg_cosine(A: np.ndarray) -> float:
+    """:func:`avg_cosine` on an already validated matrix."""
+    n, d = A.shape
+    u_sum = np.zeros(d)
+    sq_sum = 0.0
+    for chunk in _row_chunks(A):
+        x = chunk.astype(np.float64)
+        peak = np.abs(x).max(axis=1, keepdims=True)  # pre-scale rows: no overflow in the norm
+        peak[peak == 0.0] = 1.0
+        x /= peak
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        nz = norms > 0.0
+        x[nz] /= norms[nz, None]
+        x[~nz] = 0.0
+        u_sum += x.sum(axis=0)
+        sq_sum += float(np.einsum("ij,ij->", x, x))
+    pair_sum = float(u_sum @ u_sum) - sq_sum
+    return float(np.clip(pair_sum / (n * (n - 1)), -1.0, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def report(X: ArrayLike) -> dict[str, float]:
+    """All isotropy measures of ``X`` (N, D) as a flat ``dict[str, float]``; every value is finite.
+
+    Keys: ``n``, ``d``, ``std_mean``, ``std_cv``, ``dead_dims``, ``mean_abs_corr``,
+    ``frac_abs_corr_gt_0_5``, ``isoscore``, ``partition_isotropy``, ``avg_cosine``,
+    ``effective_rank``, ``top1_pc_share``, ``top10_pc_share``.
+
+    * ``std_mean`` / ``std_cv``: mean of the per-dimension population std (ddof=0) over all D dims
+      (dead ones included), and ``std(std) / mean(std)`` (ddof=0; 0.0 when the mean is 0).
+    * ``dead_dims``: number of dims with std <= ``DEAD_RTOL`` * max std (as a float).
+    * ``mean_abs_corr`` / ``frac_abs_corr_gt_0_5``: over off-diagonal pairs i < j of the Pearson
+      correlation among non-dead dims (0.0 when fewer than two are alive).
+    * the rest: see the individual functions; eigenvalues and eigenvectors are computed once.
+
+    Cost: three passes over X (O(N D^2) flops), one D x D eigendecomposition; memory O(D^2 +
+    chunk * D).
+    """
+    A = as_embedding_matrix(X)
+    n, d = A.shape
+    m = _moments(A)
+
+    std = per_dim_std(m.cov_unit)  # in units of m.scale
+    dead = dead_dims_mask(std)
+    std_mean_unit, std_cv = _std_mean_cv(std)
+    corr = correlation_from_cov(m.cov_unit, ~dead)
+    mean_abs, frac_gt = correlation_stats(corr, 0.5)
+
+    evals, evecs = np.linalg.eigh(m.cov_unit)
+    lam = np.clip(evals[::-1], 0.0, None)
+
+    return {
+        "n": float(n),
+        "d": float(d),
+        "std_mean": std_mean_unit * m.scale,
+        "std_cv": std_cv,
+        "dead_dims": float(dead.sum()),
+        "mean_abs_corr": mean_abs,
+        "frac_abs_corr_gt_0_5": frac_gt,
+        "isoscore": isoscore_from_eigvals(lam),
+        "partition_isotropy": _partition_isotropy(A, m, evecs),
+        "avg_cosine": _avg_cosine(A),
+        "effective_rank": effective_rank_from_eigvals(lam),
+        "top1_pc_share": pc_share(lam, 1),
+        "top10_pc_share": pc_share(lam, 10),
+    }

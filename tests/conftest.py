@@ -1,0 +1,128 @@
+"""Shared fixtures: a tiny randomly initialised BERT saved like a pre-trained one, and small
+labelled files with a learnable signal. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CHARS = string.ascii_lowercase + string.digits + ".,!?'-"
+# whole words of the fixtures are single tokens, so a tiny model learns them in a few steps
+POSITIVE = ["good", "great", "fine", "nice", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "weak"]
+FILLER = ["the", "movie", "plot", "cast", "story", "was", "very", "quite", "a", "film"]
+
+
+def write_tiny_bert(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A 2-layer BERT with a character-level WordPiece vocabulary, saved with its tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = POSITIVE + NEGATIVE + FILLER + ["word", "is", "it"]
+    vocab += words + list(CHARS) + ["##" + c for c in CHARS]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(write_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": "pos" if label else "neg"})
+    return rows
+
+
+def pair_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        same = i % 2
+        first = rng.choice(POSITIVE + NEGATIVE)
+        second = first if same else rng.choice([w for w in POSITIVE + NEGATIVE if w != first])
+        rows.append(
+            {"premise": f"the word is {first}", "hypothesis": f"it is {second}", "label": same}
+        )
+    return rows
+
+
+def regression_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rng.randint(0, 5)
+        words = rng.sample(FILLER, 5 - k) + [rng.choice(POSITIVE) for _ in range(k)]
+        rows.append({"text": " ".join(words), "score": float(k)})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> str:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def sentiment_files(tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("sentiment")
+    return {
+        "train": write_csv(d / "train.csv", sentiment_rows(96, 0)),
+        "dev": write_csv(d / "dev.csv", sentiment_rows(32, 1)),
+        "test": write_csv(d / "test.csv", sentiment_rows(32, 2)),
+    }
+
+
+@pytest.fixture(scope="session")
+def pair_files(tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("pairs")
+    return {
+        "train": write_jsonl(d / "train.jsonl", pair_rows(64, 0)),
+        "dev": write_jsonl(d / "dev.jsonl", pair_rows(32, 1)),
+    }
+
+
+@pytest.fixture(scope="session")
+def regression_files(tmp_path_factory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("regression")
+    return {
+        "train": write_csv(d / "train.csv", regression_rows(64, 0)),
+        "dev": write_csv(d / "dev.csv", regression_rows(32, 1)),
+    }
