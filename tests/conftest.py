@@ -126,3 +126,36 @@ def regression_files(tmp_path_factory) -> dict[str, str]:
         "train": write_csv(d / "train.csv", regression_rows(64, 0)),
         "dev": write_csv(d / "dev.csv", regression_rows(32, 1)),
     }
+
+
+def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory) -> str:
+    """SST-2, RTE, STS-B and MNLI in the original GLUE TSV layout, with learnable labels."""
+    root = tmp_path_factory.mktemp("glue")
+    for split, n, seed in (("train", 48, 0), ("dev", 16, 1)):
+        rows = sentiment_rows(n, seed)
+        _write_tsv(root / "SST-2" / f"{split}.tsv", ["sentence", "label"],
+                   [[r["text"], int(r["label"] == "pos")] for r in rows])
+        pairs = pair_rows(n, seed)
+        _write_tsv(root / "RTE" / f"{split}.tsv", ["index", "sentence1", "sentence2", "label"],
+                   [[i, p["premise"], p["hypothesis"],
+                     "entailment" if p["label"] else "not_entailment"]
+                    for i, p in enumerate(pairs)])
+        scores = regression_rows(n, seed)
+        _write_tsv(root / "STS-B" / f"{split}.tsv",
+                   ["index", "genre", "sentence1", "sentence2", "score"],
+                   [[i, "main", r["text"], "a film", r["score"]] for i, r in enumerate(scores)])
+    mnli_header = ["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "gold_label"]
+    labels = ["entailment", "neutral", "contradiction"]
+    for name, n, seed in (("train", 48, 0), ("dev_matched", 12, 1), ("dev_mismatched", 12, 2)):
+        pairs = pair_rows(n, seed)
+        _write_tsv(root / "MNLI" / f"{name}.tsv", mnli_header,
+                   [[i, i, f"{i}n", "fiction", p["premise"], p["hypothesis"], labels[i % 3]]
+                    for i, p in enumerate(pairs)])
+    return str(root)

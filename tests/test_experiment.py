@@ -1,0 +1,80 @@
+"""`isobn experiment` on the tiny model: 2 tasks x 2 norms x 2 seeds, tables, resume, shards."""
+
+import json
+import os
+
+import pytest
+
+from isobn.cli.main import main
+from isobn.experiment import grid, parse_shard
+from isobn.report import aggregate, wilcoxon_p
+from isobn.train import TrainConfig
+
+QUICK = ["--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
+         "--pooling", "cls", "--log-every-steps", "1"]
+
+
+def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
+    out = tmp_path / "exp"
+    argv = ["experiment", "--tasks", "sst2,rte", "--norms", "none,isobn", "--seeds", "1,2",
+            "--data-dir", glue_dir, "--model", tiny_bert, "--out", str(out), *QUICK]
+    assert main(argv) == 0
+    runs = sorted(p.parent for p in out.rglob("metrics.json"))
+    assert len(runs) == 8
+    for name in ("results.json", "results.csv", "results.md"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"] == ["rte", "sst2"] and results["norms"] == ["none", "isobn"]
+    cell = results["cells"]["sst2"]["isobn"]
+    assert cell["n"] == 2 and set(cell) >= {"median", "std", "mean", "best"}
+    assert set(results["average"]) == {"none", "isobn"}
+    assert results["paired_vs_none"]["isobn"]["all"]["n"] == 4
+    table = (out / "results.md").read_text()
+    assert "| isobn |" in table and "Wilcoxon" in table
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 4
+    # a re-run skips every finished run: their files are untouched
+    stamps = {p: os.stat(p / "metrics.json").st_mtime_ns for p in runs}
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert {p: os.stat(p / "metrics.json").st_mtime_ns for p in runs} == stamps
+    # `isobn report` re-renders the same tables
+    (out / "results.md").unlink()
+    assert main(["report", str(out), "--no-figures"]) == 0
+    assert (out / "results.md").read_text() == table
+
+
+def test_shards_partition_the_grid(tmp_path):
+    base = TrainConfig(out=str(tmp_path))
+    configs = grid(base, ["a", "b"], ["none", "isobn"], [1, 2, 3])
+    assert len({c.out for c in configs}) == 12
+    shards = [[c for i, c in enumerate(configs) if i % 3 == k - 1] for k in (1, 2, 3)]
+    assert sorted(c.out for s in shards for c in s) == sorted(c.out for c in configs)
+    assert parse_shard("2/3") == (2, 3)
+
+
+def test_shard_runs_only_its_share(tmp_path, tiny_bert, glue_dir, capsys):
+    out = tmp_path / "exp"
+    argv = ["experiment", "--tasks", "sst2", "--norms", "none,isobn", "--seeds", "1",
+            "--data-dir", glue_dir, "--model", tiny_bert, "--out", str(out), "--shard", "2/2",
+            *QUICK]
+    assert main(argv) == 0
+    assert [p.parent.parent.name for p in out.rglob("metrics.json")] == ["isobn"]
+
+
+def test_aggregate_by_hand():
+    runs = [
+        {"task": "t", "norm": norm, "seed": seed, "main_metric": "accuracy",
+         "dev": {"accuracy": value}}
+        for norm, values in (("none", [0.70, 0.72, 0.74]), ("isobn", [0.71, 0.75, 0.74]))
+        for seed, value in zip((1, 2, 3), values)
+    ]
+    results = aggregate(runs)
+    none = results["cells"]["t"]["none"]
+    assert none["median"] == pytest.approx(72.0) and none["std"] == pytest.approx(2.0)
+    assert none["best"] == pytest.approx(74.0) and none["mean"] == pytest.approx(72.0)
+    paired = results["paired_vs_none"]["isobn"]["tasks"]["t"]
+    assert paired["mean_diff"] == pytest.approx((1 + 3 + 0) / 3)
+    assert paired["wins"] == 2
+    assert wilcoxon_p([0.0, 0.0]) == 1.0 and wilcoxon_p([1.0]) is None
+    # 6 positive differences give the smallest exact two-sided p: 2 / 2**6
+    assert wilcoxon_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64)
