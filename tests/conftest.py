@@ -140,22 +140,36 @@ def glue_dir(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("glue")
     for split, n, seed in (("train", 48, 0), ("dev", 16, 1)):
         rows = sentiment_rows(n, seed)
-        _write_tsv(root / "SST-2" / f"{split}.tsv", ["sentence", "label"],
-                   [[r["text"], int(r["label"] == "pos")] for r in rows])
+        _write_tsv(
+            root / "SST-2" / f"{split}.tsv",
+            ["sentence", "label"],
+            [[r["text"], int(r["label"] == "pos")] for r in rows],
+        )
         pairs = pair_rows(n, seed)
-        _write_tsv(root / "RTE" / f"{split}.tsv", ["index", "sentence1", "sentence2", "label"],
-                   [[i, p["premise"], p["hypothesis"],
-                     "entailment" if p["label"] else "not_entailment"]
-                    for i, p in enumerate(pairs)])
+        _write_tsv(
+            root / "RTE" / f"{split}.tsv",
+            ["index", "sentence1", "sentence2", "label"],
+            [
+                [i, p["premise"], p["hypothesis"], "entailment" if p["label"] else "not_entailment"]
+                for i, p in enumerate(pairs)
+            ],
+        )
         scores = regression_rows(n, seed)
-        _write_tsv(root / "STS-B" / f"{split}.tsv",
-                   ["index", "genre", "sentence1", "sentence2", "score"],
-                   [[i, "main", r["text"], "a film", r["score"]] for i, r in enumerate(scores)])
+        _write_tsv(
+            root / "STS-B" / f"{split}.tsv",
+            ["index", "genre", "sentence1", "sentence2", "score"],
+            [[i, "main", r["text"], "a film", r["score"]] for i, r in enumerate(scores)],
+        )
     mnli_header = ["index", "promptID", "pairID", "genre", "sentence1", "sentence2", "gold_label"]
     labels = ["entailment", "neutral", "contradiction"]
     for name, n, seed in (("train", 48, 0), ("dev_matched", 12, 1), ("dev_mismatched", 12, 2)):
         pairs = pair_rows(n, seed)
-        _write_tsv(root / "MNLI" / f"{name}.tsv", mnli_header,
-                   [[i, i, f"{i}n", "fiction", p["premise"], p["hypothesis"], labels[i % 3]]
-                    for i, p in enumerate(pairs)])
+        _write_tsv(
+            root / "MNLI" / f"{name}.tsv",
+            mnli_header,
+            [
+                [i, i, f"{i}n", "fiction", p["premise"], p["hypothesis"], labels[i % 3]]
+                for i, p in enumerate(pairs)
+            ],
+        )
     return str(root)

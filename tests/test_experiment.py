@@ -10,14 +10,40 @@ from isobn.experiment import grid, parse_shard
 from isobn.report import aggregate, wilcoxon_p
 from isobn.train import TrainConfig
 
-QUICK = ["--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
-         "--pooling", "cls", "--log-every-steps", "1"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--max-length",
+    "24",
+    "--lr",
+    "1e-3",
+    "--pooling",
+    "cls",
+    "--log-every-steps",
+    "1",
+]
 
 
 def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
     out = tmp_path / "exp"
-    argv = ["experiment", "--tasks", "sst2,rte", "--norms", "none,isobn", "--seeds", "1,2",
-            "--data-dir", glue_dir, "--model", tiny_bert, "--out", str(out), *QUICK]
+    argv = [
+        "experiment",
+        "--tasks",
+        "sst2,rte",
+        "--norms",
+        "none,isobn",
+        "--seeds",
+        "1,2",
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_bert,
+        "--out",
+        str(out),
+        *QUICK,
+    ]
     assert main(argv) == 0
     runs = sorted(p.parent for p in out.rglob("metrics.json"))
     assert len(runs) == 8
@@ -54,17 +80,37 @@ def test_shards_partition_the_grid(tmp_path):
 
 def test_shard_runs_only_its_share(tmp_path, tiny_bert, glue_dir, capsys):
     out = tmp_path / "exp"
-    argv = ["experiment", "--tasks", "sst2", "--norms", "none,isobn", "--seeds", "1",
-            "--data-dir", glue_dir, "--model", tiny_bert, "--out", str(out), "--shard", "2/2",
-            *QUICK]
+    argv = [
+        "experiment",
+        "--tasks",
+        "sst2",
+        "--norms",
+        "none,isobn",
+        "--seeds",
+        "1",
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_bert,
+        "--out",
+        str(out),
+        "--shard",
+        "2/2",
+        *QUICK,
+    ]
     assert main(argv) == 0
     assert [p.parent.parent.name for p in out.rglob("metrics.json")] == ["isobn"]
 
 
 def test_aggregate_by_hand():
     runs = [
-        {"task": "t", "norm": norm, "seed": seed, "main_metric": "accuracy",
-         "dev": {"accuracy": value}}
+        {
+            "task": "t",
+            "norm": norm,
+            "seed": seed,
+            "main_metric": "accuracy",
+            "dev": {"accuracy": value},
+        }
         for norm, values in (("none", [0.70, 0.72, 0.74]), ("isobn", [0.71, 0.75, 0.74]))
         for seed, value in zip((1, 2, 3), values)
     ]

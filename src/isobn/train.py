@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -32,6 +33,7 @@ from isobn.model import (
     ModelConfig,
     SequenceClassifier,
     build_model,
+    load_encoder_config,
     load_tokenizer,
     save_checkpoint,
 )
@@ -39,6 +41,10 @@ from isobn.model import (
 logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
 STATE_FILE = "trainer_state.json"
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss became NaN or infinite: a one-line CLI error (a UserError) naming the fix."""
 
 
 @dataclass
@@ -97,6 +103,23 @@ class TrainConfig:
             if value is not None and value < 1:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(f"{flag} must be a positive integer, got {value}")
+        if self.log_every_steps < 1:
+            raise UserError(
+                f"--log-every-steps must be a positive integer, got {self.log_every_steps}"
+            )
+        if self.isotropy_examples < 0:
+            raise UserError(
+                f"--isotropy-examples must be >= 0 (0: no isotropy), got {self.isotropy_examples}"
+            )
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
+        for name, flag in (
+            ("learning_rate", "--lr"),
+            ("weight_decay", "--weight-decay"),
+            ("isobn_beta", "--isobn-beta"),
+        ):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{flag} must be a finite number, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise UserError(f"--lr must be > 0, got {self.learning_rate}")
         if self.weight_decay < 0:
@@ -121,6 +144,8 @@ class TrainConfig:
             raise UserError(
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
             )
+        if self.precision == "fp16" and self.cpu:
+            raise UserError("fp16 needs a GPU: drop --cpu or use --precision bf16 or fp32")
         if self.train_file or self.dev_file:
             if not (self.train_file and self.dev_file):
                 raise UserError("generic files need both --train FILE and --dev FILE")
@@ -304,6 +329,25 @@ def _check_writable(out: Path) -> None:
         ) from None
 
 
+def _check_max_length(cfg: TrainConfig, tokenizer, encoder_config, pairs: bool) -> None:
+    """--max-length must leave room for text and fit the encoder's position embeddings."""
+    minimum = tokenizer.num_special_tokens_to_add(pair=pairs) + (2 if pairs else 1)
+    if cfg.max_length < minimum:
+        raise UserError(
+            f"--max-length {cfg.max_length} leaves no room for text after the special tokens; "
+            f"use --max-length {minimum} or more"
+        )
+    limits = [getattr(encoder_config, "max_position_embeddings", None)]
+    if tokenizer.model_max_length < 1_000_000:  # tokenizers without a limit say ~1e30
+        limits.append(tokenizer.model_max_length)
+    limits = [limit for limit in limits if isinstance(limit, int) and limit > 0]
+    if limits and cfg.max_length > min(limits):
+        raise UserError(
+            f"--max-length {cfg.max_length} exceeds the {min(limits)} positions of {cfg.model}; "
+            f"use --max-length {min(limits)} or less"
+        )
+
+
 def train(cfg: TrainConfig) -> dict:
     """Fine-tune, evaluating on dev and keeping the best checkpoint; returns metrics.json."""
     from accelerate import Accelerator
@@ -313,26 +357,38 @@ def train(cfg: TrainConfig) -> dict:
 
     cfg.validate()
     out = Path(cfg.out)
+    if (out / "metrics.json").is_file():
+        if cfg.resume:
+            logger.info("%s is finished already (metrics.json exists)", out)
+            return json.loads((out / "metrics.json").read_text())
+        # a fresh run would truncate log.jsonl and replace best/ of the finished one
+        raise UserError(
+            f"{out} holds a finished run (metrics.json): choose another --out, "
+            "or pass --resume to reuse its result"
+        )
     _check_writable(out)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
-        cpu=cfg.cpu,
+        # accelerate runs several CPU processes (gloo) only when told to use the CPU
+        cpu=cfg.cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", 1)) > 1),
     )
     if cfg.precision == "fp16" and accelerator.device.type == "cpu":
         raise UserError("fp16 needs a GPU: use --precision bf16 or fp32 on the CPU")
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
 
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)  # model errors first: cheap
     task = load_run_task(cfg)
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if len(task.splits["train"]) < 2:
+        raise UserError("the training split has fewer than 2 rows: give more training data")
+    pairs = any(e.text_pair is not None for e in task.splits["train"])
+    _check_max_length(cfg, tokenizer, load_encoder_config(cfg.model, cfg.trust_remote_code), pairs)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = {
         name: encode(examples, tokenizer, cfg.max_length, task.regression)
         for name, examples in task.splits.items()
     }
     train_split = encoded["train"]
-    if len(train_split) < 2:
-        raise UserError("the training split has fewer than 2 rows: give more training data")
 
     set_seed(cfg.seed)  # before the head is initialised
     model = build_model(model_config_for(cfg, task), cfg.trust_remote_code)
@@ -366,11 +422,10 @@ def train(cfg: TrainConfig) -> dict:
         "step_seconds": 0.0,
         "samples": 0,
         "stopped_early": False,
+        "running_loss": 0.0,  # sum of micro-batch losses since the last log line
+        "running_count": 0,
     }
     last_dir = ckpt.resolve_directory(out / "last") if cfg.resume else None
-    if cfg.resume and (out / "metrics.json").exists():
-        logger.info("%s is finished already (metrics.json exists)", out)
-        return json.loads((out / "metrics.json").read_text())
     if last_dir is not None:
         from safetensors.torch import load_file
 
@@ -451,7 +506,8 @@ def train(cfg: TrainConfig) -> dict:
             leave=False,
             dynamic_ncols=True,
         )
-        running_loss, running_count = 0.0, 0
+        if state["micro_step"] == 0:
+            state["running_loss"], state["running_count"] = 0.0, 0
         for micro in range(state["micro_step"], len(mine)):
             tick = time.perf_counter()
             batch = collate(train_split, mine[micro], pad_id)
@@ -463,13 +519,13 @@ def train(cfg: TrainConfig) -> dict:
                 logits = model(**batch).logits
                 loss = compute_loss(logits, labels, task.regression)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise NonFiniteLossError(
                         f"non-finite loss {loss.item()} at epoch {epoch} step "
                         f"{state['global_step']}: lower --lr or use --precision fp32"
                     )
                 accelerator.backward(loss / cfg.grad_accum)
-            running_loss += loss.item()
-            running_count += 1
+            state["running_loss"] += loss.item()
+            state["running_count"] += 1
             state["samples"] += len(labels) * world
             state["micro_step"] = micro + 1
             progress.update(1)
@@ -484,7 +540,7 @@ def train(cfg: TrainConfig) -> dict:
                 continue
             step = state["global_step"]
             if step % cfg.log_every_steps == 0:
-                mean_loss = running_loss / max(running_count, 1)
+                mean_loss = state["running_loss"] / max(state["running_count"], 1)
                 log.write(
                     step=step,
                     epoch=epoch + (micro + 1) / len(mine),
@@ -492,7 +548,7 @@ def train(cfg: TrainConfig) -> dict:
                     lr=scheduler.get_last_lr()[0],
                 )
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
-                running_loss, running_count = 0.0, 0
+                state["running_loss"], state["running_count"] = 0.0, 0
             at_end = micro + 1 == len(mine)
             if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and not at_end:
                 state["train_seconds"] = time.perf_counter() - started

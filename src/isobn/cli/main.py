@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from isobn.errors import UserError
@@ -52,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # under torchrun / accelerate launch only rank 0 speaks
+    is_main_process = os.environ.get("RANK", "0") == "0"
+    logging.basicConfig(
+        level=logging.INFO if is_main_process else logging.WARNING, format="%(message)s"
+    )
     try:
         return int(args.run(args) or 0)
     except UserError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from isobn.cli.options import (
     add_data_options,
@@ -36,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from isobn.train import TrainConfig, train
 
     result = train(TrainConfig(**config_values(args)))
-    print(json.dumps(result, indent=2))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result, indent=2))
     return 0
