@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -89,8 +91,21 @@ def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
 
 
 def rng_state() -> dict[str, torch.Tensor]:
-    """This process's torch CPU (and CUDA) generator states; data order needs none (seeded)."""
-    states = {"cpu": torch.get_rng_state()}
+    """This process's torch CPU (and CUDA), numpy and python generator states (all that
+    accelerate's set_seed seeds); data order needs none (a pure function of seed and epoch)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    assert kind == "MT19937", kind
+    version, python_state, python_gauss = random.getstate()
+    states = {
+        "cpu": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)),  # (624,) uint32 values
+        "numpy_pos": torch.tensor([position, has_gauss], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([gauss], dtype=torch.float64),
+        "python": torch.tensor(python_state, dtype=torch.int64),  # (625,) uint32 values
+        "python_meta": torch.tensor(
+            [version, python_gauss is not None, python_gauss or 0.0], dtype=torch.float64
+        ),
+    }
     if torch.cuda.is_available():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             states[f"cuda{i}"] = state
@@ -110,6 +125,14 @@ def load_rng(directory: Path, rank: int) -> None:
     mine = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if "cpu" in mine:
         torch.set_rng_state(mine["cpu"])
+    if "numpy_keys" in mine:  # absent in checkpoints of older versions
+        position, has_gauss = (int(v) for v in mine["numpy_pos"])
+        keys = mine["numpy_keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, position, has_gauss, float(mine["numpy_gauss"][0])))
+    if "python" in mine:
+        version, has_gauss, gauss = mine["python_meta"].tolist()
+        python_state = tuple(int(v) for v in mine["python"])
+        random.setstate((int(version), python_state, gauss if has_gauss else None))
     cuda = [mine[k] for k in sorted(mine) if k.startswith("cuda")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)

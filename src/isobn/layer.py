@@ -131,6 +131,10 @@ class IsoBN(nn.Module):
         if self.training:
             self.update_running_stats(x.reshape(-1, self.num_features))
         scale = self.scale().detach()  # (D,)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # a dimension with a tiny std can have a scale beyond the fp16 range (inf, then
+            # 0 * inf = nan) while its product with x is small: multiply in float32
+            return (x.float() * scale.float()).to(x.dtype)
         return x * scale.to(x.dtype)
 
     def extra_repr(self) -> str:

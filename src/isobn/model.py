@@ -76,35 +76,69 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name)
+    local = os.path.isdir(path)
+    fix = (
+        "the directory needs tokenizer files (save them with tokenizer.save_pretrained)"
+        if local
+        else "pass `minilm`, a local model directory, or a hub name with a network connection"
+    )
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as error:
         raise UserError(
-            f"cannot load a tokenizer for {name}: {_first_line(error)}; "
-            "the directory needs tokenizer files (save them with tokenizer.save_pretrained)"
+            f"cannot load a tokenizer for {name}: {_first_line(error)}; {fix}"
         ) from None
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        # recent transformers build an empty tokenizer from config.json alone: every word [UNK]
+        if local:
+            fix = "save them there with tokenizer.save_pretrained"
+        raise UserError(
+            f"no tokenizer files for {name} (no vocabulary: every word is [UNK]); {fix}"
+        )
+    return tokenizer
 
 
 def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = True) -> nn.Module:
     """A pre-trained HF encoder (AutoModel); with weights=False only its architecture."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     path = resolve_model_path(name)
-    try:
-        if weights:
-            return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if not weights:
+        config = load_encoder_config(name, trust_remote_code)
         return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    try:
+        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        raise UserError(
-            f"cannot load model {name}: {_first_line(error)}; pass a local model directory, "
-            "`minilm`, or a hub name with a network connection"
-        ) from None
+        if os.path.isdir(path):
+            raise UserError(
+                f"cannot load model {name}: {_first_line(error)}; the directory needs the "
+                "weights (model.safetensors, as written by save_pretrained)"
+            ) from None
+        raise _model_error(name, error) from None
+
+
+def load_encoder_config(name: str, trust_remote_code: bool = False):
+    """The encoder's HF config (AutoConfig), without loading weights."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            resolve_model_path(name), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise _model_error(name, error) from None
+
+
+def _model_error(name: str, error: Exception) -> UserError:
+    return UserError(
+        f"cannot load model {name}: {_first_line(error)}; pass a local model directory, "
+        "`minilm`, or a hub name with a network connection"
+    )
 
 
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return text[0].rstrip(".") if text else type(error).__name__
 
 
 def build_norm(config: ModelConfig, hidden: int) -> nn.Module:

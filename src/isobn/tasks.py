@@ -663,6 +663,10 @@ def _file_records(
 ) -> list[_FileRecord]:
     """Rows of one user file as ``(where, text, text_pair, raw_label)``, validated."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a file; pass the path of a data file")
+    if not path.exists():
+        raise UserError(f"file not found: {path}; check the path")
     if suffix not in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
         raise UserError(
             f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl"
@@ -758,7 +762,10 @@ def _parse_json_rows(path: Path, text: str, suffix: str) -> list[tuple[str, dict
             located.append((f"{path} line {number}", item))
     for where, item in located:
         if not isinstance(item, dict):
-            raise UserError(f"{where}: expected a JSON object {{...}}, got {type(item).__name__}")
+            raise UserError(
+                f"{where}: expected a JSON object {{...}}, got {type(item).__name__}; write one "
+                'object per row, e.g. {"text": "...", "label": "..."}'
+            )
     return located
 
 

@@ -519,6 +519,7 @@ def train(cfg: TrainConfig) -> dict:
                 logits = model(**batch).logits
                 loss = compute_loss(logits, labels, task.regression)
                 if not torch.isfinite(loss):
+                    progress.close()  # clears the bar: the error gets a line of its own
                     raise NonFiniteLossError(
                         f"non-finite loss {loss.item()} at epoch {epoch} step "
                         f"{state['global_step']}: lower --lr or use --precision fp32"

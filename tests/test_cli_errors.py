@@ -1,0 +1,298 @@
+"""Bad input through `isobn train`: one line on stderr naming the problem and the fix, exit 2,
+no traceback; and a failing re-invocation loses nothing of a finished run.
+
+Most cases call isobn.cli.main.main in-process (a subprocess costs seconds of imports); a few
+run `python -m isobn.cli.main` for real, in parallel, to check the actual stderr and exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import sentiment_rows, write_csv, write_jsonl
+
+from isobn.cli.main import main
+
+QUICK = ["--max-length", "16", "--epochs", "1", "--batch-size", "8", "--pooling", "cls"]
+ERROR = "isobn train: error: "
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_bert) -> dict[str, str]:
+    """Good and bad data files, and broken model directories, by name."""
+    d = tmp_path_factory.mktemp("bad-input")
+    rows = sentiment_rows(16, 0)
+
+    def text(name: str, content: str) -> str:
+        (d / name).write_text(content)
+        return str(d / name)
+
+    no_tokenizer = d / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(tiny_bert) / name, no_tokenizer / name)
+    no_weights = shutil.copytree(tiny_bert, d / "no-weights")
+    (no_weights / "model.safetensors").unlink()
+    (d / "no-config").mkdir()
+    (d / "a-file").write_text("not a directory\n")
+    (d / "latin1.csv").write_bytes("text,label\ncafé good,pos\nbad,neg\n".encode("latin-1"))
+    return {
+        "train": write_csv(d / "train.csv", rows),
+        "dev": write_csv(d / "dev.csv", sentiment_rows(8, 1)),
+        "empty": text("empty.csv", ""),
+        "header_only": text("header.csv", "text,label\n"),
+        "unclosed_quote": text("quote.csv", 'text,label\n"the movie,pos\nbad,neg\n'),
+        "bad_json": text("bad.jsonl", '{"text": "good", "label": "pos"}\n{"text": "bad",\n'),
+        "json_list": text("list.jsonl", '["good", "pos"]\n'),
+        "txt": text("data.txt", "text,label\ngood,pos\n"),
+        "wrong_columns": text("columns.csv", "sentence,y\ngood,pos\nbad,neg\n"),
+        "no_label_key": text("nolabel.jsonl", '{"text": "good", "label": "pos"}\n{"text": "x"}\n'),
+        "empty_text": text("emptytext.csv", "text,label\ngood,pos\n  ,neg\n"),
+        "null_text": text("null.jsonl", '{"text": null, "label": "pos"}\n'),
+        "empty_label": text("emptylabel.csv", "text,label\ngood,pos\nbad,\n"),
+        "mixed_labels": write_jsonl(
+            d / "mixed.jsonl", [{"text": "good", "label": 1}, {"text": "bad", "label": "neg"}]
+        ),
+        "unseen_dev": text("unseen.csv", "text,label\ngood,pos\nfine,maybe\n"),
+        "latin1": str(d / "latin1.csv"),
+        "one_class": text("oneclass.csv", "text,label\ngood,pos\nfine,pos\n"),
+        "duplicate_header": text("dup.csv", "text,text,label\na,b,pos\n"),
+        "no_tokenizer": str(no_tokenizer),
+        "no_config": str(d / "no-config"),
+        "no_weights": str(no_weights),
+        "a_file": str(d / "a-file"),
+        "dir": str(d),
+    }
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def train_argv(files, tiny_bert, out, train="train", dev="dev", *extra) -> list[str]:
+    argv = ["train", "--out", str(out), "--model", tiny_bert, *QUICK, *extra]
+    if train:
+        argv += ["--train", files.get(train, train)]
+    if dev:
+        argv += ["--dev", files.get(dev, dev)]
+    return argv
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str, prefix: str = ERROR) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(prefix), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# (id, train file, dev file, extra arguments, fragments of the message: the problem and the fix)
+CASES = [
+    # data files
+    ("missing-file", "/nonexistent/train.csv", "dev", [], ["file not found", "check the path"]),
+    ("empty-file", "empty", "dev", [], ["is empty", "header row"]),
+    ("header-only", "header_only", "dev", [], ["only a header", "add rows"]),
+    ("unclosed-quote", "unclosed_quote", "dev", [], ["fields but the header has", "unclosed"]),
+    ("malformed-jsonl", "bad_json", "dev", [], ["line 2: invalid JSON", "fix the line"]),
+    ("jsonl-not-object", "json_list", "dev", [], ["JSON object {...}, got list", "per row"]),
+    ("unsupported-type", "txt", "dev", [], ["unsupported file type '.txt'", ".jsonl"]),
+    ("directory-as-file", "dir", "dev", [], ["is a directory", "pass the path of a data file"]),
+    ("wrong-columns", "wrong_columns", "dev", [], ["no column 'text'", "sentence, y"]),
+    ("missing-label-column", "train", "dev", ["--label-column", "y"], ["no column 'y'"]),
+    ("row-without-label", "no_label_key", "dev", [], ["line 2: no column 'label'"]),
+    ("empty-text", "empty_text", "dev", [], ["line 3: empty text", "fill or drop the row"]),
+    ("null-text", "null_text", "dev", [], ["holds null, not text", "fix or drop the row"]),
+    ("empty-label", "empty_label", "dev", [], ["line 3: empty label", "fill or drop the row"]),
+    ("mixed-label-types", "mixed_labels", "dev", [], ["mixed label types", "one kind of label"]),
+    ("unseen-dev-label", "train", "unseen_dev", [], ["'maybe' does not occur", "fix the label"]),
+    ("not-utf8", "latin1", "dev", [], ["not valid UTF-8 (byte 0xe9 on line 2)", "iconv"]),
+    ("one-class", "one_class", "dev", [], ["every training label is 'pos'", "two classes"]),
+    ("duplicate-header", "duplicate_header", "dev", [], ["'text' appears twice", "rename"]),
+    ("regression-text-labels", "train", "dev", ["--regression"], ["is not a number"]),
+    ("train-without-dev", "train", None, [], ["need both --train FILE and --dev FILE"]),
+    ("too-few-rows", "train", "dev", ["--max-train", "1"], ["fewer than 2 rows"]),
+    # numbers
+    ("negative-lr", "train", "dev", ["--lr", "-0.001"], ["--lr must be > 0"]),
+    ("infinite-lr", "train", "dev", ["--lr", "inf"], ["--lr must be a finite number"]),
+    ("nan-lr", "train", "dev", ["--lr", "nan"], ["--lr must be"]),
+    ("lr-not-a-number", "train", "dev", ["--lr", "abc"], ["--lr: invalid float value", "--help"]),
+    ("zero-batch-size", "train", "dev", ["--batch-size", "0"], ["--batch-size must be a positive"]),
+    ("zero-momentum", "train", "dev", ["--isobn-momentum", "0"], ["must be in (0, 1], got 0.0"]),
+    ("momentum-above-1", "train", "dev", ["--isobn-momentum", "1.5"], ["must be in (0, 1]"]),
+    ("negative-beta", "train", "dev", ["--isobn-beta", "-0.5"], ["--isobn-beta must be >= 0"]),
+    ("nan-beta", "train", "dev", ["--isobn-beta", "nan"], ["--isobn-beta must be a finite"]),
+    ("zero-epochs", "train", "dev", ["--epochs", "0"], ["--epochs must be a positive integer"]),
+    ("nan-weight-decay", "train", "dev", ["--weight-decay", "nan"], ["--weight-decay must be a"]),
+    ("negative-weight-decay", "train", "dev", ["--weight-decay", "-0.1"], ["must be >= 0"]),
+    ("zero-max-grad-norm", "train", "dev", ["--max-grad-norm", "0"], ["--max-grad-norm must be"]),
+    ("negative-isotropy", "train", "dev", ["--isotropy-examples", "-1"], ["must be >= 0"]),
+    ("warmup-ratio-1", "train", "dev", ["--warmup-ratio", "1"], ["must be in [0, 1), got 1.0"]),
+    ("dropout-1", "train", "dev", ["--dropout", "1"], ["--dropout must be in [0, 1)"]),
+    ("negative-seed", "train", "dev", ["--seed", "-1"], ["--seed must be in [0, 2**32 - 1]"]),
+    ("zero-log-every", "train", "dev", ["--log-every-steps", "0"], ["--log-every-steps must be"]),
+    ("max-length-1", "train", "dev", ["--max-length", "1"], ["leaves no room", "--max-length 3"]),
+    ("max-length-5000", "train", "dev", ["--max-length", "5000"], ["exceeds the 256 positions"]),
+    ("fp16-on-cpu", "train", "dev", ["--precision", "fp16", "--cpu"], ["fp16 needs a GPU"]),
+    # names
+    ("unknown-task", None, None, ["--task", "nope"], ["unknown task 'nope'", "sst2"]),
+    ("unknown-norm", "train", "dev", ["--norm", "nope"], ["--norm: invalid choice: 'nope'"]),
+    ("unknown-pooling", "train", "dev", ["--pooling", "nope"], ["--pooling: invalid choice"]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, files, tiny_bert, tmp_path, capsys):
+    _, train, dev, extra, fragments = case
+    argv = train_argv(files, tiny_bert, tmp_path / "out", train, dev, *extra)
+    code, out, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert out == ""
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "model, fragments",
+    [
+        ("/nonexistent/model", ["model directory /nonexistent/model does not exist"]),
+        (
+            "no_tokenizer",
+            ["no tokenizer files for", "save them there with tokenizer.save_pretrained"],
+        ),
+        ("no_config", ["not a Hugging Face model directory (no config.json)"]),
+        ("no_weights", ["no file named model.safetensors", "the directory needs the weights"]),
+        ("no-such-org/no-such-model", ["network connection"]),  # the tests run offline
+    ],
+    ids=["missing-dir", "no-tokenizer", "no-config", "no-weights", "unreachable-hub-name"],
+)
+def test_bad_model(model, fragments, files, tmp_path, capsys):
+    argv = ["train", "--out", str(tmp_path / "out"), "--model", files.get(model, model)]
+    argv += ["--train", files["train"], "--dev", files["dev"], *QUICK]
+    assert_one_line_error(*run_cli(argv, capsys)[::2], *fragments)
+
+
+def test_unwritable_out(files, tiny_bert, capsys):
+    out = Path(files["a_file"]) / "run"  # under a regular file: no directory can be made
+    code, _, err = run_cli(train_argv(files, tiny_bert, out), capsys)
+    assert_one_line_error(code, err, "cannot write to output directory", "choose a writable --out")
+
+
+def test_diverging_loss_is_one_line(files, tiny_bert, tmp_path, capsys):
+    argv = train_argv(files, tiny_bert, tmp_path, "train", "dev", "--lr", "1e30")
+    code, _, err = run_cli(argv, capsys)
+    # training had started (progress bars, cleared with carriage returns): the error is the
+    # last line, a line of its own
+    assert "Traceback" not in err and err.endswith("\n")
+    shown = err.rstrip("\n").split("\n")[-1].split("\r")[-1]
+    assert_one_line_error(code, shown, "non-finite loss nan", "lower --lr")
+
+
+def test_missing_out_is_an_argparse_error(files, tiny_bert, capsys):
+    code, _, err = run_cli(["train", "--model", tiny_bert, "--train", files["train"]], capsys)
+    assert_one_line_error(code, err, "the following arguments are required: --out")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_bert, files) -> Path:
+    """A finished run whose training file has a 200,000-character line (it must succeed)."""
+    d = tmp_path_factory.mktemp("finished")
+    rows = sentiment_rows(16, 0)
+    rows[3]["text"] = ("good movie " * 20_000)[:200_000]
+    train = write_csv(d / "long.csv", rows)
+    out = d / "run"
+    argv = ["train", "--out", str(out), "--model", tiny_bert, "--train", train]
+    argv += ["--dev", files["dev"], *QUICK, "--save-every-steps", "1"]
+    assert main(argv) == 0
+    return out
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_very_long_line_trains(finished_run):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["dev"]["accuracy"] >= 0.0 and (finished_run / "best").is_dir()
+
+
+def test_failing_reinvocation_keeps_a_finished_run(finished_run, files, tiny_bert, capsys):
+    before = snapshot(finished_run)
+    config = json.loads((finished_run / "config.json").read_text())
+    same = ["--train", config["train_file"], "--dev", config["dev_file"]]
+    base = ["train", "--out", str(finished_run), "--model", tiny_bert, *QUICK]
+    for extra, fragment in [
+        (["--lr", "-1", *same], "--lr must be > 0"),
+        (["--train", files["latin1"], "--dev", files["dev"], "--resume"], None),
+        (same, "holds a finished run (metrics.json)"),  # a fresh run would overwrite it
+        (["--train", files["latin1"], "--dev", files["dev"]], "holds a finished run"),
+    ]:
+        code, out, err = run_cli(base + extra, capsys)
+        if fragment is None:  # --resume into a finished run: its result, nothing rerun
+            assert code == 0 and json.loads(out)["dev"] == config_dev(finished_run)
+        else:
+            assert_one_line_error(code, err, fragment)
+    assert snapshot(finished_run) == before
+
+
+def config_dev(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())["dev"]
+
+
+def _experiment_registered(capsys) -> bool:
+    assert main([]) == 0  # `isobn` alone prints the help
+    return "experiment" in capsys.readouterr().out
+
+
+def test_malformed_shard(capsys):
+    if not _experiment_registered(capsys):
+        pytest.skip("`isobn experiment` is not registered in this build")
+    for shard, fragment in [("3/2", "K must be between 1 and N"), ("x", "malformed --shard")]:
+        code, _, err = run_cli(["experiment", "--out", "unused", "--shard", shard], capsys)
+        assert_one_line_error(code, err, fragment, prefix="isobn experiment: error: ")
+
+
+def test_real_subprocesses(files, tiny_bert, tmp_path, capsys):
+    """A few cases through `python -m isobn.cli.main`: the real stderr and exit status."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="ignore")
+    cases = {
+        "argparse": (train_argv(files, tiny_bert, tmp_path / "a", "train", "dev", "--norm", "x"),
+                     "--norm: invalid choice"),
+        "data": (train_argv(files, tiny_bert, tmp_path / "c", "latin1", "dev"),
+                 "not valid UTF-8"),
+        "model": (train_argv(files, files["no_tokenizer"], tmp_path / "d"),
+                  "no tokenizer files for"),
+    }  # fmt: skip
+    if _experiment_registered(capsys):
+        shard = ["experiment", "--out", str(tmp_path / "e"), "--shard", "3/2"]
+        cases["shard"] = (shard, "K must be between 1 and N")
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "isobn.cli.main", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name, (argv, _) in cases.items()
+    }
+    for name, process in processes.items():
+        _, err = process.communicate(timeout=300)
+        prefix = f"isobn {cases[name][0][0]}: error: "
+        assert_one_line_error(process.returncode, err, cases[name][1], prefix=prefix)
