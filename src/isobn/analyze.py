@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from isobn import isotropy
+from isobn.checkpoint import ensure_writable_directory
 from isobn.errors import UserError
 
 __all__ = [
@@ -176,24 +177,6 @@ class ModelEmbeddings:
     norm_pooling: str | None = None  # the pooling the norm was trained on
 
 
-def _pool(out, attention_mask, pooling: str):
-    """Pooled (B, H) embedding from an encoder output, as SequenceClassifier.pool does."""
-    if pooling == "pooler":
-        if getattr(out, "pooler_output", None) is None:
-            raise UserError("the encoder returned no pooler output: use --pooling cls or mean")
-        return out.pooler_output
-    hidden = out.last_hidden_state  # (B, T, H)
-    return _pool_hidden(hidden, attention_mask, pooling)
-
-
-def _pool_hidden(hidden, attention_mask, pooling: str):
-    """[CLS] (first token) or masked mean of hidden states (B, T, H) -> (B, H)."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-
-
 def _has_pooler(encoder) -> bool:
     return getattr(encoder, "pooler", None) is not None
 
@@ -248,7 +231,13 @@ def embed(
     from tqdm.auto import tqdm
 
     from isobn.data import collate, encode, sorted_batches
-    from isobn.model import load_checkpoint, load_encoder, load_tokenizer
+    from isobn.model import (
+        load_checkpoint,
+        load_encoder,
+        load_tokenizer,
+        pool_hidden,
+        pool_output,
+    )
 
     norm_module, norm, trained = None, None, None
     if source.checkpoint:
@@ -282,7 +271,7 @@ def embed(
             batch = {k: v.to(device) for k, v in batch.items()}
             out = encoder(**batch, output_hidden_states=with_layers)
             for p in poolings:
-                vectors = _pool(out, batch["attention_mask"], p)  # (B, H)
+                vectors = pool_output(out, batch["attention_mask"], p)  # (B, H)
                 pooled[p][indices] = vectors.float().cpu().numpy()
                 if p == trained and "normed" in pooled:
                     pooled["normed"][indices] = norm_module(vectors).float().cpu().numpy()
@@ -292,7 +281,7 @@ def embed(
                         key = f"{p}/{i}"
                         if key not in layer_rows:
                             layer_rows[key] = np.zeros((n, hidden_size), np.float32)
-                        vectors = _pool_hidden(hidden, batch["attention_mask"], p)
+                        vectors = pool_hidden(hidden, batch["attention_mask"], p)
                         layer_rows[key][indices] = vectors.float().cpu().numpy()
     by_layer: dict[str, list[np.ndarray]] = {}
     if with_layers:
@@ -443,19 +432,6 @@ def load_examples(cfg: AnalysisConfig):
 # Orchestration
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(
-            f"cannot write to output directory {out}: {error.strerror or error}; "
-            "choose a writable --out"
-        ) from None
-
-
 def _default_pooling(sources: list[ModelSource]) -> str:
     """The pooling of the first checkpoint compared, else the HF pooler."""
     from isobn.model import MODEL_CONFIG_FILE
@@ -473,7 +449,7 @@ def analyze(cfg: AnalysisConfig) -> dict:
 
     cfg.validate()
     out = Path(cfg.out)
-    _check_writable(out)
+    ensure_writable_directory(out)
     sources = [parse_model_spec(spec) for spec in cfg.models]
     labels = [s.label for s in sources]
     duplicated = sorted({x for x in labels if labels.count(x) > 1})

@@ -18,6 +18,22 @@ OPTIMIZER_GROUPS = "optimizer.json"
 RNG_FILE = "rng.safetensors"
 
 
+def ensure_writable_directory(out: Path) -> None:
+    """Create `out` and prove it writable before any work starts; one-line UserError if not."""
+    from isobn.errors import UserError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"cannot write to output directory {out}: {error.strerror or error}; "
+            "choose a writable --out"
+        ) from None
+
+
 def write_directory_atomically(target: str | Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a fresh temporary directory, then swap it in for `target`.
 

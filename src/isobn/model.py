@@ -157,6 +157,24 @@ def build_norm(config: ModelConfig, hidden: int) -> nn.Module:
     return nn.LayerNorm(hidden)
 
 
+def pool_hidden(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """[CLS] (first token) or masked mean of hidden states (B, T, H) -> (B, H)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def pool_output(out, attention_mask: Tensor, pooling: str) -> Tensor:
+    """Pooled (B, H) embedding of an HF encoder output: `pooler_output`, [CLS] or mean."""
+    if pooling == "pooler":
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            raise UserError("the encoder has no pooler: use --pooling cls or --pooling mean")
+        return pooled
+    return pool_hidden(out.last_hidden_state, attention_mask, pooling)
+
+
 @dataclass
 class ClassifierOutput:
     logits: Tensor  # (B, num_labels)
@@ -187,18 +205,7 @@ class SequenceClassifier(nn.Module):
     def pool(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs) -> Tensor:
         """Pooled embedding (B, H) of token ids (B, T)."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
-        if self.config.pooling == "pooler":
-            pooled = getattr(out, "pooler_output", None)
-            if pooled is None:
-                raise UserError(
-                    f"{self.config.encoder} has no pooler: use --pooling cls or --pooling mean"
-                )
-            return pooled
-        hidden = out.last_hidden_state  # (B, T, H)
-        if self.config.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return pool_output(out, attention_mask, self.config.pooling)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs):
         pooled = self.pool(input_ids, attention_mask, **encoder_inputs)  # (B, H)

@@ -316,19 +316,6 @@ class RunLog:
                 handle.write(json.dumps(entry) + "\n")
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(
-            f"cannot write to output directory {out}: {error.strerror or error}; "
-            "choose a writable --out"
-        ) from None
-
-
 def _check_max_length(cfg: TrainConfig, tokenizer, encoder_config, pairs: bool) -> None:
     """--max-length must leave room for text and fit the encoder's position embeddings."""
     minimum = tokenizer.num_special_tokens_to_add(pair=pairs) + (2 if pairs else 1)
@@ -366,7 +353,7 @@ def train(cfg: TrainConfig) -> dict:
             f"{out} holds a finished run (metrics.json): choose another --out, "
             "or pass --resume to reuse its result"
         )
-    _check_writable(out)
+    ckpt.ensure_writable_directory(out)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         # accelerate runs several CPU processes (gloo) only when told to use the CPU
