@@ -129,3 +129,33 @@ def test_early_stopping_and_eval_every_steps(tmp_path, tiny_bert, sentiment_file
     assert result["stopped_early"]
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len([e for e in log if "dev" in e]) < 5 * 3
+
+
+def test_interrupted_run_is_protected_and_resume_checks_settings(
+    tmp_path, tiny_bert, sentiment_files
+):
+    from isobn.errors import UserError
+
+    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, epochs=1)
+    first = train(cfg)
+    (tmp_path / "run" / "metrics.json").unlink()  # as if killed after the last checkpoint
+    with pytest.raises(UserError, match="interrupted run"):
+        train(cfg)
+    with pytest.raises(UserError, match="learning_rate 0.001 -> 0.01"):
+        train(
+            quick_config(
+                tmp_path, tiny_bert, sentiment_files, epochs=1, resume=True, learning_rate=1e-2
+            )
+        )
+    resumed = train(quick_config(tmp_path, tiny_bert, sentiment_files, epochs=1, resume=True))
+    assert resumed["dev"] == first["dev"]
+
+
+def test_two_precisions_in_one_process(tmp_path, tiny_bert, sentiment_files):
+    for precision in ("bf16", "fp32"):
+        result = train(
+            quick_config(
+                tmp_path / precision, tiny_bert, sentiment_files, epochs=1, precision=precision
+            )
+        )
+        assert np.isfinite(result["dev"]["accuracy"])

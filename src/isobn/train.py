@@ -335,6 +335,36 @@ def _check_max_length(cfg: TrainConfig, tokenizer, encoder_config, pairs: bool) 
         )
 
 
+# settings that do not change what a run computes, so --resume may change them
+_RESUME_FREE = {"out", "resume", "cpu", "log_every_steps", "eval_batch_size", "save_every_steps"}
+
+
+def _check_resumable(cfg: TrainConfig, out: Path) -> None:
+    """--resume continues the same run; without it an interrupted run is never overwritten."""
+    interrupted = ckpt.resolve_directory(out / "last") is not None
+    if not cfg.resume:
+        if interrupted:
+            raise UserError(
+                f"{out} holds an interrupted run (last/): pass --resume to continue it, "
+                "or choose another --out"
+            )
+        return
+    saved_file = out / "config.json"
+    if not interrupted or not saved_file.is_file():
+        return
+    saved = asdict(TrainConfig.from_dict(json.loads(saved_file.read_text())))
+    changed = [
+        f"{name} {saved[name]!r} -> {value!r}"
+        for name, value in asdict(cfg).items()
+        if name not in _RESUME_FREE and saved.get(name) != value
+    ]
+    if changed:
+        raise UserError(
+            f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
+            "repeat its arguments, or choose another --out"
+        )
+
+
 def train(cfg: TrainConfig) -> dict:
     """Fine-tune, evaluating on dev and keeping the best checkpoint; returns metrics.json."""
     from accelerate import Accelerator
@@ -353,7 +383,14 @@ def train(cfg: TrainConfig) -> dict:
             f"{out} holds a finished run (metrics.json): choose another --out, "
             "or pass --resume to reuse its result"
         )
+    _check_resumable(cfg, out)
     ckpt.ensure_writable_directory(out)
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        # one process may train several configurations (an experiment grid, a notebook):
+        # accelerate keeps a process-wide state that must not pin the first run's precision
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         # accelerate runs several CPU processes (gloo) only when told to use the CPU
