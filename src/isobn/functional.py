@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isobn.distributed import all_reduce_sum
+from isobn.distributed import all_reduce_sum, world_size
 
 
 def statistics_dtype(device: torch.device) -> torch.dtype:
@@ -45,7 +45,8 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
         x = x.detach().to(dtype)  # (N, D)
         count_and_sum = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)])  # (1 + D,)
         count_and_sum = all_reduce_sum(count_and_sum, process_group)
-        n = int(count_and_sum[0].item())
+        # the local row count needs no device-to-host copy; the global one does
+        n = x.shape[0] if world_size(process_group) == 1 else int(count_and_sum[0].item())
         mean = count_and_sum[1:] / max(n, 1)  # (D,)
         y = x - mean  # (N, D)
         cov = all_reduce_sum(y.T @ y, process_group) / max(n, 1)  # (D, D)
@@ -53,17 +54,24 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
     return n, std, cov
 
 
-def safe_correlation(cov: Tensor, std: Tensor) -> Tensor:
-    """corr = clamp(cov / (std std^T), -1, 1); pairs with a zero-std dimension count as 0.
+# A dimension whose std is below this fraction of the largest one counts as dead: its
+# correlations are 0. The floor also bounds 1 / std, so no product below can overflow.
+DEAD_RTOL = 1e-12
 
-    The diagonal is 1 by definition (for the released running estimates it is >= 1 by Jensen's
-    inequality and clamps to 1 anyway). Shapes: cov (D, D), std (D,) -> (D, D).
+
+def mean_squared_correlation(cov: Tensor, std: Tensor, correction: Tensor | float = 1.0) -> Tensor:
+    """gamma_i = mean_j clamp(corr_ij, -1, 1) ** 2 (D,) of the estimates cov / c and std / c.
+
+    corr_ij = c cov_ij / (std_i std_j), computed as cov * a a^T with a = sqrt(c) / std in four
+    passes over the (D, D) matrix. The diagonal is 1 by definition (for running estimates it is
+    >= 1 by Jensen's inequality and clamps to 1 anyway); pairs with a dead dimension count as 0.
     """
-    denom = torch.outer(std, std)  # (D, D)
-    corr = torch.where(denom > 0, cov / torch.where(denom > 0, denom, 1.0), 0.0)
-    corr = corr.clamp(-1.0, 1.0)
-    corr.fill_diagonal_(1.0)
-    return corr
+    alive = std > DEAD_RTOL * std.max()  # (D,)
+    a = torch.where(alive, correction**0.5 / torch.where(alive, std, 1.0), 0.0)  # (D,)
+    corr = cov * a[:, None]  # (D, D)
+    corr.mul_(a).clamp_(-1.0, 1.0)
+    corr.diagonal().fill_(1.0)
+    return torch.linalg.vector_norm(corr, dim=1).square() / corr.shape[1]
 
 
 def isobn_scale(
@@ -72,23 +80,25 @@ def isobn_scale(
     beta: float = 0.5,
     eps: float = 1e-3,
     use_correlation: bool = True,
+    correction: Tensor | float = 1.0,
 ) -> Tensor:
-    """Per-dimension IsoBN scale (D,) from a std (D,) and covariance (D, D).
+    """Per-dimension IsoBN scale (D,) of the estimates std / c (D,) and cov / c (D, D).
 
     scale_i = (gamma_i std_i + eps) ** -beta with gamma_i = mean_j corr_ij ** 2 (gamma = 1 when
     `use_correlation` is False), then rescaled so that sum_i cov_ii scale_i ** 2 = tr(cov) (up to
     eps). With no variance at all (tr(cov) == 0) the scale is 1: nothing to preserve.
-    beta = 0 gives exactly 1 everywhere.
+    beta = 0 gives exactly 1 everywhere. c is the bias correction 1 - (1 - m)^t (1: none).
+    No host synchronisation: safe inside CUDA graphs and cheap on GPUs.
     """
     if beta == 0:
         return torch.ones_like(std)
     if use_correlation:
-        gamma = safe_correlation(cov, std).square().mean(1)  # (D,)
+        gamma = mean_squared_correlation(cov, std, correction)  # (D,)
     else:
         gamma = torch.ones_like(std)
+    std = std / correction
+    variance = cov.diagonal() / correction  # (D,)
     scale = (gamma * std + eps).pow(-beta)  # (D,)
-    variance = cov.diagonal()  # (D,)
     total = variance.sum()
-    if total <= 0:
-        return torch.ones_like(std)
-    return scale * (total / ((variance * scale.square()).sum() + eps)).sqrt()
+    kept = scale * (total / ((variance * scale.square()).sum() + eps)).sqrt()
+    return torch.where(total > 0, kept, torch.ones_like(scale))

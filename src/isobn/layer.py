@@ -104,26 +104,40 @@ class IsoBN(nn.Module):
                 self._warned_batch_of_one = True
             return
         self.num_batches_tracked.add_(1)
-        t = int(self.num_batches_tracked.item())
-        m = 1.0 / t if self.momentum is None else self.momentum
-        self.running_std.add_(m * (std.to(self.running_std.dtype) - self.running_std))
-        self.running_cov.add_(m * (cov.to(self.running_cov.dtype) - self.running_cov))
+        dtype = self.running_std.dtype
+        if self.momentum is None:  # cumulative average: weight 1 / t
+            weight = self.num_batches_tracked.reciprocal().to(dtype)
+        else:
+            weight = self.momentum
+        self.running_std.lerp_(std.to(dtype), weight)  # est + w (batch - est)
+        self.running_cov.lerp_(cov.to(dtype), weight)
+
+    def _correction(self) -> Tensor | float:
+        """Bias correction c = 1 - (1 - m)^t of the zero-initialised EMAs (1 when off)."""
+        if not self.bias_correction or self.momentum is None:
+            return 1.0
+        t = self.num_batches_tracked.to(self.running_std.dtype)
+        return 1.0 - (1.0 - self.momentum) ** t
 
     def estimates(self) -> tuple[Tensor, Tensor]:
-        """The (std (D,), cov (D, D)) used for the scale: bias-corrected unless disabled."""
-        std, cov = self.running_std, self.running_cov
-        t = int(self.num_batches_tracked.item())
-        if self.bias_correction and self.momentum is not None and t > 0:
-            correction = 1.0 - (1.0 - self.momentum) ** t
-            std, cov = std / correction, cov / correction
-        return std, cov
+        """The (std (D,), cov (D, D)) the scale uses: bias-corrected unless disabled."""
+        c = self._correction()
+        if isinstance(c, Tensor):
+            c = torch.where(c > 0, c, 1.0)  # t = 0: the (zero) estimates as they are
+        return self.running_std / c, self.running_cov / c
 
     def scale(self) -> Tensor:
-        """Current per-dimension scale (D,), float32/64; ones before any statistics exist."""
-        if self.num_batches_tracked.item() == 0:
-            return torch.ones_like(self.running_std)
-        std, cov = self.estimates()
-        return isobn_scale(std, cov, self.beta, self.eps, self.use_correlation)
+        """Current per-dimension scale (D,), float32/64; ones before any statistics exist.
+        Computed on the device without host synchronisation."""
+        scale = isobn_scale(
+            self.running_std,
+            self.running_cov,
+            self.beta,
+            self.eps,
+            self.use_correlation,
+            self._correction(),
+        )
+        return torch.where(self.num_batches_tracked > 0, scale, torch.ones_like(scale))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.num_features:
