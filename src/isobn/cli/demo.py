@@ -2,7 +2,7 @@
 
 1. isotropy of the pre-trained pooled embedding ([CLS] and pooler) of dev sentences;
 2. fine-tune with `--norm none` and `--norm isobn`, same seed, on a stratified subset of `mr`
-   (defaults: 2,000 training sentences, 500 dev and 500 test, 2 epochs, max length 64);
+   (defaults: 1,000 training sentences, 500 dev and 500 test, 2 epochs, max length 64);
 3. the comparison table; everything under --out (printed).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 DEMO_SETTINGS = dict(  # sized to finish within 10 minutes on 2 CPU cores
     task="mr",
     model="minilm",
-    max_train=2000,
+    max_train=1000,
     max_eval=500,
     epochs=2,
     max_length=64,
