@@ -1,0 +1,158 @@
+"""Fast path: does torch.compile, bf16 autocast, a thread setting or a fused AdamW speed up
+the training step? Standalone: nothing in src changes; each arm is a copy of the step.
+
+Step arms (the classifier with IsoBN, batch 16, length 64, train.py's step without
+accelerate; every arm its own model and optimizer, same initial weights):
+
+* baseline: float32, eager, AdamW(fused=False) as train.py builds it, default threads;
+* AdamW fused=True;
+* 1 thread (CPU, when torch uses more than one);
+* bf16 autocast (torch.autocast on the device, bfloat16);
+* torch.compile (default mode, float32); its one-time compilation is timed separately.
+
+Optimizer arms: AdamW.step() alone over the classifier's parameters with random gradients,
+fused=False (train.py), foreach=True, fused=True.
+
+    .venv/bin/python benchmarks/bench_fastpath.py [--quick] [--gpu] [--no-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import common
+import torch
+
+BATCH = 16
+
+
+def run(settings: common.Settings) -> dict:
+    common.header("Fast path: torch.compile, bf16 autocast, threads, fused AdamW (train step)")
+    device = settings.device
+    threads = torch.get_num_threads()
+    base = common.classifier(settings, norm="isobn")
+    batch = common.random_batch(settings, BATCH, common.SEQ_LEN)
+
+    def step_arm(model, optimizer, autocast=None, num_threads=None, warm_up=True):
+        def arm() -> float:
+            if num_threads is not None:
+                torch.set_num_threads(num_threads)
+            try:
+                return common.time_call(
+                    lambda: common.train_step(model, optimizer, batch, autocast), device
+                )
+            finally:
+                torch.set_num_threads(threads)
+
+        if warm_up:
+            arm()  # allocator, kernel choice; for the compiled arm: compilation
+        return arm
+
+    arms, notes = {}, {}
+    m = copy.deepcopy(base)
+    arms["baseline: fp32 eager, AdamW fused=False"] = step_arm(m, common.optimizer_like_train(m))
+    m = copy.deepcopy(base)
+    arms["AdamW fused=True"] = step_arm(m, common.optimizer_like_train(m, fused=True))
+    if not settings.cuda and threads > 1:
+        m = copy.deepcopy(base)
+        arms["1 thread"] = step_arm(m, common.optimizer_like_train(m), num_threads=1)
+    m = copy.deepcopy(base)
+    bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
+    # no warm-up call: on CPUs without bf16 units one bf16 step costs as much as ~15 fp32 ones
+    arms["bf16 autocast"] = step_arm(
+        m, common.optimizer_like_train(m), autocast=bf16, warm_up=settings.cuda
+    )
+    if settings.compile:
+        m = copy.deepcopy(base)
+        compiled = torch.compile(m)
+        start = time.perf_counter()
+        try:
+            arm = step_arm(compiled, common.optimizer_like_train(m))
+        except Exception as error:  # a missing compiler, an unsupported op: report, go on
+            notes["torch.compile"] = f"failed: {type(error).__name__}: {error}".splitlines()[0]
+        else:
+            notes["torch.compile"] = f"first step (compilation) {time.perf_counter() - start:.1f} s"
+            arms["torch.compile"] = arm
+    else:
+        notes["torch.compile"] = "skipped (--quick or --no-compile)"
+    samples = common.interleaved(arms, settings.repeats)
+
+    baseline = samples["baseline: fp32 eager, AdamW fused=False"]
+    rows = []
+    for name, values in samples.items():
+        speedup = common.ratio(baseline, values)  # > 1: faster than the baseline
+        rows.append(
+            [
+                name,
+                f"{common.median(values) * 1e3:.0f}",
+                " ".join(f"{v * 1e3:.0f}" for v in values),
+                common.format_ratio(speedup),
+                "helps" if speedup[0] > 1.02 else ("hurts" if speedup[0] < 0.98 else "no change"),
+            ]
+        )
+    common.table(rows, ["step arm", "ms", "rounds (ms)", "speed-up vs baseline", "verdict"])
+    print(
+        f"  batch {BATCH}, length {common.SEQ_LEN}, median of {settings.repeats} interleaved "
+        f"rounds; {threads} threads unless stated"
+    )
+    for name, note in notes.items():
+        print(f"  {name}: {note}")
+
+    optimizer_results = optimizer_arms(settings, base)
+    return {
+        "step_ms": {k: common.median(v) * 1e3 for k, v in samples.items()},
+        "speedup": {k: common.ratio(baseline, v) for k, v in samples.items()},
+        "notes": notes,
+        "optimizer_ms": optimizer_results,
+    }
+
+
+def optimizer_arms(settings: common.Settings, model) -> dict:
+    """AdamW.step() alone, three implementations, interleaved."""
+    device = settings.device
+    generator = torch.Generator().manual_seed(0)
+    for param in model.parameters():
+        grad = torch.randn(param.shape, generator=generator) * 1e-3
+        param.grad = grad.to(device)
+    variants = {
+        "AdamW fused=False (train.py)": {"fused": False},
+        "AdamW foreach=True": {"fused": None, "foreach": True},
+        "AdamW fused=True": {"fused": True},
+    }
+    arms = {}
+    for name, options in variants.items():
+        optimizer = common.optimizer_like_train(model, **options)
+        optimizer.step()  # state allocation
+        iters = common.calibrate(optimizer.step, device, 0.05 if settings.quick else 0.3)
+
+        def arm(optimizer=optimizer, iters=iters) -> float:
+            return common.time_call(optimizer.step, device, iters)
+
+        arms[name] = arm
+    samples = common.interleaved(arms, settings.repeats)
+    baseline = samples["AdamW fused=False (train.py)"]
+    rows = [
+        [name, f"{common.median(v) * 1e3:.1f}", common.format_ratio(common.ratio(baseline, v))]
+        for name, v in samples.items()
+    ]
+    n = sum(p.numel() for p in model.parameters())
+    common.table(rows, ["optimizer step", "ms", "speed-up vs fused=False"])
+    print(f"  {n / 1e6:.1f} M parameters (embeddings included: their gradients are dense)")
+    return {k: common.median(v) * 1e3 for k, v in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common.add_common_flags(parser)
+    settings = common.settings_from_args(parser.parse_args())
+    common.quiet()
+    try:
+        run(settings)
+    finally:
+        settings.cleanup()
+
+
+if __name__ == "__main__":
+    main()
