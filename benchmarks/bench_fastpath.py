@@ -18,7 +18,6 @@ fused=False (train.py), foreach=True, fused=True.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import time
 
@@ -144,14 +143,7 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_flags(parser)
-    settings = common.settings_from_args(parser.parse_args())
-    common.quiet()
-    try:
-        run(settings)
-    finally:
-        settings.cleanup()
+    common.run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from IsoBN's scale is printed with it.
 
 from __future__ import annotations
 
-import argparse
-
 import common
 import torch
 from isobn_prototype import PrototypeIsoBN, max_relative_difference
@@ -136,14 +134,7 @@ def run(settings: common.Settings) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_flags(parser)
-    settings = common.settings_from_args(parser.parse_args())
-    common.quiet()
-    try:
-        run(settings)
-    finally:
-        settings.cleanup()
+    common.run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ training-throughput arms (their median samples/s over the FLOPs of their actual 
 
 from __future__ import annotations
 
-import argparse
-
 import common
 import torch
 
@@ -105,14 +103,7 @@ def run(settings: common.Settings, train_results: dict | None = None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_flags(parser)
-    settings = common.settings_from_args(parser.parse_args())
-    common.quiet()
-    try:
-        run(settings)
-    finally:
-        settings.cleanup()
+    common.run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

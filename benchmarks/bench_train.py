@@ -27,7 +27,6 @@ adamw_torch_fused, dataloader settings).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import shutil
@@ -355,14 +354,7 @@ def run(settings: common.Settings) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_flags(parser)
-    settings = common.settings_from_args(parser.parse_args())
-    common.quiet()
-    try:
-        run(settings)
-    finally:
-        settings.cleanup()
+    common.run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -485,3 +485,17 @@ def model_dims(settings: Settings) -> tuple[int, int, int]:
         encoder = AutoModel.from_config(config)
     head = config.hidden_size * 2 + 2  # the linear classifier, 2 classes
     return non_embedding_parameters(encoder) + head, config.num_hidden_layers, config.hidden_size
+
+
+def run_standalone(run: Callable[[Settings], object], doc: str | None) -> None:
+    """Entry point of one benchmark file run alone: common flags, then run(settings)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    add_common_flags(parser)
+    settings = settings_from_args(parser.parse_args())
+    quiet()
+    try:
+        run(settings)
+    finally:
+        settings.cleanup()
