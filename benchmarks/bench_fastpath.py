@@ -1,17 +1,17 @@
-"""Fast path: does torch.compile, bf16 autocast, a thread setting or a fused AdamW speed up
-the training step? Standalone: nothing in src changes; each arm is a copy of the step.
+"""Fast path: does torch.compile, bf16 autocast, a thread setting or the AdamW implementation
+speed up the training step? Standalone: nothing in src changes; each arm is a copy of the step.
 
 Step arms (the classifier with IsoBN, batch 16, length 64, train.py's step without
 accelerate; every arm its own model and optimizer, same initial weights):
 
-* baseline: float32, eager, AdamW(fused=False) as train.py builds it, default threads;
-* AdamW fused=True;
+* baseline: float32, eager, AdamW as train.py builds it (fused=True), default threads;
+* AdamW fused=False (train.py's setting before commit 8a9a662);
 * 1 thread (CPU, when torch uses more than one);
 * bf16 autocast (torch.autocast on the device, bfloat16);
 * torch.compile (default mode, float32); its one-time compilation is timed separately.
 
 Optimizer arms: AdamW.step() alone over the classifier's parameters with random gradients,
-fused=False (train.py), foreach=True, fused=True.
+fused=False (train.py before 8a9a662), foreach=True, fused=True (train.py).
 
     .venv/bin/python benchmarks/bench_fastpath.py [--quick] [--gpu] [--no-compile]
 """
@@ -25,10 +25,11 @@ import common
 import torch
 
 BATCH = 16
+BASELINE = "baseline: fp32 eager, AdamW fused=True (train.py)"
 
 
 def run(settings: common.Settings) -> dict:
-    common.header("Fast path: torch.compile, bf16 autocast, threads, fused AdamW (train step)")
+    common.header("Fast path: torch.compile, bf16 autocast, threads, AdamW (train step)")
     device = settings.device
     threads = torch.get_num_threads()
     base = common.classifier(settings, norm="isobn")
@@ -51,9 +52,11 @@ def run(settings: common.Settings) -> dict:
 
     arms, notes = {}, {}
     m = copy.deepcopy(base)
-    arms["baseline: fp32 eager, AdamW fused=False"] = step_arm(m, common.optimizer_like_train(m))
+    arms[BASELINE] = step_arm(m, common.optimizer_like_train(m))
     m = copy.deepcopy(base)
-    arms["AdamW fused=True"] = step_arm(m, common.optimizer_like_train(m, fused=True))
+    arms["AdamW fused=False (before 8a9a662)"] = step_arm(
+        m, common.optimizer_like_train(m, **common.PREVIOUS_ADAMW)
+    )
     if not settings.cuda and threads > 1:
         m = copy.deepcopy(base)
         arms["1 thread"] = step_arm(m, common.optimizer_like_train(m), num_threads=1)
@@ -78,7 +81,7 @@ def run(settings: common.Settings) -> dict:
         notes["torch.compile"] = "skipped (--quick or --no-compile)"
     samples = common.interleaved(arms, settings.repeats)
 
-    baseline = samples["baseline: fp32 eager, AdamW fused=False"]
+    baseline = samples[BASELINE]
     rows = []
     for name, values in samples.items():
         speedup = common.ratio(baseline, values)  # > 1: faster than the baseline
@@ -116,9 +119,9 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
         grad = torch.randn(param.shape, generator=generator) * 1e-3
         param.grad = grad.to(device)
     variants = {
-        "AdamW fused=False (train.py)": {"fused": False},
+        "AdamW fused=False (before 8a9a662)": {"fused": False},
         "AdamW foreach=True": {"fused": None, "foreach": True},
-        "AdamW fused=True": {"fused": True},
+        "AdamW fused=True (train.py)": {"fused": True},
     }
     arms = {}
     for name, options in variants.items():
@@ -131,7 +134,7 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
 
         arms[name] = arm
     samples = common.interleaved(arms, settings.repeats)
-    baseline = samples["AdamW fused=False (train.py)"]
+    baseline = samples["AdamW fused=False (before 8a9a662)"]
     rows = [
         [name, f"{common.median(v) * 1e3:.1f}", common.format_ratio(common.ratio(baseline, v))]
         for name, v in samples.items()

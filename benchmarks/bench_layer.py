@@ -10,8 +10,8 @@ a wider IsoBN against the same 384-wide step: an upper bound for those widths, w
 encoders cost several times more per step.
 
 A third layer arm times isobn_prototype.PrototypeIsoBN (the same arithmetic with fewer (D, D)
-temporaries), a proposal for isobn.functional / isobn.layer; its largest relative difference
-from IsoBN's scale is printed with it.
+temporaries), the proposal that src adopted in commit 8a9a662: it now shows what is left
+between the two; its largest relative difference from IsoBN's scale is printed with it.
 
     .venv/bin/python benchmarks/bench_layer.py [--quick] [--gpu]
 """

@@ -42,10 +42,10 @@ EVAL_ROWS = 16  # dev/test rows of isobn train's end-of-run evaluation (untimed)
 _counter = itertools.count()
 
 
-def isobn_arm(settings: common.Settings, norm: str, fused_adamw: bool = False):
-    """isobn.train.train() as shipped; with fused_adamw, the same call while torch.optim.AdamW
-    is swapped for one that forces fused=True (the change proposed for train.py, measured
-    without editing src)."""
+def isobn_arm(settings: common.Settings, norm: str, adamw: dict | None = None):
+    """isobn.train.train() as shipped; with `adamw` (e.g. common.PREVIOUS_ADAMW), the same call
+    while torch.optim.AdamW is swapped for a subclass that forces those options, to measure an
+    optimizer setting of train.py end to end without editing src."""
     from isobn.train import TrainConfig, train
 
     def arm() -> float:
@@ -69,7 +69,7 @@ def isobn_arm(settings: common.Settings, norm: str, fused_adamw: bool = False):
             cpu=not settings.cuda,
         )
         try:
-            with forced_fused_adamw() if fused_adamw else contextlib.nullcontext():
+            with forced_adamw(adamw) if adamw else contextlib.nullcontext():
                 result = train(cfg)
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -79,16 +79,17 @@ def isobn_arm(settings: common.Settings, norm: str, fused_adamw: bool = False):
 
 
 @contextlib.contextmanager
-def forced_fused_adamw():
-    """torch.optim.AdamW(..., fused=False) builds a fused AdamW inside this block."""
+def forced_adamw(options: dict):
+    """Inside this block torch.optim.AdamW(...) builds an AdamW with `options` overriding the
+    caller's fused / foreach arguments."""
     original = torch.optim.AdamW
 
-    class FusedAdamW(original):
+    class ForcedAdamW(original):
         def __init__(self, params, *args, **kwargs):
-            kwargs["fused"], kwargs["foreach"] = True, None
+            kwargs.update(options)
             super().__init__(params, *args, **kwargs)
 
-    torch.optim.AdamW = FusedAdamW
+    torch.optim.AdamW = ForcedAdamW
     try:
         yield
     finally:
@@ -216,7 +217,7 @@ def collate_cost(task, tokenizer, lengths) -> float:
 ARMS = {
     "isobn": "isobn train --norm isobn",
     "isobn_none": "isobn train --norm none",
-    "isobn_fused": "isobn train --norm isobn, AdamW fused=True (proposed)",
+    "isobn_unfused": "isobn train --norm isobn, AdamW fused=False (before 8a9a662)",
     "trainer_padded": "Trainer + IsoBN, run_glue defaults (pad to 128)",
     "trainer_dynamic": "Trainer + IsoBN, dynamic padding + group_by_length",
 }
@@ -244,7 +245,7 @@ def run(settings: common.Settings) -> dict:
     kind_of = {
         "isobn": "dynamic",
         "isobn_none": "dynamic",
-        "isobn_fused": "dynamic",
+        "isobn_unfused": "dynamic",
         "trainer_padded": "padded",
         "trainer_dynamic": "dynamic",
     }
@@ -252,7 +253,7 @@ def run(settings: common.Settings) -> dict:
     arms = {
         "isobn": isobn_arm(settings, "isobn"),
         "isobn_none": isobn_arm(settings, "none"),
-        "isobn_fused": isobn_arm(settings, "isobn", fused_adamw=True),
+        "isobn_unfused": isobn_arm(settings, "isobn", adamw=common.PREVIOUS_ADAMW),
         "trainer_padded": trainer_arm(settings, task, tokenizer, padded=True, norm="isobn"),
         "trainer_dynamic": trainer_arm(settings, task, tokenizer, padded=False, norm="isobn"),
     }
@@ -310,9 +311,9 @@ def run(settings: common.Settings) -> dict:
         "vs_trainer_padded": ("isobn", "trainer_padded"),
         "vs_trainer_dynamic": ("isobn", "trainer_dynamic"),
         "trainer_dynamic_vs_padded": ("trainer_dynamic", "trainer_padded"),
-        "fused_vs_isobn": ("isobn_fused", "isobn"),
-        "fused_vs_trainer_padded": ("isobn_fused", "trainer_padded"),
-        "fused_vs_trainer_dynamic": ("isobn_fused", "trainer_dynamic"),
+        "fused_vs_unfused": ("isobn", "isobn_unfused"),
+        "unfused_vs_trainer_padded": ("isobn_unfused", "trainer_padded"),
+        "unfused_vs_trainer_dynamic": ("isobn_unfused", "trainer_dynamic"),
         "none_vs_isobn": ("isobn_none", "isobn"),
     }
     results["paired_medians"] = {
@@ -322,10 +323,12 @@ def run(settings: common.Settings) -> dict:
         "vs_trainer_padded": common.ratio(samples["isobn"], samples["trainer_padded"]),
         "vs_trainer_dynamic": common.ratio(samples["isobn"], samples["trainer_dynamic"]),
         "none_vs_isobn": common.ratio(samples["isobn_none"], samples["isobn"]),
-        "fused_vs_isobn": common.ratio(samples["isobn_fused"], samples["isobn"]),
-        "fused_vs_trainer_padded": common.ratio(samples["isobn_fused"], samples["trainer_padded"]),
-        "fused_vs_trainer_dynamic": common.ratio(
-            samples["isobn_fused"], samples["trainer_dynamic"]
+        "fused_vs_unfused": common.ratio(samples["isobn"], samples["isobn_unfused"]),
+        "unfused_vs_trainer_padded": common.ratio(
+            samples["isobn_unfused"], samples["trainer_padded"]
+        ),
+        "unfused_vs_trainer_dynamic": common.ratio(
+            samples["isobn_unfused"], samples["trainer_dynamic"]
         ),
         "trainer_dynamic_vs_padded": common.ratio(
             samples["trainer_dynamic"], samples["trainer_padded"]
@@ -336,9 +339,9 @@ def run(settings: common.Settings) -> dict:
         ("vs_trainer_padded", "isobn / Trainer run_glue defaults"),
         ("vs_trainer_dynamic", "isobn / Trainer dynamic padding"),
         ("trainer_dynamic_vs_padded", "Trainer dynamic / Trainer run_glue defaults"),
-        ("fused_vs_isobn", "isobn fused AdamW / isobn as shipped"),
-        ("fused_vs_trainer_padded", "isobn fused AdamW / Trainer run_glue defaults"),
-        ("fused_vs_trainer_dynamic", "isobn fused AdamW / Trainer dynamic padding"),
+        ("fused_vs_unfused", "isobn (fused AdamW) / isobn with fused=False"),
+        ("unfused_vs_trainer_padded", "isobn fused=False / Trainer run_glue defaults"),
+        ("unfused_vs_trainer_dynamic", "isobn fused=False / Trainer dynamic padding"),
     ):
         paired = results["paired_medians"][key]
         print(f"  {text + ':':48} {common.format_ratio(ratios[key])}, paired median {paired:.3f}x")

@@ -1,5 +1,7 @@
-"""A prototype of IsoBN's arithmetic with fewer (D, D) temporaries, to measure a proposal for
-isobn.functional / isobn.layer without editing them. Same formulas, same dtypes:
+"""A prototype of IsoBN's arithmetic with fewer (D, D) temporaries, written to measure a
+proposal for isobn.functional / isobn.layer without editing them; src adopted the approach in
+commit 8a9a662 (lerp_ updates, a four-pass correlation), so the layer benchmark's "proto"
+column now measures what is left between the two. Same formulas, same dtypes:
 
 * update: batch covariance y^T y / n from float64-centred rows, then each running estimate
   moves by lerp_ (est + m (batch - est)) in place: one float32 copy of the (D, D) batch
@@ -7,7 +9,8 @@ isobn.functional / isobn.layer without editing them. Same formulas, same dtypes:
 * scale: corr_ij = cov_ij / (s_i s_j) as cov * (1/s)_i * (1/s)_j (0 where s = 0) built in
   one buffer and clamped, diagonal set, squared in place; the bias correction c divides the
   (D,) vectors and folds into that product (corr of cov/c and s/c is c corr of cov and s)
-  instead of copying cov / c.
+  instead of copying cov / c. A dimension is dead (its pairs count 0) below the same relative
+  threshold as isobn.functional.DEAD_RTOL.
 
 Only the default path is rewritten (single process, bias correction, momentum set,
 correlation used, beta > 0); anything else defers to the shipped methods.
@@ -19,7 +22,7 @@ import torch
 from torch import Tensor
 
 from isobn import IsoBN
-from isobn.functional import statistics_dtype
+from isobn.functional import DEAD_RTOL, statistics_dtype
 
 
 class PrototypeIsoBN(IsoBN):
@@ -57,7 +60,8 @@ class PrototypeIsoBN(IsoBN):
         total = variance.sum()
         if total <= 0:
             return torch.ones_like(std)
-        inv = torch.where(std > 0, std.reciprocal(), 0.0)  # (D,)
+        alive = std > DEAD_RTOL * std.max()  # (D,)
+        inv = torch.where(alive, std.reciprocal(), 0.0)  # (D,)
         corr = cov * inv.unsqueeze(1)  # (D, D)
         corr.mul_(inv.unsqueeze(0) / c).clamp_(-1.0, 1.0).fill_diagonal_(1.0)
         gamma = corr.square_().mean(1)  # (D,)

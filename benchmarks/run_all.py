@@ -76,7 +76,7 @@ def summary(results: dict) -> None:
     mfu = results.get("mfu")
     if mfu:
         for name, row in mfu["rows"].items():
-            if name.startswith("epoch:") and "isobn train --norm isobn" not in name:
+            if name.startswith("epoch:") and name != "epoch: " + bench_train.ARMS["isobn"]:
                 continue
             rows.append(
                 [
