@@ -384,29 +384,9 @@ def embedding_names(models: list[ModelEmbeddings]) -> list[tuple[ModelEmbeddings
 
 def load_examples(cfg: AnalysisConfig):
     """(task, examples of cfg.split after the deterministic subsample, split name)."""
-    from isobn import tasks
+    from isobn.train import load_run_task
 
-    if cfg.train_file:
-        task = tasks.load_files(
-            cfg.train_file,
-            cfg.dev_file,
-            cfg.test_file,
-            text_column=cfg.text_column,
-            text_pair_column=cfg.text_pair_column,
-            label_column=cfg.label_column,
-            regression=cfg.regression,
-            max_train=cfg.max_train,
-            max_eval=cfg.max_eval,
-            seed=0,
-        )
-    else:
-        task = tasks.load_task(
-            cfg.task,
-            data_dir=cfg.data_dir,
-            max_train=cfg.max_train,
-            max_eval=cfg.max_eval,
-            seed=0,
-        )
+    task = load_run_task(cfg)  # the same task and generic-file options as `isobn train`
     name = cfg.split
     if name == "dev" and name not in task.splits:
         name = task.dev_splits[0]  # mnli: dev_matched

@@ -156,8 +156,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def load_run_task(cfg: TrainConfig):
-    """The isobn.tasks.Task of a config: a named task or generic files."""
+def load_run_task(cfg):
+    """The isobn.tasks.Task of a config (TrainConfig, AnalysisConfig): a named task or files."""
     from isobn import tasks
 
     if cfg.train_file:
