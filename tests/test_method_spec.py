@@ -77,3 +77,13 @@ def test_spec_parts():
     spec = parse_method("layernorm")
     assert spec.norm.name == "layernorm" and spec.regularisers == []
     assert str(parse_method("none")) == "none"
+
+
+def test_build_makes_the_module():
+    from torch import nn
+
+    assert isinstance(parse_method("none").norm.build(8), nn.Identity)
+    layer = parse_method("isobn:beta=0.25").norm.build(8)
+    assert isinstance(layer, IsoBN) and layer.beta == 0.25 and layer.num_features == 8
+    assert isinstance(parse_method("batchnorm:momentum=0.2").norm.build(8), nn.BatchNorm1d)
+    assert parse_method("layernorm:eps=1e-06").norm.build(8).eps == 1e-6

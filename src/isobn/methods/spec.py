@@ -47,7 +47,9 @@ class MethodDef:
     role: str  # "norm" or "regulariser"
     summary: str
     params: dict[str, Param] = field(default_factory=dict)
-    factory: Callable | None = None  # whose signature holds the defaults
+    # the module class, built as factory(num_features, **kwargs); its signature holds the
+    # defaults. None: the identity (norm `none`).
+    factory: Callable[..., nn.Module] | None = None
 
     def defaults(self) -> dict[str, Any]:
         if self.factory is None:
@@ -72,21 +74,21 @@ METHODS: dict[str, MethodDef] = {
             "bias_correction": Param(bool),
             "use_correlation": Param(bool),
         },
-        IsoBN.__init__,
+        IsoBN,
     ),
     "batchnorm": MethodDef(
         "batchnorm",
         "norm",
         "BatchNorm1d with its affine parameters",
         {"momentum": _momentum, "eps": _positive},
-        nn.BatchNorm1d.__init__,
+        nn.BatchNorm1d,
     ),
     "layernorm": MethodDef(
         "layernorm",
         "norm",
         "LayerNorm with its affine parameters",
         {"eps": _positive},
-        nn.LayerNorm.__init__,
+        nn.LayerNorm,
     ),
 }
 
@@ -109,6 +111,11 @@ class Method:
     def kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments: the parameters given, defaults left to the module."""
         return dict(self.args)
+
+    def build(self, num_features: int) -> nn.Module:
+        """The module of this method for embeddings of size num_features (D)."""
+        factory = self.definition.factory
+        return nn.Identity() if factory is None else factory(num_features, **self.kwargs)
 
     def __str__(self) -> str:
         if not self.args:
