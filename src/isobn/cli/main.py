@@ -11,7 +11,7 @@ import sys
 from isobn.errors import UserError
 
 # name -> module under isobn.cli; each has register(subparsers) and run(args) -> int | None
-COMMANDS = ["train", "predict", "experiment", "report", "analyze", "demo"]
+COMMANDS = ["train", "predict", "experiment", "study", "report", "analyze", "demo"]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,112 @@
+"""What a finished cell leaves: one flat JSON record with everything the tables need."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from isobn.study.spec import Cell
+
+# isotropy keys kept per evaluation (of the dev pooled embedding, before and after the norm)
+ISOTROPY_KEYS = ("std_cv", "mean_abs_corr", "isoscore", "effective_rank")
+
+
+def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: float) -> dict:
+    """The record of a finished cell: identity, settings, scores (x 100), best epoch,
+    evaluation history with isotropy, majority-class dev score and timings."""
+    evaluations = _evaluations(run_dir / "log.jsonl")
+    best = next((e for e in evaluations if e["epoch"] == metrics["best_epoch"]), None)
+    main = metrics["main_metric"]
+    sizes, majority = task_facts(cfg)
+    return {
+        "task": cell.task,
+        "size": cell.size,
+        "method": cell.method,
+        "seed": cell.seed,
+        "blocks": list(cell.blocks),
+        "main_metric": main,
+        "dev_score": _score(metrics.get("dev"), main),
+        "test_score": _score(metrics.get("test"), main),
+        "dev": metrics.get("dev"),
+        "test": metrics.get("test"),
+        "majority_dev_score": majority,
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": evaluations[-1]["epoch"] if evaluations else None,
+        "stopped_early": metrics["stopped_early"],
+        "isotropy_at_best": best["isotropy"] if best else {},
+        "evaluations": evaluations,
+        "split_sizes": sizes,
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": round(wall_seconds, 2),
+        "train_samples_per_second": metrics["train_samples_per_second"],
+        "config": asdict(cfg),
+    }
+
+
+def _score(values: dict | None, main: str) -> float | None:
+    if not values or values.get(main) is None:
+        return None
+    return 100.0 * float(values[main])
+
+
+def _evaluations(log_path: Path) -> list[dict]:
+    """Dev metrics and the isotropy summary of every evaluation in a run's log."""
+    rows = []
+    if not log_path.is_file():
+        return rows
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line) if line.strip() else {}
+        if "dev" not in entry:
+            continue
+        iso = {
+            side: {k: report.get(k) for k in ISOTROPY_KEYS}
+            for side, report in (entry.get("isotropy") or {}).items()
+        }
+        rows.append(
+            {"step": entry["step"], "epoch": entry["epoch"], "dev": entry["dev"], "isotropy": iso}
+        )
+    return rows
+
+
+def task_facts(cfg) -> tuple[dict[str, int], float | None]:
+    """Split sizes and the dev main metric (x 100) of predicting the majority training class
+    (None for regression): a run no better than that has failed (Mosbach et al., 2021)."""
+    key = (
+        cfg.task,
+        cfg.data_dir,
+        cfg.train_file,
+        cfg.dev_file,
+        cfg.test_file,
+        cfg.text_column,
+        cfg.text_pair_column,
+        cfg.label_column,
+        cfg.regression,
+        cfg.max_train,
+        cfg.max_eval,
+    )
+    if key not in _FACTS:
+        _FACTS[key] = _task_facts(cfg)
+    return _FACTS[key]
+
+
+_FACTS: dict[tuple, tuple[dict[str, int], float | None]] = {}  # per process: loads once
+
+
+def _task_facts(cfg) -> tuple[dict[str, int], float | None]:
+    from isobn.train import load_run_task
+
+    task = load_run_task(cfg)
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    if task.regression:
+        return sizes, None
+    train_labels = np.array([e.label for e in task.splits["train"]])
+    majority = np.bincount(train_labels, minlength=task.num_labels).argmax()
+    outputs = {}
+    for split in task.dev_splits:
+        labels = np.array([e.label for e in task.splits[split]])
+        outputs[split] = (np.full_like(labels, majority), labels)
+    score = task.score(outputs)[task.main_metric]
+    return sizes, round(100.0 * float(score), 4)

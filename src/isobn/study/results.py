@@ -1,0 +1,63 @@
+"""results.json / results.csv (one row per finished cell) and RESULTS.md of a study."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from isobn.checkpoint import write_json_atomically
+from isobn.study.runner import finished_cells
+from isobn.study.spec import Study
+
+# flat columns of results.csv, in order; metric dicts are flattened as dev.KEY / test.KEY
+_COLUMNS = (
+    "task",
+    "size",
+    "method",
+    "seed",
+    "main_metric",
+    "dev_score",
+    "test_score",
+    "majority_dev_score",
+    "best_epoch",
+    "epochs_run",
+    "stopped_early",
+    "train_seconds",
+    "wall_seconds",
+    "train_samples_per_second",
+)
+
+
+def flat_row(record: dict) -> dict:
+    """One results.csv row: identity, scores, and the isotropy at the best checkpoint."""
+    row = {key: record.get(key) for key in _COLUMNS}
+    for split in ("dev", "test"):
+        for key, value in (record.get(split) or {}).items():
+            row[f"{split}.{key}"] = value
+    for side, report in (record.get("isotropy_at_best") or {}).items():
+        for key, value in report.items():
+            row[f"{side}.{key}"] = value
+    return row
+
+
+def write_study_results(study: Study, out: Path, command: str) -> list[Path]:
+    """Write results.json, results.csv and RESULTS.md from the finished cells in `out`."""
+    records = finished_cells(out)
+    planned = {cell.key for cell in study.cells()}
+    write_json_atomically(
+        out / "results.json", {"study": study.name, "cells": records, "planned_cells": len(planned)}
+    )
+    rows = [flat_row(r) for r in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or list(_COLUMNS)
+    tmp = out / "results.csv.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "results.csv")
+    paths = [out / "results.json", out / "results.csv"]
+    try:
+        from isobn.study.markdown import write_results_markdown
+    except ModuleNotFoundError:
+        return paths
+    return paths + write_results_markdown(study, out, records, command)

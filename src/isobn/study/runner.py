@@ -1,0 +1,246 @@
+"""Run a study's cells: one lock per cell, atomic results, resume, shards and parallel jobs.
+
+Study directory:
+    study.toml          the study file as first run (a changed file is refused, see below)
+    cells/KEY.json      one finished cell: settings, dev/test metrics, isotropy, timings
+    locks/KEY.lock      held (flock) by the process that runs the cell
+    runs/KEY/           the cell's run directory while it trains (checkpoints are removed
+                        when it finishes unless --keep-checkpoints)
+    sessions.jsonl      one line per `isobn study` invocation: start, end, jobs, cells run
+
+Every process walks the cells in order and runs each that is neither finished nor locked,
+so any number of processes (`--jobs`, `--shard`, or two commands) share one directory
+without running a cell twice; a killed process releases its locks, and the next one resumes
+the cell from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from isobn.checkpoint import write_json_atomically
+from isobn.errors import UserError
+from isobn.study.spec import Cell, Study
+
+logger = logging.getLogger(__name__)
+
+# TrainConfig fields that do not change a cell's result
+_FREE_SETTINGS = {"out", "resume", "cpu", "log_every_steps", "eval_batch_size", "save_every_steps"}
+
+
+def cell_path(out: Path, cell: Cell) -> Path:
+    return out / "cells" / f"{cell.key}.json"
+
+
+def finished_cells(out: Path) -> list[dict]:
+    """Every finished cell's record in the study directory."""
+    return [json.loads(p.read_text()) for p in sorted((out / "cells").rglob("*.json"))]
+
+
+@contextmanager
+def cell_lock(out: Path, cell: Cell):
+    """Yield True when this process holds the cell's lock, False when another one does."""
+    path = out / "locks" / f"{cell.key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            handle.truncate(0)
+            handle.write(f"{platform.node()} {os.getpid()}\n")
+            handle.flush()
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_study_directory(study: Study, out: Path) -> None:
+    """Bind the directory to the study: a finished cell trained with other settings, or a
+    different study file, is refused rather than mixed into one table."""
+    saved = out / "study.toml"
+    if saved.is_file() and saved.read_text(encoding="utf-8") != study.source:
+        for record in finished_cells(out):
+            cell = Cell(record["task"], record["size"], record["method"], record["seed"])
+            planned = asdict(study.config(cell, out=""))
+            changed = [
+                f"{k} {v!r} -> {planned.get(k)!r}"
+                for k, v in record["config"].items()
+                if k not in _FREE_SETTINGS and k in planned and planned[k] != v
+            ]
+            if changed:
+                raise UserError(
+                    f"{out} holds cell {cell.key} trained with other settings "
+                    f"({'; '.join(changed[:3])}): use another --out, or restore the study file"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.toml").write_text(study.source, encoding="utf-8")
+
+
+def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False) -> dict:
+    """Train one cell (resuming its run directory) and write its record atomically."""
+    from isobn.study.record import cell_record
+    from isobn.train import train
+
+    run_dir = out / "runs" / cell.key
+    cfg = study.config(cell, out=str(run_dir))
+    started = time.perf_counter()
+    metrics = train(cfg)
+    record = cell_record(cell, cfg, metrics, run_dir, time.perf_counter() - started)
+    cell_path(out, cell).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(cell_path(out, cell), record)
+    if not keep_checkpoints:
+        for name in ("best", "last", "best.old", "last.old"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+    return record
+
+
+def run_cells(
+    study: Study,
+    out: Path,
+    shard: tuple[int, int] = (1, 1),
+    keep_checkpoints: bool = False,
+    max_cells: int | None = None,
+) -> int:
+    """Walk this shard's cells, running each that is neither finished nor locked; returns
+    the number of cells this process ran. `max_cells` stops after that many (tests, budgets)."""
+    cells = study.cells()
+    k, n = shard
+    mine = [cell for i, cell in enumerate(cells) if i % n == k - 1]
+    ran = 0
+    for number, cell in enumerate(mine, 1):
+        if max_cells is not None and ran >= max_cells:
+            break
+        if cell_path(out, cell).is_file():
+            continue
+        with cell_lock(out, cell) as held:
+            if not held or cell_path(out, cell).is_file():
+                continue
+            logger.info("[%d/%d] %s (pid %d)", number, len(mine), cell.key, os.getpid())
+            record = run_cell(study, cell, out, keep_checkpoints)
+            ran += 1
+            logger.info(
+                "%s: dev %s, test %s, %.0f s",
+                cell.key,
+                _fmt(record["dev_score"]),
+                _fmt(record["test_score"]),
+                record["wall_seconds"],
+            )
+    return ran
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _worker(study_path: str, out: str, shard, keep, max_cells, threads, gpu) -> None:
+    """Entry point of one job process (spawned: a fresh interpreter)."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from isobn.study.spec import load_study
+
+    try:
+        run_cells(load_study(study_path), Path(out), shard, keep, max_cells)
+    except UserError as error:
+        print(f"isobn study: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_jobs(
+    study: Study,
+    out: Path,
+    jobs: int = 1,
+    shard: tuple[int, int] = (1, 1),
+    keep_checkpoints: bool = False,
+    max_cells: int | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Run the study with `jobs` processes, the CPU threads divided between them (one GPU
+    each where GPUs exist); returns this session's summary, also appended to sessions.jsonl."""
+    import multiprocessing
+
+    import torch
+
+    check_study_directory(study, out)
+    gpus = torch.cuda.device_count()
+    if gpus and jobs > gpus:
+        raise UserError(f"--jobs {jobs} exceeds the {gpus} GPUs: use --jobs {gpus} or fewer")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = threads or max(1, (cores or 1) // jobs)
+    before = len(finished_cells(out))
+    started, start_time = time.perf_counter(), time.time()
+    if jobs == 1:
+        torch.set_num_threads(threads)
+        run_cells(study, out, shard, keep_checkpoints, max_cells)
+    else:
+        context = multiprocessing.get_context("spawn")
+        workers = [
+            context.Process(
+                target=_worker,
+                args=(
+                    study.path,
+                    str(out),
+                    shard,
+                    keep_checkpoints,
+                    max_cells,
+                    threads,
+                    i if gpus else None,
+                ),
+            )
+            for i in range(jobs)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                worker.join()
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+                    worker.join()
+        failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
+        if failed:
+            raise UserError(
+                f"{len(failed)} of {jobs} jobs failed (exit {failed[0]}); "
+                "see their messages above, then rerun to resume"
+            )
+    session = {
+        "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start_time)),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "jobs": jobs,
+        "threads_per_job": threads,
+        "shard": f"{shard[0]}/{shard[1]}",
+        "cells_finished": len(finished_cells(out)) - before,
+        "machine": machine_description(),
+    }
+    with open(out / "sessions.jsonl", "a") as handle:
+        handle.write(json.dumps(session) + "\n")
+    return session
+
+
+def machine_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{platform.machine()} CPU, {cores} cores ({platform.processor() or 'unknown'})"

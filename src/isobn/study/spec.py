@@ -1,0 +1,244 @@
+"""A study file (TOML) and the cells it plans.
+
+    [study]               name, model, description
+    [train]               training settings for every cell (TrainConfig fields)
+    [tasks.NAME]          per-task settings (TrainConfig fields); a file task sets train_file,
+                          dev_file (and test_file, columns) and is named by its table key
+    [[block]]             name, tasks, sizes (ints or "full"), methods, seeds
+
+A cell is one (task, size, method, seed) training run. Cells are the same whichever block
+names them (a block's `none`/`isobn` seeds 1-5 are the main block's), so they run once.
+Every size draws one fixed stratified subsample of the training set (seed 0 of the task
+loader), the same for every seed and method: seeds vary only initialisation, dropout and
+data order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from isobn.errors import UserError
+from isobn.methods import canonical
+from isobn.train import TrainConfig
+
+# TrainConfig fields a study may not set: the study decides them per cell
+_CELL_FIELDS = {
+    "out",
+    "task",
+    "max_train",
+    "seed",
+    "resume",
+    "norm",
+    "isobn_beta",
+    "isobn_momentum",
+    "isobn_correlation",
+    "method",
+}
+_FILE_FIELDS = ("train_file", "dev_file", "test_file")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a study."""
+
+    task: str
+    size: int | None  # training examples; None: the full training set
+    method: str  # canonical method spec
+    seed: int
+    blocks: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """File-name-safe identity, e.g. 'mr/n500/isobn_beta=0.25/seed3'."""
+        size = "full" if self.size is None else f"n{self.size}"
+        method = re.sub(r"[^A-Za-z0-9_.=+-]", "_", self.method)
+        return f"{self.task}/{size}/{method}/seed{self.seed}"
+
+
+@dataclass
+class Block:
+    name: str
+    tasks: list[str]
+    sizes: list[int | None]
+    methods: list[str]
+    seeds: list[int]
+
+
+@dataclass
+class Study:
+    """A parsed study file."""
+
+    name: str
+    model: str
+    train: dict[str, Any]  # settings for every cell
+    tasks: dict[str, dict[str, Any]]  # per-task settings
+    blocks: list[Block]
+    description: str = ""
+    source: str = ""  # the file's text
+    path: str = ""
+
+    def cells(self) -> list[Cell]:
+        """Every distinct cell, in running order: block by block, then size, seed, task,
+        method, so that finished cells always hold complete seed-paired comparisons."""
+        order: dict[tuple, list[str]] = {}
+        for block in self.blocks:
+            for size in block.sizes:
+                for seed in block.seeds:
+                    for task in block.tasks:
+                        for method in block.methods:
+                            order.setdefault((task, size, method, seed), []).append(block.name)
+        return [Cell(*key, blocks=tuple(names)) for key, names in order.items()]
+
+    def config(self, cell: Cell, out: str) -> TrainConfig:
+        """The TrainConfig of one cell, written to `out`."""
+        values = {"model": self.model, **self.train, **self.tasks.get(cell.task, {})}
+        if not any(values.get(name) for name in _FILE_FIELDS):
+            values["task"] = cell.task
+        values.update(out=out, max_train=cell.size, seed=cell.seed, resume=True)
+        values.update(method_settings(cell.method))
+        return TrainConfig(**values)
+
+
+def method_settings(method: str) -> dict[str, Any]:
+    """TrainConfig fields of a method spec (the harness's norm settings)."""
+    from isobn.methods import parse_method
+
+    spec = parse_method(method, "methods")
+    if spec.regularisers:
+        raise UserError(f"study method {method!r}: regularisers need a newer harness")
+    norm = spec.norm
+    args = norm.kwargs
+    allowed = {"beta", "momentum", "use_correlation", "bias_correction"}
+    extra = set(args) - allowed
+    if extra or (norm.name != "isobn" and args):
+        raise UserError(f"study method {method!r}: parameters {sorted(extra or args)} unsupported")
+    name = norm.name
+    if name == "isobn" and args.get("bias_correction") is False:
+        name = "isobn-legacy"
+    settings: dict[str, Any] = {"norm": name}
+    if "beta" in args:
+        settings["isobn_beta"] = args["beta"]
+    if "momentum" in args:
+        settings["isobn_momentum"] = args["momentum"]
+    if "use_correlation" in args:
+        settings["isobn_correlation"] = args["use_correlation"]
+    return settings
+
+
+def load_study(path: str | Path) -> Study:
+    """Parse and check a study file; every problem is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"study file not found: {path}; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path} is not valid TOML ({error}); fix the file") from None
+    unknown = set(data) - {"study", "train", "tasks", "block"}
+    if unknown:
+        raise UserError(
+            f"{path}: unknown table(s) {sorted(unknown)}; use study, train, tasks, block"
+        )
+    head = _table(data, "study", path)
+    train = _settings(_table(data, "train", path), f"{path} [train]")
+    tasks = {
+        name: _settings(values, f"{path} [tasks.{name}]")
+        for name, values in _table(data, "tasks", path).items()
+    }
+    raw_blocks = data.get("block")
+    if not isinstance(raw_blocks, list) or not raw_blocks:
+        raise UserError(f"{path} declares no [[block]]: add one with tasks, sizes, methods, seeds")
+    blocks = [_block(raw, i, path) for i, raw in enumerate(raw_blocks, 1)]
+    names = [b.name for b in blocks]
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: two blocks share a name; give each [[block]] its own name")
+    study = Study(
+        name=str(head.get("name", path.stem)),
+        model=str(head.get("model", "minilm")),
+        description=str(head.get("description", "")),
+        train=train,
+        tasks=tasks,
+        blocks=blocks,
+        source=text,
+        path=str(path),
+    )
+    for cell in {(c.task, c.size): c for c in study.cells()}.values():
+        study.config(cell, out="unused").validate()  # every setting before hours of compute
+    return study
+
+
+def _table(data: dict, name: str, path: Path) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _settings(values: Any, where: str) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise UserError(f"{where} must be a table of settings")
+    known = {f.name for f in fields(TrainConfig)} - _CELL_FIELDS
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown setting(s) {unknown}; allowed: {', '.join(sorted(known))}"
+        )
+    return dict(values)
+
+
+def _block(raw: Any, number: int, path: Path) -> Block:
+    where = f"{path} [[block]] {number}"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a table")
+    missing = [key for key in ("tasks", "sizes", "methods", "seeds") if key not in raw]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}")
+    unknown = set(raw) - {"name", "tasks", "sizes", "methods", "seeds"}
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
+    return Block(
+        name=str(raw.get("name", f"block{number}")),
+        tasks=_list(raw["tasks"], str, f"{where} tasks"),
+        sizes=[_size(s, where) for s in _list(raw["sizes"], (int, str), f"{where} sizes")],
+        methods=[
+            canonical(m, f"{where} methods") for m in _list(raw["methods"], str, f"{where} methods")
+        ],
+        seeds=[_seed(s, where) for s in _list(raw["seeds"], int, f"{where} seeds")],
+    )
+
+
+def _list(value: Any, kind, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where} must be a non-empty list")
+    if any(isinstance(v, bool) or not isinstance(v, kind) for v in value):
+        raise UserError(f"{where}: every item must be {_kind_name(kind)}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise UserError(f"{where} lists an item twice: {value!r}")
+    return list(value)
+
+
+def _kind_name(kind) -> str:
+    return {str: "a string", int: "an integer"}.get(kind, 'an integer or "full"')
+
+
+def _size(value: int | str, where: str) -> int | None:
+    if value == "full":
+        return None
+    if isinstance(value, str) or value < 2:
+        raise UserError(f'{where} sizes: {value!r} must be an integer >= 2 or "full"')
+    return value
+
+
+def _seed(value: int, where: str) -> int:
+    if not 0 <= value < 2**32:
+        raise UserError(f"{where} seeds: {value} must be in [0, 2**32 - 1]")
+    return value
+
+
+__all__ = ["Block", "Cell", "Study", "load_study", "method_settings"]
