@@ -23,6 +23,20 @@ from isobn.methods import canonical, parse_method
         ("isobn:momentum=none", "isobn:momentum=none"),
         ("batchnorm", "batchnorm"),
         ("layernorm:eps=1e-06", "layernorm:eps=1e-06"),
+        ("whitening", "whitening"),
+        ("whitening:update_every=1", "whitening"),
+        (
+            "whitening:update_every=4,backprop=true",
+            "whitening:backprop=true,update_every=4",
+        ),
+        ("whitening:momentum=none,eps=0.01", "whitening:eps=0.01,momentum=none"),
+        ("correg:weight=0.04", "correg"),
+        ("correg:weight=0.06", "correg:weight=0.06"),
+        ("istar:weight=-5,zeta=0.2", "istar"),
+        ("istar:weight=5,zeta=0", "istar:weight=5.0,zeta=0.0"),
+        ("isobn+correg:weight=0.04", "isobn+correg"),
+        ("none+istar:weight=-1", "istar:weight=-1.0"),
+        ("whitening+correg+istar", "whitening+correg+istar"),
     ],
 )
 def test_canonical_names(text, expected):
@@ -59,6 +73,19 @@ def test_defaults_come_from_the_layer_signature():
         ("none:beta=1", "unknown parameter 'beta' of none in --method; allowed parameters: none"),
         ("isobn+layernorm", "combines two norms (isobn, layernorm)"),
         ("", "--method is empty"),
+        ("whitening:update_every=2.5", "--method whitening:update_every must be an integer"),
+        ("whitening:update_every=0", "--method whitening:update_every must be >= 1, got 0"),
+        ("whitening:backprop=2", "--method whitening:backprop must be true or false"),
+        ("whitening+isobn", "combines two norms (whitening, isobn)"),
+        ("correg:weight=-1", "--method correg:weight must be >= 0, got -1"),
+        ("istar:zeta=1.5", "--method istar:zeta must be in [0, 1], got 1.5"),
+        ("istar:weight=nan", "--method istar:weight must be a finite number"),
+        (
+            "istar:beta=1",
+            "unknown parameter 'beta' of istar in --method; allowed parameters: weight",
+        ),
+        ("correg+isobn", "write the norm first, then regularisers"),
+        ("correg+correg:weight=1", "names a method twice"),
     ],
 )
 def test_bad_specs_give_one_line(text, message):
@@ -87,3 +114,35 @@ def test_build_makes_the_module():
     assert isinstance(layer, IsoBN) and layer.beta == 0.25 and layer.num_features == 8
     assert isinstance(parse_method("batchnorm:momentum=0.2").norm.build(8), nn.BatchNorm1d)
     assert parse_method("layernorm:eps=1e-06").norm.build(8).eps == 1e-6
+
+
+def test_new_methods_build_with_their_parameters():
+    from isobn.methods.correg import CorReg
+    from isobn.methods.istar import IStar
+    from isobn.methods.whitening import Whitening
+
+    spec = parse_method("whitening:update_every=4,backprop=true,eps=0.01")
+    layer = spec.norm.build(8)
+    assert isinstance(layer, Whitening) and layer.num_features == 8
+    assert layer.update_every == 4 and isinstance(layer.update_every, int)
+    assert layer.backprop is True and layer.eps == 0.01
+    spec = parse_method("isobn+correg:weight=0.06+istar:weight=-5,zeta=0.3")
+    assert spec.norm.name == "isobn"
+    built = [part.build(8) for part in spec.regularisers]
+    assert isinstance(built[0], CorReg) and built[0].weight == 0.06
+    assert isinstance(built[1], IStar) and built[1].weight == -5.0 and built[1].zeta == 0.3
+    assert parse_method("correg").norm.name == "none"
+
+
+@pytest.mark.parametrize("name", ["whitening", "correg", "istar"])
+def test_new_methods_written_with_their_constructor_defaults_are_the_bare_name(name):
+    from isobn.methods import METHODS
+
+    definition = METHODS[name]
+    signature = inspect.signature(definition.factory.__init__)
+    written = ",".join(
+        f"{key}={str(signature.parameters[key].default).lower()}" for key in definition.params
+    )
+    spec = parse_method(f"{name}:{written}")
+    assert str(spec) == name
+    assert all(part.kwargs == {} for part in spec.parts)

@@ -1,5 +1,18 @@
 """Ways to treat the pooled embedding beside IsoBN, and the one spec string that names them."""
 
+from isobn.methods.correg import CorReg
+from isobn.methods.istar import IStar
 from isobn.methods.spec import ALIASES, METHODS, Method, MethodSpec, canonical, parse_method
+from isobn.methods.whitening import Whitening
 
-__all__ = ["ALIASES", "METHODS", "Method", "MethodSpec", "canonical", "parse_method"]
+__all__ = [
+    "ALIASES",
+    "METHODS",
+    "CorReg",
+    "IStar",
+    "Method",
+    "MethodSpec",
+    "Whitening",
+    "canonical",
+    "parse_method",
+]

@@ -3,9 +3,14 @@
     spec  := part ('+' part)*
     part  := name [':' key '=' value (',' key '=' value)*]
 
-e.g. ``none``, ``isobn``, ``isobn:beta=0.25``, ``isobn:bias_correction=false``, ``layernorm``.
+e.g. ``none``, ``isobn``, ``isobn:beta=0.25``, ``isobn:bias_correction=false``, ``layernorm``,
+``whitening:update_every=4``, ``correg:weight=0.04``, ``istar:weight=-5,zeta=0.2``,
+``isobn+correg``.
 A *norm* is a module between the pooled embedding and the classifier (at most one per spec);
-a *regulariser* adds a loss term on the pooled embedding (several may follow a norm).
+a *regulariser* adds a loss term on the pooled embedding (several may follow a norm): its
+module's ``forward(pooled (B, D))`` returns the already-weighted scalar, and it may have
+``set_reference(pooled (N, D))``. Both are built as ``factory(num_features, **kwargs)`` and keep
+any running state in buffers.
 Parameters carry the constructor's own argument names, and their defaults are read from the
 constructor's signature, so each default is written once, where the module is defined.
 
@@ -25,6 +30,9 @@ from torch import nn
 
 from isobn.errors import UserError
 from isobn.layer import IsoBN
+from isobn.methods.correg import CorReg
+from isobn.methods.istar import IStar
+from isobn.methods.whitening import Whitening
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -89,6 +97,33 @@ METHODS: dict[str, MethodDef] = {
         "LayerNorm with its affine parameters",
         {"eps": _positive},
         nn.LayerNorm,
+    ),
+    "whitening": MethodDef(
+        "whitening",
+        "norm",
+        "ZCA whitening from running estimates (Decorrelated BN, Huang et al., CVPR 2018)",
+        {
+            "momentum": Param(float, lambda v: 0 < v <= 1, "in (0, 1] or none", allow_none=True),
+            "eps": _positive,
+            "bias_correction": Param(bool),
+            "backprop": Param(bool),
+            "update_every": Param(int, lambda v: v >= 1, ">= 1"),
+        },
+        Whitening,
+    ),
+    "correg": MethodDef(
+        "correg",
+        "regulariser",
+        "Cor-Reg (Zhang et al., NAACL 2022): weight * ||Corr(X_b) - I||_F",
+        {"weight": Param(float, lambda v: v >= 0, ">= 0")},
+        CorReg,
+    ),
+    "istar": MethodDef(
+        "istar",
+        "regulariser",
+        "I-STAR (Rudman & Eickhoff, ICLR 2024): weight * (1 - IsoScore*(X_b))",
+        {"weight": Param(float), "zeta": Param(float, lambda v: 0 <= v <= 1, "in [0, 1]")},
+        IStar,
     ),
 }
 

@@ -1,0 +1,163 @@
+"""I-STAR: a differentiable IsoScore* of the batch's pooled embeddings as a loss term.
+
+W. Rudman, C. Eickhoff, "Stable Anisotropic Regularization", ICLR 2024.
+
+    Sigma*   = (1 - zeta) Sigma_b + zeta C0                                      # (D, D)
+    IsoScore* = IsoScore from the eigenvalues of Sigma*
+    loss     = weight * (1 - IsoScore*)                                          # scalar
+
+Sigma_b is the unbiased (divide by B - 1) covariance of the batch X_b (B, D) and C0 the unbiased
+covariance of the pooled embeddings of a sample of the training set, as in the authors'
+``IsoScore`` package (``torch.cov``); the shrinkage towards C0 keeps the estimate stable for
+batches much smaller than D. weight < 0 rewards anisotropy (the authors' recommended
+direction, e.g. -5 with zeta = 0.2); weight > 0 rewards isotropy.
+
+The paper regularises the token embeddings of every layer; isobn applies it to the pooled
+embedding that feeds the classifier, the same place IsoBN and the other methods act.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from isobn.functional import statistics_dtype
+from isobn.methods.moments import moments
+
+
+def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
+    """IsoScore (Rudman et al. 2022) of covariance eigenvalues (D,), differentiable, no clipping.
+
+    With n = D and lambda the absolute eigenvalues:
+        lambda_hat = sqrt(n) lambda / ||lambda||_2
+        delta      = ||lambda_hat - 1||_2 / sqrt(2 (n - sqrt(n)))      # isotropy defect, [0, 1]
+        IsoScore   = ((n - delta^2 (n - sqrt(n)))^2 - n) / (n (n - 1))  # 1 isotropic, 0 one line
+    Dead dimensions count in n, as in the reference. Zero total variance gives 0 (and no
+    gradient); D = 1 gives 1.
+    """
+    n = eigenvalues.shape[0]
+    if n == 1:
+        return torch.ones((), dtype=eigenvalues.dtype, device=eigenvalues.device)
+    lam = eigenvalues.abs()
+    norm = torch.linalg.vector_norm(lam)
+    positive = norm > 0
+    lam_hat = math.sqrt(n) * lam / torch.where(positive, norm, 1.0)  # (D,)
+    defect_sq = (lam_hat - 1.0).square().sum() / (2.0 * (n - math.sqrt(n)))
+    score = ((n - defect_sq * (n - math.sqrt(n))).square() - n) / (n * (n - 1))
+    return torch.where(positive, score, torch.zeros_like(score))
+
+
+def isoscore_star(
+    x: Tensor, reference_cov: Tensor | None = None, zeta: float | Tensor = 0.0
+) -> Tensor:
+    """IsoScore* of the rows of x (B, D) shrunk towards reference_cov (D, D); float64 scalar.
+
+    Sigma* = (1 - zeta) Sigma_b + zeta C0 with Sigma_b = y^T y / (B - 1), y = x - mean(x); without
+    a reference, Sigma* = Sigma_b. zeta may be a 0-dim tensor (no host synchronisation).
+    Eigenvalues by ``eigvalsh`` in float64 (float32 on MPS) with autocast off; differentiable
+    in x (the eigenvalue gradient U diag(g) U^T stays finite for repeated eigenvalues).
+    This process's rows only, as in the authors' DDP code.
+    B < 2 has no covariance: 0 is returned (a constant).
+    """
+    assert x.dim() == 2, f"expected (B, D), got {tuple(x.shape)}"
+    dtype = statistics_dtype(x.device)
+    if x.shape[0] < 2:
+        return torch.zeros((), dtype=dtype, device=x.device)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        y = x.to(dtype)
+        y = y - y.mean(0)  # (B, D)
+        cov = y.T @ y / (y.shape[0] - 1)  # (D, D), unbiased
+        if reference_cov is not None:
+            cov = (1.0 - zeta) * cov + zeta * reference_cov.to(dtype)
+        return isoscore_from_eigenvalues(torch.linalg.eigvalsh(cov))
+
+
+class IStar(nn.Module):
+    """I-STAR loss term: ``forward(pooled (B, D)) -> weight * (1 - IsoScore*(X_b))``.
+
+    See :func:`isoscore_star`. The returned scalar is already weighted: the trainer adds it to
+    the task loss. float32 unless the input is float64.
+
+    Args:
+        num_features: D, the size of the pooled embedding.
+        weight: lambda; < 0 decreases isotropy (the paper's recommendation, -5), > 0 increases it.
+        zeta: shrinkage towards C0, in [0, 1] (the paper's example: 0.2).
+        process_group: ranks whose rows `set_reference` pools; all ranks when None.
+        device, dtype: of the C0 buffer (float32 or float64).
+
+    Buffers:
+        reference_cov (D, D): C0, the unbiased covariance of the rows given to `set_reference`.
+        reference_count: long scalar, how many rows C0 comes from; 0 before any reference,
+            and then zeta is treated as 0 (IsoScore* of the batch covariance alone).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        weight: float = -5.0,
+        zeta: float = 0.2,
+        process_group=None,
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        if not math.isfinite(weight):
+            raise ValueError(f"weight must be a finite number, got {weight}")
+        if not 0 <= zeta <= 1:
+            raise ValueError(f"zeta must be in [0, 1], got {zeta}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"reference dtype must be float32 or float64, got {dtype}")
+        self.num_features = num_features
+        self.weight = weight
+        self.zeta = zeta
+        self.process_group = process_group
+        self.register_buffer(
+            "reference_cov", torch.zeros(num_features, num_features, device=device, dtype=dtype)
+        )
+        self.register_buffer("reference_count", torch.tensor(0, dtype=torch.long, device=device))
+
+    @property
+    def has_reference(self) -> bool:
+        return bool(self.reference_count > 0)
+
+    @torch.no_grad()
+    def set_reference(self, pooled: Tensor) -> None:
+        """Set C0 to the unbiased covariance (divide by N - 1) of pooled (N, D), all ranks.
+
+        The trainer calls this before each epoch with the pooled embeddings of a sample of the
+        training set (the paper recomputes C0 every epoch).
+        """
+        if pooled.dim() != 2 or pooled.shape[1] != self.num_features:
+            raise ValueError(f"expected (N, {self.num_features}), got {tuple(pooled.shape)}")
+        n, _, scatter = moments(pooled, self.process_group)
+        if n < 2:
+            raise ValueError(f"set_reference needs at least 2 rows, got {n}")
+        self.reference_cov.copy_(scatter / (n - 1))
+        self.reference_count.fill_(n)
+
+    def clear_reference(self) -> None:
+        """Forget C0: zeta is treated as 0 again."""
+        self.reference_cov.zero_()
+        self.reference_count.zero_()
+
+    def isoscore_star(self, pooled: Tensor) -> Tensor:
+        """IsoScore* of pooled (B, D) with this module's C0 and zeta (float64 scalar)."""
+        # zeta -> 0 before any reference, decided on the device (no host synchronisation)
+        has_reference = (self.reference_count > 0).to(statistics_dtype(pooled.device))
+        zeta = self.zeta * has_reference  # a 0-dim tensor: 0 or zeta
+        return isoscore_star(pooled, self.reference_cov, zeta)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        if pooled.dim() != 2 or pooled.shape[1] != self.num_features:
+            raise ValueError(f"expected (B, {self.num_features}), got {tuple(pooled.shape)}")
+        out_dtype = torch.float64 if pooled.dtype == torch.float64 else torch.float32
+        if pooled.shape[0] < 2:  # no covariance: no loss (not weight * (1 - 0))
+            return torch.zeros((), dtype=out_dtype, device=pooled.device)
+        return (self.weight * (1.0 - self.isoscore_star(pooled))).to(out_dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, weight={self.weight}, zeta={self.zeta}"

@@ -1,0 +1,245 @@
+"""ZCA whitening of the pooled embedding (Decorrelated Batch Normalization, Huang et al. 2018).
+
+L. Huang, D. Yang, B. Lang, J. Deng, "Decorrelated Batch Normalization", CVPR 2018.
+
+    x_hat     = (x - mu) W,        W = Sigma^{-1/2} = U (Lambda + eps)^{-1/2} U^T       # (B, D)
+
+mu (D,) and Sigma (D, D) are running estimates, kept exactly like IsoBN's: raw exponential
+moving averages of the batch mean and the *population* (biased, divide by B) batch covariance,
+est <- est + m (batch - est), divided by the bias correction c = 1 - (1 - m)^t. Sigma = U Lambda
+U^T is decomposed in float64; eigenvalues are clipped at 0 before eps is added, so a dead
+dimension or a rank-deficient covariance (B <= D) gives 1 / sqrt(eps) in its null space, never
+inf or nan. Unlike Huang et al., who whiten with the batch's own statistics while training, the
+transform always comes from the running estimates (as IsoBN's scale does), so training and
+evaluation apply the same kind of map and a batch of any size can be whitened.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from isobn.methods.moments import moments
+
+_STAT_BUFFERS = ("running_mean", "running_cov", "whitening_matrix")
+
+
+class _InverseSqrtPSD(torch.autograd.Function):
+    """W = U (max(Lambda, 0) + eps)^{-1/2} U^T with a backward that is finite for ties.
+
+    Autograd through ``torch.linalg.eigh`` divides by lambda_i - lambda_j and gives inf/nan
+    when eigenvalues repeat (every rank-deficient covariance has repeated zeros). The
+    derivative of a spectral function is U (L o (U^T G U)) U^T with the divided differences
+    L_ij = (f(l_i) - f(l_j)) / (l_i - l_j); for f(l) = (l + eps)^{-1/2} and s = sqrt(l + eps)
+    this is L_ij = -1 / (s_i s_j (s_i + s_j)), which needs no difference of eigenvalues and is
+    f'(l_i) = -1 / (2 s_i^3) on ties.
+    """
+
+    @staticmethod
+    def forward(ctx, cov: Tensor, eps: float) -> Tensor:
+        eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending, (D,), (D, D)
+        s = (eigenvalues.clamp_min(0) + eps).sqrt()  # (D,)
+        ctx.save_for_backward(vectors, s)
+        return (vectors / s) @ vectors.T
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        vectors, s = ctx.saved_tensors
+        grad = 0.5 * (grad + grad.T)  # the input is symmetric: only its symmetric part moves
+        divided = -1.0 / (s[:, None] * s[None, :] * (s[:, None] + s[None, :]))  # (D, D)
+        inner = vectors.T @ grad @ vectors
+        return vectors @ (divided * inner) @ vectors.T, None
+
+
+def inverse_sqrt(cov: Tensor, eps: float) -> Tensor:
+    """Sigma^{-1/2} = U (max(Lambda, 0) + eps)^{-1/2} U^T of a symmetric PSD matrix (D, D).
+
+    eps > 0 is added to the eigenvalues after negatives (round-off) are clipped to 0.
+    Differentiable, with a gradient that stays finite for repeated eigenvalues.
+    Computes in the dtype of `cov` (pass float64).
+    """
+    return _InverseSqrtPSD.apply(cov, eps)
+
+
+def whiten(x: Tensor, mean: Tensor, matrix: Tensor) -> Tensor:
+    """x_hat = (x - mean) W for x (..., D), mean (D,), W (D, D) symmetric; x's shape and dtype.
+
+    Computed in float32 at least (half-precision inputs are whitened in float32, then cast back,
+    since W can reach 1 / sqrt(eps)).
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        out = (x.to(dtype) - mean.to(dtype)) @ matrix.to(dtype)
+    return out.to(x.dtype)
+
+
+class Whitening(nn.Module):
+    r"""ZCA whitening with running estimates, the norm of Decorrelated BN (Huang et al. 2018).
+
+    x_hat = (x - mu) Sigma^{-1/2}; see the module docstring for the estimates and the eps
+    placement. No affine parameters.
+
+    Args:
+        num_features: D, the size of the last dimension of the input.
+        momentum: m of the running estimates, est <- est + m (batch - est); ``None`` gives a
+            cumulative average (weight 1 / t), as in IsoBN and ``nn.BatchNorm1d``.
+        eps: added to the eigenvalues of Sigma before the inverse square root (absolute, in the
+            units of the embedding's variance); bounds the gain of any direction by 1 / sqrt(eps).
+        bias_correction: divide the zero-initialised averages by c = 1 - (1 - m)^t (as IsoBN).
+        backprop: ``False`` (default) treats mu and W as constants, like IsoBN's detached scale,
+            so the comparison isolates full decorrelation against IsoBN's per-dimension scale.
+            ``True`` backpropagates through this step's estimates (the current batch's share
+            m / c of them) and through the eigendecomposition. With ``update_every`` > 1 the
+            gradient reaches W only on the steps that recompute it.
+        update_every: recompute W every k training steps (steps 1, k + 1, 2k + 1, ...); in
+            between, the cached W is used while mu still follows every batch. W costs one
+            O(D^3) eigendecomposition.
+        process_group: group whose ranks share statistics while training; all ranks when None.
+            With ``backprop`` the gradient flows through this rank's rows only (other ranks'
+            sums act as constants); exact on one process.
+
+    Shape:
+        input (B, D) or (B, ..., D), statistics over all leading dimensions; output the same
+        shape and dtype.
+
+    Buffers:
+        running_mean (D,), running_cov (D, D): raw moving averages, zero at start (float32, or
+        float64 with ``dtype``, whatever the module dtype).
+        whitening_matrix (D, D): the W in use, the identity before the first update.
+        num_batches_tracked: long scalar, t.
+
+    Before any statistics (t = 0) the module is the identity (mu = 0, W = I). Evaluation uses
+    the running mean and the cached W only. A training batch of one row leaves the statistics
+    unchanged (with a warning) and is whitened with the current estimates.
+    """
+
+    _version = 1
+
+    def __init__(
+        self,
+        num_features: int,
+        momentum: float | None = 0.05,
+        eps: float = 1e-3,
+        bias_correction: bool = True,
+        backprop: bool = False,
+        update_every: int = 1,
+        process_group=None,
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        if momentum is not None and not 0 < momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if isinstance(update_every, bool) or int(update_every) != update_every or update_every < 1:
+            raise ValueError(f"update_every must be an integer >= 1, got {update_every}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"statistics dtype must be float32 or float64, got {dtype}")
+        self.num_features = num_features
+        self.momentum = momentum
+        self.eps = eps
+        self.bias_correction = bias_correction
+        self.backprop = backprop
+        self.update_every = int(update_every)
+        self.process_group = process_group
+        self._warned_batch_of_one = False
+        factory = {"device": device, "dtype": dtype}
+        self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+        self.register_buffer("running_cov", torch.zeros(num_features, num_features, **factory))
+        self.register_buffer("whitening_matrix", torch.eye(num_features, **factory))
+        self.register_buffer(
+            "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+        )
+
+    def reset_running_stats(self) -> None:
+        """Forget all statistics: the module is the identity again until the next update."""
+        self.running_mean.zero_()
+        self.running_cov.zero_()
+        self.whitening_matrix.copy_(torch.eye(self.num_features))
+        self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """Whitening has no parameters; kept for parity with ``nn.BatchNorm``."""
+        self.reset_running_stats()
+
+    def _correction(self, t: Tensor) -> Tensor | float:
+        """c = 1 - (1 - m)^t for t >= 1 (1 when off, for a cumulative average, or at t = 0)."""
+        if not self.bias_correction or self.momentum is None:
+            return 1.0
+        c = 1.0 - (1.0 - self.momentum) ** t.to(torch.float64)
+        return torch.where(c > 0, c, 1.0)
+
+    def estimates(self) -> tuple[Tensor, Tensor]:
+        """The bias-corrected running (mean (D,), covariance (D, D)), float64."""
+        c = self._correction(self.num_batches_tracked)
+        return self.running_mean.double() / c, self.running_cov.double() / c
+
+    def _update(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Fold the batch x (N, D) (all ranks) into the running estimates; return this step's
+        bias-corrected (mean, W), differentiable with `backprop`, or None for a batch of one."""
+        n, batch_mean, scatter = moments(x, self.process_group, differentiable=self.backprop)
+        if n < 2:
+            if not self._warned_batch_of_one:
+                warnings.warn(
+                    "Whitening got a training batch of one row: its statistics are left unchanged",
+                    stacklevel=3,
+                )
+                self._warned_batch_of_one = True
+            return None
+        batch_cov = scatter / n  # (D, D), population
+        self.num_batches_tracked.add_(1)
+        t = self.num_batches_tracked
+        weight = t.reciprocal().double() if self.momentum is None else self.momentum
+        previous_mean = self.running_mean.double()
+        previous_cov = self.running_cov.double()
+        raw_mean = previous_mean + weight * (batch_mean - previous_mean)  # (D,)
+        raw_cov = previous_cov + weight * (batch_cov - previous_cov)  # (D, D)
+        with torch.no_grad():
+            self.running_mean.copy_(raw_mean)
+            self.running_cov.copy_(raw_cov)
+        c = self._correction(t)
+        mean = raw_mean / c
+        if self.update_every == 1 or (int(t) - 1) % self.update_every == 0:
+            matrix = inverse_sqrt(raw_cov / c, self.eps)  # (D, D), float64
+            with torch.no_grad():
+                self.whitening_matrix.copy_(matrix)
+        else:
+            matrix = self.whitening_matrix
+        return mean, matrix
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"expected last dimension {self.num_features}, got {tuple(x.shape)}")
+        updated = None
+        if self.training:
+            updated = self._update(x.reshape(-1, self.num_features))
+        if updated is None:
+            mean = self.running_mean.double() / self._correction(self.num_batches_tracked)
+            matrix = self.whitening_matrix
+        else:
+            mean, matrix = updated
+        if not (self.backprop and self.training):
+            mean, matrix = mean.detach(), matrix.detach()
+        return whiten(x, mean, matrix)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, momentum={self.momentum}, eps={self.eps}, "
+            f"bias_correction={self.bias_correction}, backprop={self.backprop}, "
+            f"update_every={self.update_every}"
+        )
+
+    def _apply(self, fn, recurse=True):
+        # as in IsoBN: follow the device of `fn` but keep the float32/64 statistics dtype
+        kept = {name: getattr(self, name) for name in _STAT_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            if after is not None and after.dtype not in (torch.float32, torch.float64):
+                self._buffers[name] = before.to(device=after.device)
+        return self
