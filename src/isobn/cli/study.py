@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
             f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
             file=sys.stderr,
         )
+    from isobn.study.pretrained import ensure_pretrained_isotropy
     from isobn.study.results import write_study_results
+
+    ensure_pretrained_isotropy(study, out)
 
     paths = write_study_results(study, out, command=" ".join(["isobn", *sys.argv[1:]]))
     for path in paths:

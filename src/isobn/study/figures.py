@@ -1,0 +1,106 @@
+"""Figures of a study: per-seed paired differences, a forest plot, isotropy against score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from isobn.study import stats
+
+
+def study_figures(records: list[dict], directory: Path) -> list[Path]:
+    """Draw the study's figures into `directory`; returns their paths (none without pairs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    comparisons = _comparisons(records)
+    if not comparisons:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        _paired_dots(comparisons, directory / "paired_differences.png"),
+        _forest(comparisons, directory / "forest.png"),
+        _isotropy_scatter(records, directory / "isotropy_vs_score.png"),
+    ]
+
+
+def _comparisons(records: list[dict]) -> list[tuple[str, dict]]:
+    """(label, paired test result) for every (task, size, method != none) with pairs."""
+    found = []
+    for (task, size), by_method in sorted(
+        stats.group(records).items(), key=lambda i: (i[0][0], i[0][1] or 10**9)
+    ):
+        base = by_method.get(stats.BASELINE)
+        if base is None:
+            continue
+        for method, runs in sorted(by_method.items()):
+            if method == stats.BASELINE:
+                continue
+            result = stats.paired(stats.scores(runs, "test"), stats.scores(base, "test"))
+            if result:
+                found.append((f"{task} n={size or 'full'} {method}", result))
+    return found
+
+
+def _paired_dots(comparisons, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(comparisons) + 1.2))
+    for row, (_, result) in enumerate(comparisons):
+        jitter = np.linspace(-0.15, 0.15, len(result["diffs"]))
+        ax.scatter(result["diffs"], row + jitter, s=14, alpha=0.7)
+        ax.plot([result["mean_diff"]] * 2, [row - 0.3, row + 0.3], color="black")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(comparisons)), [label for label, _ in comparisons], fontsize=8)
+    ax.set_xlabel("test score, method - none (x 100), one dot per seed; bar: mean")
+    ax.set_title("Per-seed paired differences against no norm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _forest(comparisons, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(comparisons) + 1.2))
+    for row, (_, result) in enumerate(comparisons):
+        low, high = result["ci"] or (result["mean_diff"], result["mean_diff"])
+        ax.plot([low, high], [row, row], color="tab:blue")
+        ax.plot(result["mean_diff"], row, "o", color="tab:blue")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(comparisons)), [label for label, _ in comparisons], fontsize=8)
+    ax.set_xlabel("mean test difference against none (x 100) with 95% bootstrap interval")
+    ax.set_title("Every method against no norm")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _isotropy_scatter(records: list[dict], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    groups = stats.group(records)
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3), squeeze=False)
+    for ax, ((task, size), by_method) in zip(
+        axes[0], sorted(groups.items(), key=lambda i: (i[0][0], i[0][1] or 0))
+    ):
+        for method, runs in sorted(by_method.items()):
+            points = [
+                (r["isotropy_at_best"].get("after_norm", {}).get("isoscore"), r["test_score"])
+                for r in runs.values()
+            ]
+            points = [p for p in points if None not in p]
+            if points:
+                x, y = zip(*points)
+                ax.scatter(x, y, s=12, label=method, alpha=0.7)
+        ax.set_title(f"{task} n={size or 'full'}", fontsize=9)
+        ax.set_xlabel("IsoScore after the method", fontsize=8)
+    axes[0][0].set_ylabel("test score (x 100)")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,355 @@
+"""RESULTS.md of a study: generated tables and figures, and a verdict written by people.
+
+Everything between the verdict markers is kept when the file is rewritten; everything else
+is generated from the finished cells.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from isobn.study import stats
+from isobn.study.spec import Study
+
+VERDICT_START, VERDICT_END = (
+    "<!-- verdict: written by hand, kept on rewrite -->",
+    "<!-- /verdict -->",
+)
+_ISO = ("std_cv", "mean_abs_corr", "isoscore", "effective_rank")
+MODEL_NOTE = (
+    "The packaged MiniLM (all-MiniLM-L6-v2) is a contrastively trained sentence encoder: its "
+    "pooled embedding is already far more isotropic than that of the MLM-pretrained BERT of the "
+    "IsoBN paper, so there is less for IsoBN to correct. Read the verdict with that in mind."
+)
+
+
+def write_results_markdown(
+    study: Study, out: Path, records: list[dict], command: str
+) -> list[Path]:
+    """Write RESULTS.md (and its figures) in `out`; returns the paths written."""
+    from isobn.study.figures import study_figures
+
+    figures = study_figures(records, out / "figures")
+    path = out / "RESULTS.md"
+    verdict = _kept_verdict(path)
+    lines = [f"# Study `{study.name}`", "", study.description, ""]
+    if study.model == "minilm":
+        lines += [f"> {MODEL_NOTE}", ""]
+    lines += _pretrained_section(out)
+    lines += ["## Verdict", "", VERDICT_START, verdict, VERDICT_END, ""]
+    lines += _setup_section(study, out, records, command)
+    for block in study.blocks:
+        lines += _block_section(block, records)
+    lines += _isotropy_section(records)
+    lines += _epochs_section(records)
+    if figures:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}](figures/{p.name})" for p in figures] + [""]
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return [path, *figures]
+
+
+def _kept_verdict(path: Path) -> str:
+    if path.is_file():
+        text = path.read_text()
+        if VERDICT_START in text and VERDICT_END in text:
+            return text.split(VERDICT_START, 1)[1].split(VERDICT_END, 1)[0].strip()
+    return "_Not written yet: it is written from the tables below once the cells have run._"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
+    return "-" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
+
+
+def _size(size: int | None) -> str:
+    return "full" if size is None else str(size)
+
+
+def _pretrained_section(out: Path) -> list[str]:
+    path = out / "pretrained_isotropy.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    lines = [
+        "## Pre-trained isotropy of the model",
+        "",
+        f"The {data['pooling']} embedding of the pre-trained model over each task's dev split "
+        "(before any fine-tuning; `isobn analyze`):",
+        "",
+        "| task | std_cv | mean_abs_corr | isoscore | effective_rank |",
+        "|---|---|---|---|---|",
+    ]
+    for task, report in data["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(_fmt(report.get(k), 3) for k in _ISO) + " |")
+    return lines + [""]
+
+
+def _setup_section(study: Study, out: Path, records: list[dict], command: str) -> list[str]:
+    planned = study.cells()
+    done = {(r["task"], r["size"], r["method"], r["seed"]) for r in records}
+    sessions = _sessions(out)
+    wall = sum(s["wall_seconds"] for s in sessions)
+    settings = ", ".join(f"{k} {v}" for k, v in study.train.items())
+    lines = [
+        "## Set-up",
+        "",
+        f"- Model: `{study.model}`; settings for every cell and method: {settings}.",
+        "- Each training size is one fixed stratified subsample of the training set, the same "
+        "for every seed and method; seeds vary the head's initialisation, dropout and data "
+        "order. The best dev epoch is kept (early stopping on dev, as the paper); test scores "
+        "come from that checkpoint and are never used for selection.",
+        f"- Cells finished: {len(done)} of {len(planned)} planned.",
+    ]
+    missing = _missing(planned, done)
+    if missing:
+        lines.append(f"- Not (yet) run: {missing}.")
+    lines += [
+        f"- Command: `{command}`",
+        f"- isobn {_version()}, commit {_commit()}; machine: "
+        f"{sessions[-1]['machine'] if sessions else 'unknown'}; wall time {wall / 3600:.2f} h "
+        f"over {len(sessions)} session(s) (jobs: "
+        f"{', '.join(sorted({str(s['jobs']) for s in sessions})) or '-'}).",
+        "",
+        "<details><summary>Study file</summary>",
+        "",
+        "```toml",
+        study.source.rstrip(),
+        "```",
+        "</details>",
+        "",
+    ]
+    return lines
+
+
+def _missing(planned, done) -> str:
+    counts: dict[tuple, int] = {}
+    for cell in planned:
+        if (cell.task, cell.size, cell.method, cell.seed) not in done:
+            key = (cell.blocks[0], cell.task, _size(cell.size))
+            counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{b} {t} n={s}: {n} cells" for (b, t, s), n in counts.items())
+
+
+def _sessions(out: Path) -> list[dict]:
+    path = out / "sessions.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _version() -> str:
+    from isobn import __version__
+
+    return __version__
+
+
+def _commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def _block_section(block, records: list[dict]) -> list[str]:
+    mine = [
+        r
+        for r in records
+        if r["task"] in block.tasks
+        and r["size"] in block.sizes
+        and r["method"] in block.methods
+        and r["seed"] in block.seeds
+    ]
+    lines = [f"## Block `{block.name}`", ""]
+    if not mine:
+        return lines + ["No finished cells yet.", ""]
+    groups = stats.group(mine)
+    lines += _scores_table(groups, block.methods)
+    lines += _paired_table(groups, block.methods)
+    lines += _average_table(groups, block.methods)
+    return lines
+
+
+def _scores_table(groups, methods) -> list[str]:
+    lines = [
+        "Scores (main metric x 100) over seeds. `failed`: runs whose dev score is no better "
+        "than the majority class.",
+        "",
+        "| task | size | method | n | dev median ± std | test median ± std | test mean [95% CI] "
+        "| failed | best epoch median (range) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (task, size), by_method in sorted(groups.items(), key=_group_order):
+        for method in [m for m in methods if m in by_method]:
+            runs = by_method[method]
+            dev = stats.summary(list(stats.scores(runs, "dev").values()))
+            test_scores = list(stats.scores(runs, "test").values())
+            test = stats.summary(test_scores) if test_scores else None
+            epochs = [r["best_epoch"] for r in runs.values()]
+            fails = sum(stats.failed(r) for r in runs.values())
+            lines.append(
+                f"| {task} | {_size(size)} | `{method}` | {dev['n']} | "
+                f"{_fmt(dev['median'])} ± {_fmt(dev['std'])} | "
+                + (
+                    f"{_fmt(test['median'])} ± {_fmt(test['std'])} | {_fmt(test['mean'])} "
+                    f"{_ci(test['ci'])} | "
+                    if test
+                    else "- | - | "
+                )
+                + f"{fails}/{len(runs)} | {_fmt(float(np.median(epochs)), 1)} "
+                f"({_fmt(min(epochs), 0)}-{_fmt(max(epochs), 0)}) |"
+            )
+    return lines + [""]
+
+
+def _group_order(item):
+    (task, size), _ = item
+    return task, -1 if size is None else size
+
+
+def _paired_table(groups, methods) -> list[str]:
+    lines = [
+        "Seed-paired differences against `none` (method - none, x 100): mean [95% bootstrap CI], "
+        "wins/ties/losses and the Wilcoxon signed-rank p-value.",
+        "",
+        "| task | size | method | n | dev diff [95% CI] | dev W/T/L | dev p | test diff [95% CI] "
+        "| test W/T/L | test p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (task, size), by_method in sorted(groups.items(), key=_group_order):
+        base = by_method.get(stats.BASELINE)
+        if base is None:
+            continue
+        for method in [m for m in methods if m in by_method and m != stats.BASELINE]:
+            cells = []
+            for split in ("dev", "test"):
+                result = stats.paired(
+                    stats.scores(by_method[method], split), stats.scores(base, split)
+                )
+                if result is None:
+                    cells.append("- | - | -")
+                    continue
+                cells.append(
+                    f"{result['mean_diff']:+.2f} {_ci(result['ci'], 2)} | "
+                    f"{result['wins']}/{result['ties']}/{result['losses']} | "
+                    f"{_p(result['p_wilcoxon'])}"
+                )
+                n = result["n"]
+            lines.append(
+                f"| {task} | {_size(size)} | `{method}` | {n} | " + " | ".join(cells) + " |"
+            )
+    return lines + [""]
+
+
+def _average_table(groups, methods) -> list[str]:
+    """The paper's summary: per size, the average over tasks of each method's median."""
+    sizes = sorted({size for _, size in groups}, key=lambda s: -1 if s is None else s)
+    lines = []
+    for size in sizes:
+        tasks = sorted(task for task, s in groups if s == size)
+        if len(tasks) < 2:
+            continue
+        row = []
+        for method in methods:
+            medians = {
+                split: [
+                    np.median(
+                        list(stats.scores(groups[(t, size)].get(method, {}), split).values())
+                        or [np.nan]
+                    )
+                    for t in tasks
+                ]
+                for split in ("dev", "test")
+            }
+            row.append(
+                f"| `{method}` | {_fmt(float(np.mean(medians['dev'])), 2)} | "
+                f"{_fmt(float(np.mean(medians['test'])), 2)} |"
+            )
+        lines += [
+            f"Average over {', '.join(tasks)} of the per-task median (size {_size(size)}; "
+            "the paper's summary):",
+            "",
+            "| method | dev | test |",
+            "|---|---|---|",
+            *row,
+            "",
+        ]
+    return lines
+
+
+def _isotropy_section(records: list[dict]) -> list[str]:
+    groups = stats.group(records)
+    lines = [
+        "## Isotropy of the pooled embedding at the best checkpoint",
+        "",
+        "Medians over seeds, on the dev split, before the method's transform and after it. "
+        "`rho(test)`: Spearman correlation, over every run of the task and size, between the "
+        "IsoScore after the transform and the test score.",
+        "",
+        "| task | size | method | std_cv before/after | mean_abs_corr before/after "
+        "| isoscore before/after | effective_rank before/after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    correlations = []
+    for (task, size), by_method in sorted(groups.items(), key=_group_order):
+        xs, ys = [], []
+        for method, runs in by_method.items():
+            cells = []
+            for key in _ISO:
+                pair = []
+                for side in ("before_norm", "after_norm"):
+                    values = [r["isotropy_at_best"].get(side, {}).get(key) for r in runs.values()]
+                    values = [v for v in values if v is not None]
+                    pair.append(_fmt(float(np.median(values)), 3) if values else "-")
+                cells.append(" / ".join(pair))
+            lines.append(f"| {task} | {_size(size)} | `{method}` | " + " | ".join(cells) + " |")
+            for r in runs.values():
+                iso = r["isotropy_at_best"].get("after_norm", {}).get("isoscore")
+                if iso is not None and r.get("test_score") is not None:
+                    xs.append(iso)
+                    ys.append(r["test_score"])
+        rho = stats.spearman(xs, ys)
+        if rho:
+            correlations.append(
+                f"{task} n={_size(size)}: rho {rho[0]:+.2f} (p {_p(rho[1])}, {len(xs)} runs)"
+            )
+    lines.append("")
+    if correlations:
+        lines += ["IsoScore (after) against test score: " + "; ".join(correlations) + ".", ""]
+    return lines
+
+
+def _epochs_section(records: list[dict]) -> list[str]:
+    at_last = [r for r in records if r["best_epoch"] == r["config"]["epochs"]]
+    stopped = sum(bool(r["stopped_early"]) for r in records)
+    counts: dict[float, int] = {}
+    for r in records:
+        counts[r["best_epoch"]] = counts.get(r["best_epoch"], 0) + 1
+    histogram = ", ".join(f"{_fmt(k, 0)}: {v}" for k, v in sorted(counts.items()))
+    return [
+        "## Best epochs",
+        "",
+        f"Best dev epoch over all {len(records)} runs (epoch: runs): {histogram}. "
+        f"{len(at_last)} runs peaked at the last allowed epoch (under-training would show as "
+        f"most runs there); {stopped} stopped early (no dev improvement for `patience` "
+        "evaluations).",
+        "",
+    ]

@@ -1,0 +1,73 @@
+"""The isotropy of the study model's pre-trained pooled embedding, per task (isobn analyze)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from isobn.checkpoint import write_json_atomically
+from isobn.study.spec import Study
+
+FILE = "pretrained_isotropy.json"
+# task settings that `isobn analyze` takes, and their options
+_OPTIONS = {
+    "data_dir": "--data-dir",
+    "train_file": "--train",
+    "dev_file": "--dev",
+    "test_file": "--test",
+    "text_column": "--text-column",
+    "text_pair_column": "--text-pair-column",
+    "label_column": "--label-column",
+    "max_length": "--max-length",
+}
+
+
+def ensure_pretrained_isotropy(study: Study, out: Path) -> Path:
+    """Measure (once) the pre-trained model's pooled embedding over each task's dev split
+    with `isobn analyze`, into OUT/pretrained/TASK; summary in OUT/pretrained_isotropy.json."""
+    path = out / FILE
+    summary = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
+    pooling = study.train.get("pooling", "pooler")
+    summary.update(model=study.model, pooling=pooling)
+    tasks = sorted({task for block in study.blocks for task in block.tasks})
+    for task in tasks:
+        if task in summary["tasks"]:
+            continue
+        summary["tasks"][task] = _analyze(study, task, pooling, out / "pretrained" / task)
+        write_json_atomically(path, summary)
+    return path
+
+
+def _analyze(study: Study, task: str, pooling: str, directory: Path) -> dict:
+    settings = {**study.train, **study.tasks.get(task, {})}
+    command = [
+        sys.executable,
+        "-m",
+        "isobn.cli.main",
+        "analyze",
+        "--model",
+        study.model,
+        "--pooling",
+        pooling,
+        "--split",
+        "dev",
+        "--out",
+        str(directory),
+    ]
+    if not settings.get("train_file"):
+        command += ["--task", task]
+    for key, option in _OPTIONS.items():
+        if settings.get(key) is not None:
+            command += [option, str(settings[key])]
+    if settings.get("regression"):
+        command.append("--regression")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        from isobn.errors import UserError
+
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"the pre-trained isotropy of {task} failed: {last}")
+    payload = json.loads((directory / "isotropy.json").read_text())
+    return payload["models"][0]["reports"][pooling]

@@ -1,0 +1,213 @@
+"""isobn study: the study file, the cell plan, locks and resume, and the statistics."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isobn.errors import UserError
+from isobn.study import stats
+from isobn.study.runner import cell_path, finished_cells, run_jobs
+from isobn.study.spec import load_study
+
+
+def write_study(
+    path: Path,
+    tiny_bert: str,
+    files: dict,
+    seeds=(1, 2),
+    methods=("none", "isobn"),
+    epochs: int = 1,
+) -> Path:
+    path.write_text(f"""
+[study]
+name = "tiny"
+model = "{tiny_bert}"
+[train]
+epochs = {epochs}
+batch_size = 16
+isotropy_examples = 32
+[tasks.sent]
+train_file = "{files["train"]}"
+dev_file = "{files["dev"]}"
+test_file = "{files["test"]}"
+[[block]]
+name = "main"
+tasks = ["sent"]
+sizes = [48]
+methods = {json.dumps(list(methods))}
+seeds = {json.dumps(list(seeds))}
+[[block]]
+name = "ablation"
+tasks = ["sent"]
+sizes = [48]
+methods = ["none", "isobn-legacy"]
+seeds = [1]
+""")
+    return path
+
+
+def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_files):
+    study = load_study(write_study(tmp_path / "s.toml", tiny_bert, sentiment_files))
+    keys = [c.key for c in study.cells()]
+    assert keys == [
+        "sent/n48/none/seed1",
+        "sent/n48/isobn/seed1",
+        "sent/n48/none/seed2",
+        "sent/n48/isobn/seed2",
+        "sent/n48/isobn_bias_correction=false/seed1",
+    ]
+    shared = study.cells()[0]
+    assert shared.blocks == ("main", "ablation")  # the ablation's `none` seed 1 is the main one
+    cfg = study.config(study.cells()[-1], out="x")
+    assert cfg.norm == "isobn-legacy" and cfg.max_train == 48 and cfg.seed == 1
+    assert cfg.train_file == sentiment_files["train"] and cfg.model == tiny_bert
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[study\n", "is not valid TOML"),
+        ("[train]\nepochs = 1\n", "declares no [[block]]"),
+        (
+            "[train]\nlearning_rat = 1\n[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\n"
+            "seeds=[1]\n",
+            "unknown setting(s) ['learning_rat']",
+        ),
+        ("[train]\nseed = 1\n", "unknown setting(s) ['seed']"),
+        (
+            "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['nope']\nseeds=[1]\n",
+            "unknown method 'nope'",
+        ),
+        (
+            "[[block]]\ntasks=['mr']\nsizes=[1]\nmethods=['none']\nseeds=[1]\n",
+            "must be an integer >= 2",
+        ),
+        ("[[block]]\ntasks=['mr']\nmethods=['none']\nseeds=[1]\n", "lacks sizes"),
+        (
+            "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\nseeds=[1, 1]\n",
+            "lists an item twice",
+        ),
+        (
+            "[train]\nepochs = 0\n[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\n"
+            "seeds=[1]\n",
+            "--epochs must be a positive integer",
+        ),
+    ],
+)
+def test_bad_study_files_give_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        load_study(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_study_file(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "isobn.cli.main",
+            "study",
+            str(tmp_path / "no.toml"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"isobn study: error: study file not found: {tmp_path / 'no.toml'}; check the path"
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_study_without_running_a_cell_twice(
+    tmp_path, tiny_bert, sentiment_files
+):
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "isobn.cli.main", "study", str(path), "--out", str(out)]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    logs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], logs
+    ran = [
+        {line.split()[1] for line in err.splitlines() if line.startswith("[")} for _, err in logs
+    ]
+    assert ran[0].isdisjoint(ran[1])
+    planned = {c.key for c in load_study(path).cells()}
+    assert ran[0] | ran[1] == planned
+    records = finished_cells(out)
+    assert sorted(f"{r['task']}/n{r['size']}" for r in records) == ["sent/n48"] * 5
+    assert not list((out / "runs").rglob("model.safetensors"))  # checkpoints removed
+    text = (out / "RESULTS.md").read_text()
+    assert "## Block `main`" in text and "| sent | 48 | `isobn` | 2 |" in text
+    assert (out / "figures" / "forest.png").is_file()
+
+
+@pytest.mark.slow
+def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert, sentiment_files):
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
+    out = tmp_path / "out"
+    study = load_study(path)
+    run_jobs(study, out, max_cells=1)
+    first = finished_cells(out)
+    assert len(first) == 1
+    first_cell = cell_path(out, study.cells()[0])
+    stamp = first_cell.stat().st_mtime_ns
+    run_jobs(study, out)
+    assert len(finished_cells(out)) == 3
+    assert first_cell.stat().st_mtime_ns == stamp  # finished cells are never rerun
+    from isobn.study.results import write_study_results
+
+    write_study_results(study, out, "test")
+    results = out / "RESULTS.md"
+    text = results.read_text().replace("_Not written yet", "IsoBN did X._ _Not written yet")
+    results.write_text(text)
+    write_study_results(study, out, "test")
+    assert "IsoBN did X." in results.read_text()
+    # the same directory with other settings is refused, not mixed into one table
+    changed = path.read_text().replace("epochs = 1", "epochs = 2")
+    path.write_text(changed)
+    with pytest.raises(UserError, match="trained with other settings"):
+        run_jobs(load_study(path), out)
+
+
+def test_bootstrap_interval_and_paired_statistics():
+    assert stats.bootstrap_interval([1.0]) is None
+    assert stats.bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    low, high = stats.bootstrap_interval(list(np.arange(10.0)))
+    assert low < 4.5 < high and 2.0 < low and high < 7.0
+    result = stats.paired({1: 80.0, 2: 82.0, 3: 81.0, 4: 79.0}, {1: 79.0, 2: 82.0, 3: 80.0, 5: 1.0})
+    assert result["seeds"] == [1, 2, 3]
+    assert result["diffs"] == [1.0, 0.0, 1.0]
+    assert (result["wins"], result["ties"], result["losses"]) == (2, 1, 0)
+    assert result["mean_diff"] == pytest.approx(2 / 3)
+    assert stats.paired({1: 1.0}, {2: 1.0}) is None
+
+
+def test_failed_run_is_no_better_than_the_majority_class():
+    assert stats.failed({"dev_score": 60.0, "majority_dev_score": 60.0})
+    assert not stats.failed({"dev_score": 60.1, "majority_dev_score": 60.0})
+    assert not stats.failed({"dev_score": 60.0, "majority_dev_score": None})
+
+
+@pytest.mark.parametrize(("name", "cells"), [("offline", 150), ("glue", 80)])
+def test_committed_study_files_validate_and_plan(name, cells):
+    study = load_study(Path(__file__).parents[1] / "studies" / f"{name}.toml")
+    planned = study.cells()
+    assert len(planned) == cells
+    assert len({c.key for c in planned}) == cells
+    assert planned[0].method == "none" and planned[1].method == "isobn"  # paired from the start
+    if name == "glue":
+        assert {c.size for c in planned} == {None}
+        cfg = study.config(planned[0], out="x")
+        assert (cfg.model, cfg.batch_size, cfg.max_length) == ("bert-base-cased", 16, 256)
