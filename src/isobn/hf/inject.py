@@ -1,0 +1,117 @@
+"""attach / detach: IsoBN as a child of its site, applied by a forward pre-hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from isobn.hf.sites import CHILD_NAME, find_site, make_hook
+from isobn.layer import IsoBN
+
+CONFIG_KEY = "isobn"  # model.config.isobn: the IsoBN hyperparameters, saved in config.json
+HANDLE_ATTR = "_isobn_hook_handle"  # on the site: the RemovableHandle of the pre-hook
+
+# Hyperparameters that attach() forwards to IsoBN; all but process_group go into the config.
+SAVED_KWARGS = ("momentum", "beta", "eps", "bias_correction", "use_correlation")
+_ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")
+
+
+def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
+    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None."""
+    for path, module in model.named_modules():
+        norm = module._modules.get(CHILD_NAME)
+        if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
+            return path, module, norm
+    return None
+
+
+def find_isobn(model: nn.Module) -> IsoBN | None:
+    """The IsoBN layer attached to `model`, or None."""
+    found = attachment(model)
+    return None if found is None else found[2]
+
+
+def hyperparameters(norm: IsoBN) -> dict[str, Any]:
+    """The JSON-serializable constructor arguments of an IsoBN layer."""
+    return {key: getattr(norm, key) for key in SAVED_KWARGS}
+
+
+def _method_kwargs(method: str) -> dict[str, Any]:
+    """IsoBN arguments from a method string such as ``isobn:beta=0.25``."""
+    from isobn.errors import UserError
+    from isobn.methods import parse_method
+
+    try:
+        spec = parse_method(method, option="method")
+    except UserError as error:
+        raise ValueError(str(error)) from None
+    if spec.norm.name != "isobn" or spec.regularisers:
+        raise ValueError(
+            f"attach adds IsoBN only: method must be isobn[:key=value,...], got {method!r}"
+        )
+    return spec.norm.kwargs
+
+
+def attach(
+    model: PreTrainedModel, method: str | None = None, **isobn_kwargs: Any
+) -> PreTrainedModel:
+    """Insert IsoBN before the classification head of `model`, in place; return `model`.
+
+    Args:
+        model: a sequence classifier; see :mod:`isobn.hf` for where IsoBN sits in each
+            architecture and which others the general path accepts.
+        method: optionally the arguments as a method string, e.g. ``"isobn:beta=0.25"``.
+        **isobn_kwargs: ``momentum``, ``beta``, ``eps``, ``bias_correction``,
+            ``use_correlation``, ``process_group``, as in :class:`~isobn.IsoBN`. num_features is
+            the size of the vector entering the head.
+
+    The layer is created on the model's device with float32 statistics, in the model's
+    train/eval mode, and its hyperparameters (all but process_group) are stored in
+    ``model.config.isobn`` so that ``save_pretrained`` records them.
+
+    Raises:
+        ValueError: unsupported architecture, IsoBN already attached, or a bad method string.
+        TypeError: an unknown keyword argument, or both `method` and keyword arguments.
+    """
+    unknown = sorted(set(isobn_kwargs) - set(_ALLOWED_KWARGS))
+    if unknown:
+        raise TypeError(f"unknown IsoBN arguments {unknown}; allowed: {list(_ALLOWED_KWARGS)}")
+    if method is not None:
+        if set(isobn_kwargs) - {"process_group"}:
+            raise TypeError("give the IsoBN arguments either in `method` or as keywords, not both")
+        isobn_kwargs = {**_method_kwargs(method), **isobn_kwargs}
+    found = attachment(model)
+    if found is not None:
+        raise ValueError(
+            f"IsoBN is already attached to {type(model).__name__} (at {found[0]}.{CHILD_NAME}); "
+            "call isobn.detach(model) first"
+        )
+    site = find_site(model)
+    module = model.get_submodule(site.path)
+    device = next(model.parameters()).device
+    norm = IsoBN(site.num_features, device=device, **isobn_kwargs)
+    norm.train(model.training)
+    module.add_module(CHILD_NAME, norm)
+    handle = module.register_forward_pre_hook(make_hook(module, site), with_kwargs=True)
+    module.__dict__[HANDLE_ATTR] = handle  # copied with the module, so deepcopy stays attached
+    setattr(model.config, CONFIG_KEY, hyperparameters(norm))
+    return model
+
+
+def detach(model: PreTrainedModel) -> PreTrainedModel:
+    """Remove the IsoBN layer, its hook and ``config.isobn``; return `model`, as before attach.
+
+    Raises:
+        ValueError: no IsoBN is attached.
+    """
+    found = attachment(model)
+    if found is None:
+        raise ValueError(f"no IsoBN is attached to {type(model).__name__}")
+    _, module, _ = found
+    module.__dict__.pop(HANDLE_ATTR).remove()
+    del module._modules[CHILD_NAME]
+    if hasattr(model.config, CONFIG_KEY):
+        delattr(model.config, CONFIG_KEY)
+    return model

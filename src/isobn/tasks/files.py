@@ -1,0 +1,348 @@
+"""The user's own data files: CSV, TSV and JSON lines, read into task ``"file"``.
+
+:func:`read_rows` is the public row reader (``isobn predict`` reads its input with it too);
+:func:`text_value` validates one text cell; :func:`load_files` builds a :class:`Task`.
+Every problem is a one-line :class:`UserError` naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from isobn.errors import UserError
+from isobn.tasks.sampling import check_max, limit_task
+from isobn.tasks.task import Example, Task
+
+__all__ = ["ROW_SUFFIXES", "Row", "load_files", "read_rows", "read_text", "text_value"]
+
+ROW_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+
+Row = tuple[str, dict[str, Any]]  # (where: "FILE line N" for messages, {column: value})
+_FileRecord = tuple[str, str, str | None, Any]  # (where, text, text_pair, raw label)
+_INT_LABEL = re.compile(r"[+-]?\d+(\.0*)?")
+
+
+def load_files(
+    train: str,
+    dev: str,
+    test: str | None = None,
+    *,
+    text_column: str,
+    text_pair_column: str | None = None,
+    label_column: str,
+    regression: bool = False,
+    max_train: int | None = None,
+    max_eval: int | None = None,
+    seed: int = 0,
+) -> Task:
+    """Build task ``"file"`` from CSV, TSV or JSON-lines files (chosen by extension).
+
+    ``.csv`` / ``.tsv`` need a header row; ``.jsonl`` / ``.json`` hold one JSON object per line
+    (a ``.json`` file holding one JSON array of objects works too). Files must be UTF-8.
+    Classification labels are strings or integers: string labels are indexed in sorted order,
+    integer labels in numeric order (``label_names`` are their strings); every dev/test label
+    must occur in train. With ``regression`` labels are parsed as floats.
+    Main metric: ``accuracy`` (classification) or ``pearson_spearman`` (regression).
+    """
+    check_max("max_train", max_train)
+    check_max("max_eval", max_eval)
+    paths = {"train": train, "dev": dev} | ({"test": test} if test is not None else {})
+    raw = {
+        split: _file_records(Path(path), text_column, text_pair_column, label_column)
+        for split, path in paths.items()
+    }
+    if regression:
+        label_names: list[str] = []
+        splits = {
+            split: [Example(t, tp, _as_float(lab, where)) for where, t, tp, lab in records]
+            for split, records in raw.items()
+        }
+    else:
+        label_names, index = _label_index(Path(train), raw["train"], label_column)
+        splits = {
+            split: _indexed(records, index, label_names, train) for split, records in raw.items()
+        }
+    task = Task(
+        name="file",
+        regression=regression,
+        label_names=label_names,
+        splits=splits,
+        dev_splits=["dev"],
+        main_metric="pearson_spearman" if regression else "accuracy",
+    )
+    return limit_task(task, max_train, max_eval, seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: text, rows, cells
+
+
+def read_text(path: Path) -> str:
+    """The file decoded as UTF-8 (strictly; a BOM is dropped), or a one-line UserError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}; check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a file; pass the path of a file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}); check the path and permissions") from e
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(
+            f"{path} is not valid UTF-8 (byte 0x{data[e.start]:02x} on line {line}); "
+            f"re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8 in > out"
+        ) from None
+
+
+def raise_csv_field_limit() -> None:
+    """Allow arbitrarily long CSV fields (the default limit is 128 KiB)."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # C long is 32 bits on some platforms
+            limit //= 2
+
+
+def read_rows(path: str | Path, columns: Sequence[str], hint: str = "") -> Iterator[Row]:
+    """The rows of a ``.csv``/``.tsv`` (header row) or ``.jsonl``/``.json`` file, in file order.
+
+    Yields ``(where, row)``: ``where`` is ``"FILE line N"`` (``"FILE item N"`` in a JSON array)
+    for messages, ``row`` maps column names to values (strings in CSV/TSV, any JSON value in
+    JSON). Every row holds every name in ``columns``. Blank lines are skipped. A missing,
+    empty, undecodable or malformed file, a missing column, or a file without rows raises a
+    one-line UserError; ``hint`` (e.g. ``"; set --text-column"``) is appended to the
+    missing-column message. Rows are checked lazily, so the first problem in file order is
+    the one reported when the caller checks each row's values as it goes.
+    """
+    path = Path(path)
+    text = _read_data_file(path)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        header, rows = _parse_delimited(path, text, "," if suffix == ".csv" else "\t")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise UserError(
+                f"{path} has no column {missing[0]!r}; available columns: {', '.join(header)}"
+                + hint
+            )
+    else:
+        rows = _parse_json_rows(path, text, suffix)
+    if not rows:
+        raise UserError(f"{path} has no examples, only a header; add rows")
+    for where, row in rows:
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise UserError(
+                f"{where}: no column {missing[0]!r}; available columns: {', '.join(map(str, row))}"
+                + hint
+            )
+        yield where, row
+
+
+def text_value(value: Any, where: str, column: str) -> str:
+    """A text cell as a string (JSON numbers become their text); null, objects, lists, booleans
+    and blank strings are a one-line UserError naming ``where`` and ``column``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise UserError(f"{where}: column {column!r} holds {kind}, not text; fix or drop the row")
+    if not value.strip():
+        raise UserError(f"{where}: empty text in column {column!r}; fill or drop the row")
+    return value
+
+
+def _read_data_file(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a file; pass the path of a data file")
+    if not path.exists():
+        raise UserError(f"file not found: {path}; check the path")
+    if suffix not in ROW_SUFFIXES:
+        raise UserError(
+            f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl"
+        )
+    text = read_text(path)
+    if not text.strip():
+        raise UserError(f"{path} is empty; it needs a header row and at least one example")
+    return text
+
+
+def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
+    raise_csv_field_limit()
+    kind = "CSV" if delimiter == "," else "TSV"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[Row] = []
+    start = 1
+    try:
+        header = [h.strip() for h in next(reader)]
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise UserError(
+                f"{path}: column {duplicated[0]!r} appears twice in the header; rename it"
+            )
+        start = reader.line_num + 1
+        for row in reader:
+            where = f"{path} line {start}"
+            start = reader.line_num + 1
+            if not row:
+                continue
+            if len(row) != len(header):
+                hint = f"quote fields that contain {delimiter!r} or quotes"
+                if any("\n" in value for value in row):
+                    hint = 'an unclosed quote (") swallowed the lines after it'
+                raise UserError(
+                    f"{where}: {len(row)} fields but the header has {len(header)}; fix the row "
+                    f"({hint})"
+                )
+            rows.append((where, dict(zip(header, row, strict=True))))
+    except csv.Error as e:
+        raise UserError(f"{path} line {start}: malformed {kind} ({e}); fix the file") from None
+    return header, rows
+
+
+def _parse_json_rows(path: Path, text: str, suffix: str) -> list[Row]:
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(
+                f"{path} line {e.lineno}: invalid JSON ({e.msg}); fix it or use JSON lines"
+            ) from None
+        located = [(f"{path} item {i}", item) for i, item in enumerate(items, 1)]
+    else:
+        located = []
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(
+                    f"{path} line {number}: invalid JSON ({e.msg}, column {e.colno}); "
+                    "fix the line (the file needs one JSON object per line)"
+                ) from None
+            located.append((f"{path} line {number}", item))
+    for where, item in located:
+        if not isinstance(item, dict):
+            raise UserError(
+                f"{where}: expected a JSON object {{...}}, got {type(item).__name__}; write one "
+                'object per row, e.g. {"text": "...", "label": "..."}'
+            )
+    return located
+
+
+# --------------------------------------------------------------------------------------------
+# Records and labels
+
+
+def _file_records(
+    path: Path, text_column: str, pair_column: str | None, label_column: str
+) -> list[_FileRecord]:
+    """Rows of one user file as ``(where, text, text_pair, raw_label)``, validated."""
+    columns = [text_column, label_column] + ([pair_column] if pair_column else [])
+    records: list[_FileRecord] = []
+    for where, row in read_rows(path, columns):
+        text = text_value(row[text_column], where, text_column)
+        pair = text_value(row[pair_column], where, pair_column) if pair_column else None
+        label = row[label_column]
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise UserError(
+                f"{where}: empty label in column {label_column!r}; fill or drop the row"
+            )
+        records.append((where, text, pair, label))
+    return records
+
+
+def _indexed(
+    records: list[_FileRecord],
+    index: dict[tuple[str, int | str], int],
+    label_names: list[str],
+    train: str,
+) -> list[Example]:
+    """Examples with class indices; a label unseen in the training file is an error."""
+    examples = []
+    for where, text, pair, raw in records:
+        key = _label_key(raw, where)
+        if key not in index:
+            shown = ", ".join(label_names[:20]) + (" ..." if len(label_names) > 20 else "")
+            raise UserError(
+                f"{where}: label {key[1]!r} does not occur in the training file {train} "
+                f"(training labels: {shown}); fix the label or add training examples"
+            )
+        examples.append(Example(text, pair, index[key]))
+    return examples
+
+
+def _label_key(raw: Any, where: str) -> tuple[str, int | str]:
+    """``("int", n)`` for integer labels (``3``, ``"3"``, ``"3.0"``), else ``("str", s)``."""
+    if isinstance(raw, bool):
+        return ("str", str(raw).lower())
+    if isinstance(raw, int):
+        return ("int", raw)
+    if isinstance(raw, float):
+        if raw.is_integer():
+            return ("int", int(raw))
+        raise UserError(
+            f"{where}: label {raw!r} is not a class; use integer or string labels, "
+            "or regression for numeric targets"
+        )
+    if isinstance(raw, str):
+        s = raw.strip()
+        if _INT_LABEL.fullmatch(s):
+            return ("int", int(s.split(".")[0]))
+        return ("str", s)
+    raise UserError(f"{where}: label of type {type(raw).__name__} is not a class; use a string")
+
+
+def _label_index(
+    path: Path, records: list[_FileRecord], column: str
+) -> tuple[list[str], dict[tuple[str, int | str], int]]:
+    """Label names and the map from label key to index, from the training records."""
+    first_of: dict[str, tuple[str, Any]] = {}
+    keys = set()
+    for where, _, _, raw in records:
+        key = _label_key(raw, where)
+        keys.add(key)
+        first_of.setdefault(key[0], (where, raw))
+    if len(first_of) > 1:
+        (w_int, v_int), (w_str, v_str) = first_of["int"], first_of["str"]
+        raise UserError(
+            f"{path}: mixed label types in column {column!r}: integer {v_int!r} ({w_int}) and "
+            f"text {v_str!r} ({w_str}); use one kind of label"
+        )
+    ordered = sorted(keys, key=lambda k: k[1])
+    if len(ordered) < 2:
+        raise UserError(
+            f"{path}: every training label is {ordered[0][1]!r}; classification needs at least "
+            "two classes (or use regression for numeric targets)"
+        )
+    return [str(k[1]) for k in ordered], {k: i for i, k in enumerate(ordered)}
+
+
+def _as_float(raw: Any, where: str) -> float:
+    if isinstance(raw, bool):
+        raise UserError(f"{where}: label {raw!r} is not a number; regression needs numeric labels")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{where}: label {raw!r} is not a number; regression needs numeric labels "
+            "(or train a classifier instead)"
+        ) from None
+    if not math.isfinite(value):
+        raise UserError(f"{where}: label {raw!r} is not finite; use a finite number")
+    return value
