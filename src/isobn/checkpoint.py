@@ -55,6 +55,91 @@ def write_directory_atomically(target: str | Path, write: Callable[[Path], None]
     shutil.rmtree(old, ignore_errors=True)
 
 
+class DamagedFileError(Exception):
+    """A checkpoint file that is missing, truncated or not what its name says."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path, self.problem = path, problem
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """load_file with a DamagedFileError naming the file when it is missing or damaged."""
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedFileError(path, "is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise DamagedFileError(path, f"is damaged ({_first_line(error)})") from None
+
+
+def read_json(path: str | Path, kind: type = dict):
+    """A JSON file holding a `kind` (dict or list), or a DamagedFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedFileError(path, "is missing")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise DamagedFileError(path, f"is damaged (not JSON: {_first_line(error)})") from None
+    if not isinstance(value, kind):
+        raise DamagedFileError(
+            path,
+            f"is damaged (holds {type(value).__name__}, not a "
+            f"JSON {'object' if kind is dict else 'array'})",
+        )
+    return value
+
+
+# the files of a training-state directory (last/) and how each is read
+TRAINING_STATE_FILES = {
+    "model.safetensors": read_tensors,
+    OPTIMIZER_TENSORS: read_tensors,
+    OPTIMIZER_GROUPS: lambda path: read_json(path, list),
+    "scheduler.json": read_json,
+    "trainer_state.json": read_json,
+    RNG_FILE: read_tensors,
+}
+
+
+def check_training_state(directory: Path) -> None:
+    """Read every file of a training-state directory; DamagedFileError for the first bad one."""
+    for name, read in TRAINING_STATE_FILES.items():
+        read(directory / name)
+
+
+def resolve_training_state(target: str | Path) -> tuple[Path | None, str | None]:
+    """(directory to resume from, a note) for `target` (last/): the intact one of `target` and
+    `target.old`; (None, None) when neither exists. When only a damaged copy exists the
+    DamagedFileError of its first bad file is raised; a damaged `target` with an intact
+    `.old` returns `.old` and a note saying so."""
+    target = Path(target)
+    old = target.with_name(target.name + ".old")
+    candidates = [d for d in (target, old) if d.is_dir()]
+    if not candidates:
+        return None, None
+    first_error = None
+    for directory in candidates:
+        try:
+            check_training_state(directory)
+        except DamagedFileError as error:
+            first_error = first_error or error
+            continue
+        note = None
+        if directory == old and first_error is not None:
+            note = f"{first_error}; resuming from the intact copy {old}"
+        return directory, note
+    raise first_error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
 def resolve_directory(target: str | Path) -> Path | None:
     """The complete checkpoint at `target`, or its `.old` copy after an interrupted swap."""
     target = Path(target)
