@@ -21,6 +21,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from isobn.functional import statistics_dtype
 from isobn.methods.moments import moments
 
 _STAT_BUFFERS = ("running_mean", "running_cov", "whitening_matrix")
@@ -171,13 +172,18 @@ class Whitening(nn.Module):
         """c = 1 - (1 - m)^t for t >= 1 (1 when off, for a cumulative average, or at t = 0)."""
         if not self.bias_correction or self.momentum is None:
             return 1.0
-        c = 1.0 - (1.0 - self.momentum) ** t.to(torch.float64)
+        c = 1.0 - (1.0 - self.momentum) ** t.to(self._compute_dtype())
         return torch.where(c > 0, c, 1.0)
+
+    def _compute_dtype(self) -> torch.dtype:
+        """float64 (float32 on MPS, which has no float64), as IsoBN's batch statistics."""
+        return statistics_dtype(self.running_mean.device)
 
     def estimates(self) -> tuple[Tensor, Tensor]:
         """The bias-corrected running (mean (D,), covariance (D, D)), float64."""
         c = self._correction(self.num_batches_tracked)
-        return self.running_mean.double() / c, self.running_cov.double() / c
+        dtype = self._compute_dtype()
+        return self.running_mean.to(dtype) / c, self.running_cov.to(dtype) / c
 
     def _update(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
         """Fold the batch x (N, D) (all ranks) into the running estimates; return this step's
@@ -194,9 +200,10 @@ class Whitening(nn.Module):
         batch_cov = scatter / n  # (D, D), population
         self.num_batches_tracked.add_(1)
         t = self.num_batches_tracked
-        weight = t.reciprocal().double() if self.momentum is None else self.momentum
-        previous_mean = self.running_mean.double()
-        previous_cov = self.running_cov.double()
+        dtype = self._compute_dtype()
+        weight = t.reciprocal().to(dtype) if self.momentum is None else self.momentum
+        previous_mean = self.running_mean.to(dtype)
+        previous_cov = self.running_cov.to(dtype)
         raw_mean = previous_mean + weight * (batch_mean - previous_mean)  # (D,)
         raw_cov = previous_cov + weight * (batch_cov - previous_cov)  # (D, D)
         with torch.no_grad():
@@ -219,7 +226,8 @@ class Whitening(nn.Module):
         if self.training:
             updated = self._update(x.reshape(-1, self.num_features))
         if updated is None:
-            mean = self.running_mean.double() / self._correction(self.num_batches_tracked)
+            c = self._correction(self.num_batches_tracked)
+            mean = self.running_mean.to(self._compute_dtype()) / c
             matrix = self.whitening_matrix
         else:
             mean, matrix = updated
