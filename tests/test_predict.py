@@ -303,6 +303,39 @@ def test_malformed_run_config_is_one_line(tmp_path, run_dir, capsys, no_inferenc
     assert_one_line_error(code, err, "config.json", "pass --text-column and --max-length")
 
 
+@pytest.mark.parametrize(
+    ("settings", "fragments"),
+    [
+        ({"max_length": "abc"}, ["config.json has max_length 'abc'", "pass --max-length"]),
+        ({"max_length": 0}, ["config.json has max_length 0", "pass --max-length"]),
+        ({"text_column": ["a"]}, ["config.json has text_column ['a']", "pass --text-column"]),
+    ],
+)
+def test_unusable_run_settings_are_one_line(tmp_path, run_dir, capsys, settings, fragments):
+    import shutil
+
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    (broken / "config.json").write_text(json.dumps({"text_column": "text"} | settings))
+    texts = write(tmp_path, "texts.txt", "good\n")
+    code, _, err = run_predict(broken, texts, capsys)
+    assert_one_line_error(code, err, *fragments)
+    flag = "--max-length" if "max_length" in settings else "--text-column"
+    code, out, err = run_predict(broken, texts, capsys, flag, "16" if "max" in flag else "text")
+    assert code == 0 and len(out.splitlines()) == 1, err
+
+
+def test_output_through_a_symlink_replaces_its_target(tmp_path, run_dir, capsys):
+    texts = write(tmp_path, "texts.txt", "good\n")
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    assert run_predict(run_dir, texts, capsys, "--output", str(link))[0] == 0
+    assert link.is_symlink() and json.loads(target.read_text())["text"] == "good"
+
+
 def test_real_process_prints_one_line_and_exits_2(tmp_path, run_dir):
     bad = write(tmp_path, "bad.jsonl", jsonl([{"text": "good"}, {"text": {"x": 1}}]))
     result = subprocess.run(

@@ -78,9 +78,23 @@ def _settings(args: argparse.Namespace, run_config: dict) -> tuple[str, str | No
         if value is not None and value < 1:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} must be a positive integer, got {value}")
-    text_column = args.text_column or run_config.get("text_column") or "text"
-    pair_column = args.text_pair_column or run_config.get("text_pair_column")
-    max_length = args.max_length or run_config.get("max_length") or 128
+    given = {
+        "text_column": args.text_column,
+        "text_pair_column": args.text_pair_column,
+        "max_length": args.max_length,
+    }
+    for key, value in given.items():
+        if not value and run_config.get(key) is not None:
+            value = given[key] = run_config[key]  # as the model was trained
+            wanted = int if key == "max_length" else str
+            if type(value) is not wanted or (wanted is int and value < 1):
+                flag = "--" + key.replace("_", "-")
+                raise UserError(
+                    f"the run's config.json has {key} {value!r}, which is not usable; pass {flag}"
+                )
+    text_column = given["text_column"] or "text"
+    pair_column = given["text_pair_column"]
+    max_length = given["max_length"] or 128
     return text_column, pair_column, max_length
 
 
@@ -219,6 +233,8 @@ def write_records(records: list[dict], output: str | None) -> None:
         _write(sys.stdout, records, csv_format=False)
         return
     path = Path(output)
+    if path.is_symlink():
+        path = path.resolve()  # replace the file the link points to, not the link
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w", newline="" if output.endswith(".csv") else None) as handle:
