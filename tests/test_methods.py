@@ -541,3 +541,19 @@ def test_model_with_the_methods_round_trips_its_state_exactly(tmp_path):
         assert torch.equal(model.step(x, y, optimizer), restored.step(x, y, restored_optimizer))
     for key, value in model.state_dict().items():
         assert torch.equal(restored.state_dict()[key], value), key
+
+
+def test_regularisers_under_autocast_return_float32():
+    g = torch.Generator().manual_seed(41)
+    x = correlated(g, b=16, d=8).requires_grad_()
+    reference = correlated(g, b=64, d=8)
+    istar = IStar(8)
+    istar.set_reference(reference)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = x @ torch.eye(8)  # bfloat16 under autocast, as an encoder's output would be
+        assert pooled.dtype == torch.bfloat16
+        losses = [CorReg(8)(pooled), istar(pooled)]
+    for loss in losses:
+        assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    sum(losses).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
