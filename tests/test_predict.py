@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_tasks import jsonl, write  # the data-file helpers of the task tests
 
 from isobn.cli import predict
 from isobn.cli.main import main
@@ -32,15 +33,6 @@ def run_dir(tmp_path_factory, tiny_bert) -> Path:
     save_checkpoint(build_model(config), load_tokenizer(tiny_bert), out / "best")
     (out / "config.json").write_text(json.dumps({"text_column": "text", "max_length": 16}))
     return out
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> str:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return str(path)
 
 
 def run_predict(run_dir: Path, input_path: str, capsys, *extra: str) -> tuple[int, str, str]:
@@ -72,10 +64,6 @@ def no_inference(monkeypatch):
         raise AssertionError("the model was loaded although the input or output is bad")
 
     monkeypatch.setattr("isobn.model.load_checkpoint", refuse)
-
-
-def jsonl(rows) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------
