@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from isobn.analyze import (
+from isobn.analysis import (
     AnalysisConfig,
-    EmbeddingStats,
     ModelEmbeddings,
     ModelSource,
     analyze,
@@ -21,6 +20,7 @@ from isobn.analyze import (
 from isobn.cli.main import main
 from isobn.errors import UserError
 from isobn.isotropy import report
+from isobn.isotropy_stats import EmbeddingStats
 from isobn.tasks import load_files
 from isobn.train import TrainConfig, train
 

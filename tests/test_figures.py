@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from isobn.analyze import EmbeddingStats
 from isobn.errors import UserError
 from isobn.figures import (
     analysis_figures,
@@ -14,6 +13,7 @@ from isobn.figures import (
     plot_training_curves,
 )
 from isobn.isotropy import report
+from isobn.isotropy_stats import EmbeddingStats
 from isobn.train import TrainConfig, train
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ pyplot: no global backend or figure state is touched, so the functions are safe 
 a library, a test or a headless server. Every function writes PNG files and returns their
 paths.
 
-Analysis figures (inputs: ``isobn.analyze.EmbeddingStats``, one per embedding):
+Analysis figures (inputs: ``isobn.isotropy_stats.EmbeddingStats``, one per embedding):
     plot_std_histograms   per-dimension std, one panel per embedding, dead dims annotated
     plot_correlations     heatmap of rho over the highest-variance dims (one per embedding)
                           and the distribution of off-diagonal abs(rho) (overlaid)
@@ -19,20 +19,18 @@ Training figures (inputs: ``isobn train`` run directories):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from isobn.errors import UserError
+from isobn.runs import Run, read_run
 
 if TYPE_CHECKING:  # pragma: no cover
-    from isobn.analyze import EmbeddingStats
+    from isobn.isotropy_stats import EmbeddingStats
 
 __all__ = [
     "analysis_figures",
@@ -282,50 +280,7 @@ def analysis_figures(
 # Training curves
 
 
-@dataclass
-class _Run:
-    path: Path
-    task: str
-    norm: str
-    seed: int
-    main_metric: str | None
-    evaluations: list[dict]  # log.jsonl lines with "dev", in order
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} not found: pass directories written by `isobn train`") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON ({error.msg}, line {error.lineno})") from None
-
-
-def _read_run(run_dir: Path) -> _Run:
-    run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json")
-    main_metric = None
-    if (run_dir / "metrics.json").is_file():
-        main_metric = _read_json(run_dir / "metrics.json").get("main_metric")
-    evaluations = []
-    log = run_dir / "log.jsonl"
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: the rest of the log is still usable
-            if isinstance(entry.get("dev"), dict):
-                evaluations.append(entry)
-    task = config.get("task", "?") if not config.get("train_file") else "file"
-    return _Run(
-        run_dir, task, config.get("norm", "?"), config.get("seed", 0), main_metric, evaluations
-    )
-
-
-def _main_metrics(runs: list[_Run]) -> dict[str, str]:
+def _main_metrics(runs: list[Run]) -> dict[str, str]:
     """Main metric per task: from metrics.json of any run of the task, else guessed."""
     found: dict[str, str] = {}
     for run in runs:
@@ -364,7 +319,7 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     """Learning curves and isotropy curves of ``isobn train`` runs; returns the PNG paths.
 
     Reads each run's config.json (task, norm, seed), metrics.json (main_metric) and log.jsonl
-    (evaluation lines). Writes into ``out_dir``:
+    (evaluation lines) with isobn.runs. Writes into ``out_dir``:
 
     * ``learning_curves.png``: dev main metric per evaluation epoch, one panel per task, one
       line per run (seed), coloured by norm;
@@ -375,12 +330,10 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     Runs without any evaluation yet are skipped with a warning; with none left, nothing is
     written and ``[]`` is returned.
     """
-    from matplotlib.lines import Line2D
-
     out_dir = Path(out_dir)
     runs = []
     for run_dir in run_dirs:
-        run = _read_run(Path(run_dir))
+        run = read_run(Path(run_dir))
         if run.evaluations:
             runs.append(run)
         else:
@@ -388,11 +341,16 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     if not runs:
         return []
     runs.sort(key=lambda r: (r.task, r.norm, r.seed))
-    tasks = list(dict.fromkeys(r.task for r in runs))
-    norms = list(dict.fromkeys(r.norm for r in runs))
-    main = _main_metrics(runs)
-    written = []
+    return [
+        _save(_learning_curves(runs), out_dir / "learning_curves.png"),
+        _save(_isotropy_curves(runs), out_dir / "isotropy_curves.png"),
+    ]
 
+
+def _learning_curves(runs: list[Run]):
+    """Dev main metric per evaluation epoch: a panel per task, a line per run."""
+    tasks = list(dict.fromkeys(r.task for r in runs))
+    main = _main_metrics(runs)
     rows, cols = _grid(len(tasks))
     fig = _figure(rows, cols)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -419,10 +377,17 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         _pad_single_epoch(ax)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    _norm_legend(fig, norms)
+    _norm_legend(fig, list(dict.fromkeys(r.norm for r in runs)))
     fig.suptitle("Dev main metric per evaluation (a line per run)")
-    written.append(_save(fig, out_dir / "learning_curves.png"))
+    return fig
 
+
+def _isotropy_curves(runs: list[Run]):
+    """IsoScore and CV of std per evaluation epoch: rows metric, columns task; solid before
+    the norm, dashed after it."""
+    from matplotlib.lines import Line2D
+
+    tasks = list(dict.fromkeys(r.task for r in runs))
     metrics = TRAINING_ISOTROPY_METRICS
     fig = _figure(len(metrics), len(tasks))
     axes = fig.subplots(len(metrics), len(tasks), squeeze=False)
@@ -449,7 +414,6 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         Line2D([], [], color="black", label="before the norm", **SIDE_STYLES["before_norm"]),
         Line2D([], [], color="black", label="after the norm", **SIDE_STYLES["after_norm"]),
     ]
-    _norm_legend(fig, norms, styles)
+    _norm_legend(fig, list(dict.fromkeys(r.norm for r in runs)), styles)
     fig.suptitle("Isotropy of the dev pooled embedding per evaluation")
-    written.append(_save(fig, out_dir / "isotropy_curves.png"))
-    return written
+    return fig

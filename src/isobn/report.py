@@ -8,13 +8,13 @@ deviation over seeds (ddof = 1; 0 for a single seed).
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from isobn.checkpoint import write_json_atomically
+from isobn.runs import METRICS_FILE, finished_run_dirs, read_json
 
 BASELINE = "none"
 
@@ -22,11 +22,9 @@ BASELINE = "none"
 def collect_runs(directory: Path) -> list[dict]:
     """metrics.json of every finished run below `directory`, with its run directory."""
     runs = []
-    for path in sorted(Path(directory).rglob("metrics.json")):
-        if path.parent == Path(directory):
-            continue
-        metrics = json.loads(path.read_text())
-        metrics["run_dir"] = str(path.parent.relative_to(directory))
+    for run_dir in finished_run_dirs(directory):
+        metrics = read_json(run_dir / METRICS_FILE)
+        metrics["run_dir"] = str(run_dir.relative_to(directory))
         runs.append(metrics)
     return runs
 

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isobn.analyze import AnalysisConfig, analyze
+    from isobn.analysis import AnalysisConfig, analyze
 
     values = {k: v for k, v in vars(args).items() if k in AnalysisConfig.__dataclass_fields__}
     values["models"] = args.compare or [args.model]

@@ -1,0 +1,111 @@
+"""Reading the directory of an ``isobn train`` run: config.json, metrics.json, log.jsonl.
+
+One reader for the tables (isobn.report) and the training curves (isobn.figures):
+
+    config.json     the TrainConfig the run was started with (required)
+    metrics.json    written when the run finishes; absent while it is unfinished
+    log.jsonl       one JSON object a line; evaluation lines carry a "dev" dict of metrics
+                    (and "epoch", "isotropy"); a line cut by a kill is skipped
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobn.errors import UserError
+
+__all__ = [
+    "CONFIG_FILE",
+    "LOG_FILE",
+    "METRICS_FILE",
+    "Run",
+    "finished_run_dirs",
+    "read_json",
+    "read_log",
+    "read_run",
+]
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "log.jsonl"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a run; one-line UserError when it is missing or not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: pass directories written by `isobn train`") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error.msg}, line {error.lineno})") from None
+
+
+def read_log(path: Path) -> list[dict]:
+    """Every entry of a log.jsonl in order ([] when there is none); a line cut by a kill is
+    skipped, the rest of the log is still usable."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+@dataclass
+class Run:
+    """What one run directory holds."""
+
+    path: Path
+    config: dict  # config.json
+    metrics: dict | None  # metrics.json; None while the run is unfinished
+    log: list[dict]  # log.jsonl entries, in order
+
+    @property
+    def task(self) -> str:
+        """The task name, ``"file"`` for a run on generic files."""
+        return "file" if self.config.get("train_file") else self.config.get("task", "?")
+
+    @property
+    def norm(self) -> str:
+        return self.config.get("norm", "?")
+
+    @property
+    def seed(self) -> int:
+        return self.config.get("seed", 0)
+
+    @property
+    def main_metric(self) -> str | None:
+        return (self.metrics or {}).get("main_metric")
+
+    @property
+    def evaluations(self) -> list[dict]:
+        """The log's evaluation entries (those with a "dev" dict), in order."""
+        return [e for e in self.log if isinstance(e.get("dev"), dict)]
+
+
+def read_run(run_dir: Path) -> Run:
+    """The run in ``run_dir``; config.json must exist, metrics.json and log.jsonl may not."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG_FILE)
+    metrics_file = run_dir / METRICS_FILE
+    metrics = read_json(metrics_file) if metrics_file.is_file() else None
+    return Run(run_dir, config, metrics, read_log(run_dir / LOG_FILE))
+
+
+def finished_run_dirs(directory: Path) -> list[Path]:
+    """Run directories below ``directory`` (not itself) with a metrics.json, in the sorted
+    order of their metrics.json paths."""
+    directory = Path(directory)
+    found = sorted(directory.rglob(METRICS_FILE))
+    return [path.parent for path in found if path.parent != directory]
