@@ -176,9 +176,8 @@ def check_output(output: str | None, input_path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from isobn.data import collate, encode, sorted_batches
+    from isobn.data import encode
+    from isobn.embeddings import predict
     from isobn.max_length import check_max_length
     from isobn.model import load_checkpoint
     from isobn.tasks import Example
@@ -192,13 +191,7 @@ def run(args: argparse.Namespace) -> int:
     config = model.config
     examples = [Example(text, pair, 0.0 if config.regression else 0) for text, pair in rows]
     split = encode(examples, tokenizer, max_length, config.regression)
-    pad_id = tokenizer.pad_token_id or 0
-    logits = torch.zeros(len(split), config.num_labels)
-    with torch.inference_mode():
-        for indices in sorted_batches(split.lengths, args.batch_size):
-            batch = collate(split, indices, pad_id)
-            batch.pop("labels")
-            logits[torch.as_tensor(indices)] = model(**batch).logits.float()
+    logits = predict(model, split, args.batch_size, tokenizer.pad_token_id or 0)["logits"]
     write_records(_records(rows, logits, config), args.output)
     return 0
 
