@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from isobn.distributed import all_reduce_sum, world_size
+from isobn.isotropy import DEAD_RTOL
 
 
 def statistics_dtype(device: torch.device) -> torch.dtype:
@@ -54,9 +55,9 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
     return n, std, cov
 
 
-# A dimension whose std is below this fraction of the largest one counts as dead: its
-# correlations are 0. The floor also bounds 1 / std, so no product below can overflow.
-DEAD_RTOL = 1e-12
+# DEAD_RTOL (isobn.isotropy, the one definition the metrics and every method share): a
+# dimension whose std is at most this fraction of the largest one is dead and its correlations
+# are 0. The floor also bounds 1 / std, so no product below can overflow.
 
 
 def mean_squared_correlation(cov: Tensor, std: Tensor, correction: Tensor | float = 1.0) -> Tensor:
