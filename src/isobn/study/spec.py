@@ -133,9 +133,19 @@ def method_settings(method: str) -> dict[str, Any]:
 def load_study(path: str | Path) -> Study:
     """Parse and check a study file; every problem is a one-line UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a study file; pass a .toml file")
     if not path.is_file():
         raise UserError(f"study file not found: {path}; check the path")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path} is not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); re-encode it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
