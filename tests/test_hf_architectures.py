@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from transformers.utils import logging as hf_logging
 import isobn
 from isobn import IsoBN
 from isobn.hf import SUPPORTED_ARCHITECTURES, find_isobn, from_pretrained, load_isobn, save_isobn
+from isobn.hf.sites import TABLE
 
 hf_logging.set_verbosity_error()
 
@@ -38,6 +40,40 @@ def logits(model, inputs: dict) -> torch.Tensor:
 
 def test_every_table_row_is_tested():
     assert {ARCHS[a].classifier for a in ARCHS} == set(SUPPORTED_ARCHITECTURES)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_NAMES = {  # the README table's names -> the tiny configs that test them
+    "BERT": ["bert"],
+    "ALBERT": ["albert"],
+    "DeBERTa-v2": ["deberta-v2"],
+    "DeBERTa-v3": ["deberta-v3"],
+    "ModernBERT": ["modernbert", "modernbert-mean"],
+    "DistilBERT": ["distilbert"],
+    "RoBERTa": ["roberta"],
+    "XLM-R": ["xlm-roberta"],
+    "CamemBERT": ["camembert"],
+    "MPNet": ["mpnet"],
+    "ELECTRA": ["electra"],
+}
+
+
+def test_readme_table_is_the_tested_one():
+    """Each README row: its site is the one attach uses and the tests check, its pooler column
+    what AutoModel builds."""
+    section = README.read_text().split("## Hugging Face models\n")[1].split("\n## ")[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    covered = []
+    for names, _, site, pooler in rows[1:-1]:  # header and the general-path row aside
+        for arch in (a for name in names.strip().split(", ") for a in README_NAMES[name]):
+            spec = ARCHS[arch]
+            assert site.strip() == f"`{TABLE[spec.classifier].path}`" == f"`{spec.site}`", arch
+            encoder = T.AutoModel.from_config(spec.config(tokenizer(arch)))
+            assert (getattr(encoder, "pooler", None) is not None) is spec.has_pooler, arch
+            assert pooler.strip() == ("yes" if spec.has_pooler else "no"), arch
+            covered.append(arch)
+    assert sorted(covered) == sorted(ARCHS)
+    assert rows[-1][0].strip() == "other `*ForSequenceClassification`"
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -168,40 +204,46 @@ SMALL = dict(
     num_attention_heads=2,
     intermediate_size=2 * HIDDEN,
     num_labels=LABELS,
+    pad_token_id=0,
 )
-
-EURO = dict(SMALL, num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+# the size fields of configs that do not use BERT's names
+OTHER_SIZES = dict(
+    embedding_size=HIDDEN,
+    num_key_value_heads=2,
+    head_dim=16,
+    n_embd=HIDDEN,
+    n_layer=2,
+    n_head=2,
+    d_model=HIDDEN,
+    d_ff=2 * HIDDEN,
+    d_kv=16,
+    num_layers=1,
+    num_decoder_layers=1,
+    num_heads=2,
+    encoder_layers=1,
+    decoder_layers=1,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=2 * HIDDEN,
+    decoder_ffn_dim=2 * HIDDEN,
+    attention_window=4,
+)
 
 
 def general(name: str):
-    """Tiny models outside the table, by the site the probe should find (or None: refused)."""
-    torch.manual_seed(0)
-    if name == "deberta":  # DeBERTa-v1: ContextPooler -> dropout -> classifier, as BERT
-        return T.DebertaForSequenceClassification(T.DebertaConfig(**SMALL))
-    if name == "convbert":  # a RoBERTa-style head that reads token 0 of (B, T, D)
-        config = T.ConvBertConfig(**SMALL, embedding_size=HIDDEN)
-        return T.ConvBertForSequenceClassification(config)
-    if name == "eurobert-bos":  # [BOS] -> dense -> GELU -> classifier, no dropout module
-        config = T.EuroBertConfig(**EURO, classifier_pooling="bos")
-        return T.EuroBertForSequenceClassification(config)
-    if name == "eurobert-late":  # classifier on every token, logits averaged after it
-        config = T.EuroBertConfig(**EURO, classifier_pooling="late")
-        return T.EuroBertForSequenceClassification(config)
-    if name == "gpt2":  # a decoder: `score` on every token, then the last one is picked
-        config = T.GPT2Config(vocab_size=60, n_embd=HIDDEN, n_layer=2, n_head=2, num_labels=3)
-        return T.GPT2ForSequenceClassification(config)
-    if name == "bart":  # no `classifier`/`score` module (a classification_head on </s>)
-        config = T.BartConfig(
-            vocab_size=60, d_model=HIDDEN, encoder_layers=1, decoder_layers=1, num_labels=3
-        )
-        return T.BartForSequenceClassification(config)
-    if name == "xmod":  # needs a language set before it runs
-        return T.XmodForSequenceClassification(T.XmodConfig(**SMALL))
+    """A tiny sequence classifier outside the table, by model type (name[-variant])."""
     if name == "mean-head":
-        return MeanHeadForSequenceClassification(T.RobertaConfig(**SMALL, pad_token_id=1))
+        return MeanHeadForSequenceClassification(T.RobertaConfig(**SMALL))
     if name == "token-classifier":
         return T.BertForTokenClassification(T.BertConfig(**SMALL))
-    raise AssertionError(name)
+    model_type, _, variant = name.partition(":")
+    extra = {"classifier_pooling": variant} if variant else {}  # EuroBERT: bos, mean, late
+    config = T.AutoConfig.for_model(model_type, **SMALL, **extra)
+    for key, value in OTHER_SIZES.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    torch.manual_seed(0)
+    return T.AutoModelForSequenceClassification.from_config(config)
 
 
 class MeanHead(torch.nn.Module):
@@ -227,27 +269,44 @@ def ids(n: int = 4, t: int = 6, seed: int = 1) -> dict:
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
 
-@pytest.mark.parametrize(
-    "name, site, first_token",
-    [
-        ("deberta", "dropout", False),
-        ("convbert", "classifier", True),
-        ("eurobert-bos", "classifier", False),
-    ],
-)
-def test_general_path_finds_the_head_input(name, site, first_token, tmp_path):
+FOUND = {  # model type -> (site, IsoBN on token 0 of a sequence head)
+    "deberta": ("dropout", False),  # DeBERTa-v1: ContextPooler -> dropout -> classifier
+    "mobilebert": ("dropout", False),
+    "ernie": ("dropout", False),
+    "rembert": ("dropout", False),
+    "fnet": ("dropout", False),
+    "eurobert:bos": ("classifier", False),  # [BOS] -> dense -> GELU -> classifier, no dropout
+    "convbert": ("classifier", True),  # RoBERTa-style heads that read token 0 of (B, T, D)
+    "longformer": ("classifier", True),
+    "big_bird": ("classifier", True),
+    "data2vec-text": ("classifier", True),
+    "esm": ("classifier", True),
+}
+
+
+@pytest.mark.parametrize("name", list(FOUND))
+def test_general_path_places_isobn(name):
+    site, first_token = FOUND[name]
     model = general(name).eval()
     entering = []
     model.classifier.register_forward_pre_hook(lambda module, args: entering.append(args[0]))
     before = logits(model, ids())
     expected = entering[-1][:, 0] if first_token else entering[-1]
-    isobn.attach(model, momentum=0.5)
+    isobn.attach(model)
     norm = find_isobn(model)
     assert model.get_submodule(f"{site}.isobn") is norm and norm.num_features == HIDDEN
     seen = []
     norm.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     assert torch.equal(logits(model, ids()), before)
     assert torch.equal(seen[-1], expected)
+
+
+@pytest.mark.parametrize("name", ["deberta", "convbert", "eurobert:bos"])
+def test_general_path_trains_saves_loads_and_detaches(name, tmp_path):
+    model = general(name).eval()
+    before = logits(model, ids())
+    isobn.attach(model, momentum=0.5)
+    norm = find_isobn(model)
     assert all(m.training is False for m in model.modules())  # the probe left the modes as found
     model.train()
     model(**ids(seed=2))
@@ -270,11 +329,17 @@ def test_probe_keeps_train_mode():
 @pytest.mark.parametrize(
     "name, reason",
     [
-        ("gpt2", "scores every token"),
-        ("eurobert-late", "scores every token"),
-        ("bart", "no head module named classifier or score"),
+        ("gpt2", "scores every token"),  # decoders: `score` on every token, then the last one
+        ("llama", "scores every token"),
+        ("qwen2", "scores every token"),
+        ("mistral", "scores every token"),
+        ("gemma", "scores every token"),
+        ("eurobert:late", "scores every token"),  # logits averaged over tokens
+        ("bart", "no head module named classifier or score"),  # a head on the last </s>
+        ("mbart", "no head module named classifier or score"),
+        ("t5", "no head module named classifier or score"),
         ("mean-head", "reads more than the first token"),
-        ("xmod", "a test forward pass on token ids failed"),
+        ("xmod", "a test forward pass on token ids failed"),  # needs a language set first
         ("token-classifier", r"\*ForSequenceClassification"),
     ],
 )

@@ -111,16 +111,17 @@ def _common(tokenizer) -> dict:
     )
 
 
-def _deberta_v3_config(tokenizer):
+def _deberta_v2_config(tokenizer, v3: bool):
     return T.DebertaV2Config(
         **_common(tokenizer),
-        relative_attention=True,  # the DeBERTa-v3 settings
+        relative_attention=True,  # the settings of microsoft/deberta-v3-* and -v2-xlarge
         pos_att_type=["p2c", "c2p"],
         position_buckets=16,
         max_relative_positions=-1,
         norm_rel_ebd="layer_norm",
         share_att_key=True,
         position_biased_input=False,
+        conv_kernel_size=0 if v3 else 3,  # v2 adds a convolution to the first layer
     )
 
 
@@ -177,8 +178,19 @@ ARCHS: dict[str, Arch] = {
         "dropout",
         True,
     ),
+    "deberta-v2": Arch(
+        _deberta_v2_tok,
+        lambda tok: _deberta_v2_config(tok, v3=False),
+        "DebertaV2ForSequenceClassification",
+        "dropout",
+        False,
+    ),
     "deberta-v3": Arch(
-        _deberta_v2_tok, _deberta_v3_config, "DebertaV2ForSequenceClassification", "dropout", False
+        _deberta_v2_tok,
+        lambda tok: _deberta_v2_config(tok, v3=True),
+        "DebertaV2ForSequenceClassification",
+        "dropout",
+        False,
     ),
     "modernbert": Arch(
         _modernbert_tok,
