@@ -1,9 +1,13 @@
 """`isobn demo`: the main job on the embedded default (MiniLM on movie reviews).
 
-1. isotropy of the pre-trained pooled embedding ([CLS] and pooler) of dev sentences;
+1. isotropy of the pre-trained pooled embedding ([CLS] and pooler) of 1,000 dev sentences;
 2. fine-tune with `--norm none` and `--norm isobn`, same seed, on a stratified subset of `mr`
    (defaults: 2,000 training sentences, 500 dev and 500 test, 3 epochs, max length 64);
-3. the comparison table; everything under --out (printed).
+3. the comparison table;
+4. the IsoBN paper's picture through `isobn analyze`'s path: per-dimension std histograms and
+   correlation heatmaps of the pre-trained embedding and of the two fine-tuned ones (before and
+   after IsoBN), on the same 1,000 dev sentences, with report.md, under --out/analysis.
+Everything is under --out (printed).
 """
 
 from __future__ import annotations
@@ -22,12 +26,25 @@ DEMO_SETTINGS = dict(  # sized to finish within 10 minutes on 2 CPU cores
     learning_rate=5e-5,
     log_every_steps=10,
 )
+DEV_SENTENCES = 1000  # measured for isotropy (steps 1 and 4)
+NORMS = ("none", "isobn")
+LABELS = {"pretrained": "pre-trained", "none": "fine-tuned", "isobn": "fine-tuned with IsoBN"}
+TABLE_KEYS = (
+    "std_mean",
+    "std_cv",
+    "dead_dims",
+    "mean_abs_corr",
+    "isoscore",
+    "effective_rank",
+    "top1_pc_share",
+    "avg_cosine",
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="pre-trained isotropy, then none vs isobn on movie reviews (MiniLM)",
+        help="pre-trained isotropy, then none vs isobn on movie reviews (MiniLM), with figures",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,40 +55,37 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def pretrained_isotropy(model_name: str, texts: list[str], max_length: int) -> dict[str, dict]:
-    """isotropy.report of the pre-trained [CLS] and pooler embeddings of `texts`."""
-    import torch
-    from tqdm.auto import tqdm
+def print_table(reports: dict[str, dict[str, float]]) -> None:
+    """Markdown table of TABLE_KEYS, one row per embedding (3 significant digits)."""
+    print("| embedding | " + " | ".join(TABLE_KEYS) + " |")
+    print("|---|" + "---|" * len(TABLE_KEYS))
+    for name, report in reports.items():
+        print(f"| {name} | " + " | ".join(f"{report[k]:.3g}" for k in TABLE_KEYS) + " |")
 
-    from isobn import isotropy
-    from isobn.data import collate, encode, sorted_batches
-    from isobn.model import load_encoder, load_tokenizer
-    from isobn.tasks import Example
 
-    tokenizer = load_tokenizer(model_name)
-    encoder = load_encoder(model_name).eval()
-    split = encode([Example(t, None, 0) for t in texts], tokenizer, max_length, False)
-    hidden = encoder.config.hidden_size
-    embeddings = {"cls": torch.zeros(len(split), hidden), "pooler": torch.zeros(len(split), hidden)}
-    with torch.inference_mode():
-        for indices in tqdm(sorted_batches(split.lengths, 64), desc="embedding", leave=False):
-            batch = collate(split, indices, tokenizer.pad_token_id or 0)
-            batch.pop("labels")
-            out = encoder(**batch)
-            rows = torch.as_tensor(indices)
-            embeddings["cls"][rows] = out.last_hidden_state[:, 0]
-            embeddings["pooler"][rows] = out.pooler_output
-    return {pooling: isotropy.report(x) for pooling, x in embeddings.items()}
+def analysis_config(out: Path, settings: dict):
+    """The `isobn analyze` settings of steps 1 and 4 (saved in isotropy.json): every one of
+    the first DEV_SENTENCES dev sentences of mr, at the training max length."""
+    from isobn.analysis import AnalysisConfig
+
+    return AnalysisConfig(
+        out=str(out / "analysis"),
+        models=[f"{LABELS['pretrained']}={settings['model']}"],
+        task=settings["task"],
+        max_eval=DEV_SENTENCES,
+        split="dev",
+        max_examples=None,
+        max_length=settings["max_length"],
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from isobn.experiment import run_experiment
-    from isobn.report import markdown
-    from isobn.tasks import load_task
-    from isobn.train import TrainConfig
+    from isobn import isotropy
+    from isobn.analysis import embed, load_examples, parse_model_spec
+    from isobn.analysis.run import analysis_device
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -79,38 +93,81 @@ def run(args: argparse.Namespace) -> int:
     settings = {**DEMO_SETTINGS, "max_train": args.max_train, "epochs": args.epochs}
     print(f"isobn demo: MiniLM on movie reviews (mr); output in {out.resolve()}")
 
-    task = load_task("mr", max_eval=1000, seed=0)
-    texts = [e.text for e in task.splits["dev"]]
-    print(f"\n1. Isotropy of the pre-trained embedding over {len(texts)} dev sentences")
-    reports = pretrained_isotropy(settings["model"], texts, settings["max_length"])
+    cfg = analysis_config(out, settings)
+    task, examples, split = load_examples(cfg)
+    print(f"\n1. Isotropy of the pre-trained embedding over {len(examples)} dev sentences")
+    device = analysis_device(cpu=False)
+    pretrained = embed(
+        parse_model_spec(cfg.models[0]),
+        examples,
+        pooling="all",
+        max_length=cfg.max_length,
+        batch_size=cfg.batch_size,
+        device=device,
+    )
+    reports = {p: isotropy.report(pretrained.pooled[p]) for p in ("cls", "pooler")}
     (out / "pretrained_isotropy.json").write_text(json.dumps(reports, indent=2))
-    keys = [
-        "std_mean",
-        "std_cv",
-        "dead_dims",
-        "mean_abs_corr",
-        "isoscore",
-        "effective_rank",
-        "top1_pc_share",
-        "avg_cosine",
-    ]
-    print("| embedding | " + " | ".join(keys) + " |")
-    print("|---|" + "---|" * len(keys))
-    for pooling, report in reports.items():
-        print(f"| {pooling} | " + " | ".join(f"{report[k]:.3g}" for k in keys) + " |")
+    print_table(reports)
+
+    run_dirs = fine_tune(out, settings, args.seed)
+    picture(cfg, task.name, split, examples, pretrained, run_dirs, device)
+    elapsed = time.perf_counter() - started
+    print(f"\ndemo finished in {elapsed / 60:.1f} min; everything is in {out.resolve()}")
+    return 0
+
+
+def fine_tune(out: Path, settings: dict, seed: int) -> dict[str, Path]:
+    """Steps 2 and 3: none vs isobn, the result tables; returns the run directory per norm."""
+    from isobn.experiment import run_directory, run_experiment
+    from isobn.report import markdown
+    from isobn.train import TrainConfig
 
     print(
-        f"\n2. Fine-tuning none vs isobn, seed {args.seed}: {settings['max_train']} training "
+        f"\n2. Fine-tuning none vs isobn, seed {seed}: {settings['max_train']} training "
         f"sentences, {settings['max_eval']} dev, {settings['max_eval']} test, "
         f"{settings['epochs']} epochs"
     )
-    base = TrainConfig(out=str(out / "runs"), seed=args.seed, **settings)
-    results = run_experiment(base, ["mr"], ["none", "isobn"], [args.seed])
+    base = TrainConfig(out=str(out / "runs"), seed=seed, **settings)
+    results = run_experiment(base, [settings["task"]], list(NORMS), [seed])
 
     print("\n3. Comparison (accuracy x 100)\n")
     print(markdown(results))
     if results.get("test"):
         print(markdown(results["test"]))
-    elapsed = time.perf_counter() - started
-    print(f"demo finished in {elapsed / 60:.1f} min; everything is in {out.resolve()}")
-    return 0
+    return {norm: run_directory(Path(base.out), settings["task"], norm, seed) for norm in NORMS}
+
+
+def picture(cfg, task: str, split: str, examples, pretrained, run_dirs, device: str) -> None:
+    """Step 4: the analysis of the pre-trained and the two fine-tuned embeddings (the pooling
+    they were trained on; IsoBN's before and after the norm) of the step-1 sentences."""
+    from dataclasses import replace
+
+    from isobn.analysis import ModelEmbeddings, embed, parse_model_spec, write_analysis
+    from isobn.analysis.sources import default_pooling
+
+    specs = [f"{LABELS[norm]}={run_dirs[norm]}" for norm in NORMS]
+    sources = [parse_model_spec(spec) for spec in specs]
+    pooling = default_pooling(sources)  # the runs' own pooling
+    models = [ModelEmbeddings(pretrained.source, {pooling: pretrained.pooled[pooling]}, {})]
+    print(f"\n4. Isotropy after fine-tuning ({pooling} embedding, the same dev sentences)")
+    for source in sources:
+        models.append(
+            embed(
+                source,
+                examples,
+                max_length=cfg.max_length,
+                batch_size=cfg.batch_size,
+                device=device,
+            )
+        )
+    cfg = replace(cfg, models=cfg.models + specs)
+    payload = write_analysis(cfg, task, split, models)
+    columns = [column for m in payload["models"] for column in m["reports"].values()]
+    print_table(dict(zip(payload["columns"], columns)))
+    analysis = Path(cfg.out).resolve()
+    print(
+        "\nThe IsoBN paper's picture, pre-trained vs fine-tuned without and with IsoBN:\n"
+        f"  per-dimension std:        {analysis / 'std_histogram.png'}\n"
+        f"  correlation heatmaps:     {analysis / 'correlation.png'}\n"
+        f"  spectrum, numbers, notes: {analysis / 'spectrum.png'}, isotropy.json, report.md"
+    )
