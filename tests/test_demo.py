@@ -4,6 +4,7 @@ from pathlib import Path
 
 from isobn.analysis import embed, load_examples, parse_model_spec
 from isobn.cli import demo
+from isobn.cli.main import main
 from isobn.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -32,3 +33,11 @@ def test_picture_writes_the_papers_figures(tmp_path, tiny_bert, sentiment_files,
     assert "| fine-tuned with IsoBN (after IsoBN) |" in printed
     text = (analysis / "report.md").read_text()
     assert "| metric | pre-trained | fine-tuned | fine-tuned with IsoBN (before norm) |" in text
+
+
+def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--out", str(blocker / "demo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("isobn demo: error: cannot write to output directory") and "\n" not in err

@@ -86,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from isobn import isotropy
     from isobn.analysis import embed, load_examples, parse_model_spec
     from isobn.analysis.run import analysis_device
+    from isobn.checkpoint import ensure_writable_directory
 
     started = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_directory(out)
     settings = {**DEMO_SETTINGS, "max_train": args.max_train, "epochs": args.epochs}
     print(f"isobn demo: MiniLM on movie reviews (mr); output in {out.resolve()}")
 
