@@ -320,10 +320,15 @@ def test_general_path_trains_saves_loads_and_detaches(name, tmp_path):
     assert torch.equal(logits(model, ids()), before)
 
 
-def test_probe_keeps_train_mode():
-    model = general("deberta").train()
+@pytest.mark.parametrize("name", ["deberta", "convbert"])
+def test_probe_leaves_modes_and_random_state_alone(name):
+    model = general(name).train()
+    model.classifier.eval()  # a mixed state comes back as it was
+    state = torch.get_rng_state()
     isobn.attach(model)
-    assert all(m.training for m in model.modules())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not model.classifier.training
+    assert all(m.training for n, m in model.named_modules() if not n.startswith("classifier"))
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,9 @@ def _run_once(model: nn.Module, name: str) -> list[_Call]:
 def _reads_first_token_only(head: nn.Module, features: Tensor) -> bool:
     """Does head(features (B, T, D)) depend on token 0 only, and accept a (B, 1, D) sequence?"""
     noisy = features.clone()
-    noisy[:, 1:] = torch.randn_like(noisy[:, 1:]) * 3.0
+    generator = torch.Generator(device=features.device).manual_seed(0)  # the user's RNG untouched
+    noise = torch.randn(noisy[:, 1:].shape, generator=generator, device=features.device)
+    noisy[:, 1:] = 3.0 * noise.to(features.dtype)
     mode = head.training
     head.eval()
     try:
@@ -217,10 +219,10 @@ def _probe_site(model: nn.Module) -> Site:
         ):
             return Site(before.name, False, x.shape[-1])  # pooled -> IsoBN -> dropout -> head
         return Site(head_name, False, x.shape[-1])
-    if x.dim() == 3 and not isinstance(head_call.module, nn.Linear):
+    if x.dim() == 3 and isinstance(head_call.module, nn.Linear):
+        raise refusal(name, f"its `{head_name}` scores every token and pools afterwards")
+    if x.dim() == 3:
         if _reads_first_token_only(head_call.module, x):
             return Site(head_name, True, x.shape[-1])
         raise refusal(name, f"its `{head_name}` reads more than the first token")
-    raise refusal(
-        name, f"its `{head_name}` scores every token ({x.dim()}-D input) and pools afterwards"
-    )
+    raise refusal(name, f"its `{head_name}` receives a {x.dim()}-D input, not a vector per text")
