@@ -65,6 +65,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _sig(value: float | None) -> str:
+    """Three significant digits: isotropy metrics span 1e-5 (a collapsed embedding) to 1."""
+    return "-" if value is None or not np.isfinite(value) else f"{value:.3g}"
+
+
 def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
     return "-" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
@@ -92,7 +97,7 @@ def _pretrained_section(out: Path) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for task, report in data["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(_fmt(report.get(k), 3) for k in _ISO) + " |")
+        lines.append(f"| {task} | " + " | ".join(_sig(report.get(k)) for k in _ISO) + " |")
     return lines + [""]
 
 
@@ -318,7 +323,7 @@ def _isotropy_section(records: list[dict]) -> list[str]:
                 for side in ("before_norm", "after_norm"):
                     values = [r["isotropy_at_best"].get(side, {}).get(key) for r in runs.values()]
                     values = [v for v in values if v is not None]
-                    pair.append(_fmt(float(np.median(values)), 3) if values else "-")
+                    pair.append(_sig(float(np.median(values))) if values else "-")
                 cells.append(" / ".join(pair))
             lines.append(f"| {task} | {_size(size)} | `{method}` | " + " | ".join(cells) + " |")
             for r in runs.values():
