@@ -1,4 +1,4 @@
-"""`isobn experiment` on the tiny model: 2 tasks x 2 norms x 2 seeds, tables, resume, shards."""
+"""`isobn experiment` on the tiny model: 2 tasks x 2 methods x 2 seeds, tables, resume, shards."""
 
 import json
 import os
@@ -32,7 +32,7 @@ def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
         "experiment",
         "--tasks",
         "sst2,rte",
-        "--norms",
+        "--methods",
         "none,isobn",
         "--seeds",
         "1,2",
@@ -50,7 +50,7 @@ def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
     for name in ("results.json", "results.csv", "results.md"):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
-    assert results["tasks"] == ["rte", "sst2"] and results["norms"] == ["none", "isobn"]
+    assert results["tasks"] == ["rte", "sst2"] and results["methods"] == ["none", "isobn"]
     cell = results["cells"]["sst2"]["isobn"]
     assert cell["n"] == 2 and set(cell) >= {"median", "std", "mean", "best"}
     assert set(results["average"]) == {"none", "isobn"}
@@ -84,7 +84,7 @@ def test_shard_runs_only_its_share(tmp_path, tiny_bert, glue_dir, capsys):
         "experiment",
         "--tasks",
         "sst2",
-        "--norms",
+        "--methods",
         "none,isobn",
         "--seeds",
         "1",

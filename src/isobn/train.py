@@ -1,46 +1,61 @@
-"""One training function: fit with early stopping, checkpoints, resume; CPU, GPU or several.
+"""Fine-tuning with early stopping, checkpoints and resume, on the CPU, one GPU or several.
 
-Output directory of a run:
-    config.json     the TrainConfig (rebuilds the run)
-    log.jsonl       one line per logging step (loss, lr) and per evaluation (dev metrics,
-                    isotropy of the dev pooled embedding before and after the norm)
-    best/           best checkpoint on the task's main dev metric (isobn.model.save_checkpoint)
-    last/           training state for --resume: weights, optimizer, scheduler, RNG, position
-    metrics.json    written when the run finishes (its presence marks a finished run)
+`train(cfg)` is the recipe; the steps it names are the functions below it:
+
+    make_accelerator     the device and the processes (accelerate), trackers (--report-to)
+    load_data            tokenizer, task, the splits tokenised once
+    build_classifier     encoder + pooling + method + head (isobn.model), on the device
+    build_optimisation   AdamW, the linear schedule, the precision (isobn.optim)
+    start                accelerate's prepare; resume from last/ or write config.json
+    train_epoch          micro-batches through `training_step`, log lines, mid-epoch points
+    evaluate_and_keep    dev metrics and isotropy; best/ when the main metric improves
+    final_metrics        test metrics with the best weights; metrics.json
+
+`TrainState` is where a run is (saved in last/ with the weights); `training_step` is one
+micro-batch: forward, task loss plus the method's regularisers, backward, and at an
+accumulation boundary the optimizer step. The run directory's files: isobn.run_dir.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from isobn import checkpoint as ckpt
-from isobn.data import EncodedSplit, collate, encode, length_grouped_batches, sorted_batches
+from isobn import run_dir
+from isobn.config import TrainConfig, load_run_task
+from isobn.data import EncodedSplit, collate, encode, length_grouped_batches
 from isobn.errors import UserError
+from isobn.evaluation import EvalSettings, TestView, evaluate, set_references
 from isobn.model import (
-    NORMS,
-    POOLINGS,
     ModelConfig,
     SequenceClassifier,
     build_model,
     load_encoder_config,
     load_tokenizer,
-    save_checkpoint,
 )
+from isobn.optim import Optimisation, Precision, adamw, compute_loss, parameter_groups
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainState",
+    "compute_loss",
+    "load_run_task",
+    "parameter_groups",
+    "train",
+    "training_step",
+]
 
 logger = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "bf16", "fp16")
-STATE_FILE = "trainer_state.json"
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -48,600 +63,458 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 
 @dataclass
-class TrainConfig:
-    """Everything a run depends on; saved as config.json. Defaults follow the paper's setup
-    (AdamW, linear warmup/decay, early stopping on dev) scaled to small offline models."""
+class TrainState:
+    """Where a run is; saved as last/trainer_state.json beside the weights, optimizer,
+    scheduler and generator states, and read back by --resume."""
 
-    out: str
-    task: str = "mr"
-    data_dir: str | None = None  # GLUE in the original TSV layout; None: the datasets hub
-    train_file: str | None = None  # generic files instead of a named task
-    dev_file: str | None = None
-    test_file: str | None = None
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    regression: bool = False
-    model: str = "minilm"  # the packaged MiniLM; any HF encoder directory or hub name
-    pooling: str = "pooler"  # the released code uses the HF pooler output
-    norm: str = "isobn"
-    isobn_beta: float = 0.5
-    isobn_momentum: float = 0.05
-    isobn_correlation: bool = True
-    dropout: float | None = None
-    max_length: int = 128  # run_glue's default
-    batch_size: int = 32  # the paper's batch size
-    eval_batch_size: int = 128
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01  # not applied to biases and norm weights
-    warmup_ratio: float = 0.1
-    epochs: int = 3
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    precision: str = "fp32"
-    eval_every_steps: int | None = None  # None: evaluate at the end of every epoch only
-    patience: int | None = None  # evaluations without improvement before stopping
-    save_every_steps: int | None = None  # resume points between evaluations
-    seed: int = 42
-    max_train: int | None = None  # stratified subsample of train (quick runs, the demo)
-    max_eval: int | None = None  # per dev/test split
-    log_every_steps: int = 20
-    isotropy_examples: int = 2000  # dev rows whose isotropy is logged at each evaluation
-    trust_remote_code: bool = False
-    cpu: bool = False  # force the CPU even when a GPU is present
-    resume: bool = False
-
-    def validate(self) -> None:
-        """One-line UserErrors for impossible settings, before any work starts."""
-        positive_ints = ("max_length", "batch_size", "eval_batch_size", "epochs", "grad_accum")
-        for name in positive_ints:
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(f"{flag} must be a positive integer, got {getattr(self, name)}")
-        for name in ("eval_every_steps", "patience", "save_every_steps", "max_train", "max_eval"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(f"{flag} must be a positive integer, got {value}")
-        if self.log_every_steps < 1:
-            raise UserError(
-                f"--log-every-steps must be a positive integer, got {self.log_every_steps}"
-            )
-        if self.isotropy_examples < 0:
-            raise UserError(
-                f"--isotropy-examples must be >= 0 (0: no isotropy), got {self.isotropy_examples}"
-            )
-        if not 0 <= self.seed < 2**32:
-            raise UserError(f"--seed must be in [0, 2**32 - 1], got {self.seed}")
-        for name, flag in (
-            ("learning_rate", "--lr"),
-            ("weight_decay", "--weight-decay"),
-            ("isobn_beta", "--isobn-beta"),
-        ):
-            if not math.isfinite(getattr(self, name)):
-                raise UserError(f"{flag} must be a finite number, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise UserError(f"--lr must be > 0, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not self.max_grad_norm > 0:
-            raise UserError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
-        if not 0 < self.isobn_momentum <= 1:
-            raise UserError(f"--isobn-momentum must be in (0, 1], got {self.isobn_momentum}")
-        if self.isobn_beta < 0:
-            raise UserError(f"--isobn-beta must be >= 0, got {self.isobn_beta}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.norm not in NORMS:
-            raise UserError(f"unknown norm {self.norm!r}: choose one of {', '.join(NORMS)}")
-        if self.pooling not in POOLINGS:
-            raise UserError(
-                f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
-            )
-        if self.precision not in PRECISIONS:
-            raise UserError(
-                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
-            )
-        if self.precision == "fp16" and self.cpu:
-            raise UserError("fp16 needs a GPU: drop --cpu or use --precision bf16 or fp32")
-        if self.train_file or self.dev_file:
-            if not (self.train_file and self.dev_file):
-                raise UserError("generic files need both --train FILE and --dev FILE")
+    epoch: int = 0  # epochs done
+    micro_step: int = 0  # micro-batches done in this epoch (per rank)
+    global_step: int = 0  # optimizer steps
+    best_metric: float | None = None  # the task's main dev metric of best/
+    best_epoch: float | None = None
+    best_dev: dict | None = None  # every dev metric of best/
+    evals_without_improvement: int = 0
+    train_seconds: float = 0.0  # wall time of training and evaluation so far
+    step_seconds: float = 0.0  # time in collate, forward, backward and optimizer steps
+    samples: int = 0  # training rows seen, all ranks
+    stopped_early: bool = False
+    running_loss: float = 0.0  # sum of micro-batch losses since the last log line
+    running_count: int = 0
+    # per loss term ("task" and each regulariser) since the last log line; empty without
+    # regularisers
+    running_terms: dict[str, float] = field(default_factory=dict)
+    scaler: dict | None = None  # the fp16 loss scale's state
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: dict) -> TrainState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def load_run_task(cfg):
-    """The isobn.tasks.Task of a config (TrainConfig, AnalysisConfig): a named task or files."""
-    from isobn import tasks
-
-    if cfg.train_file:
-        return tasks.load_files(
-            cfg.train_file,
-            cfg.dev_file,
-            cfg.test_file,
-            text_column=cfg.text_column,
-            text_pair_column=cfg.text_pair_column,
-            label_column=cfg.label_column,
-            regression=cfg.regression,
-            max_train=cfg.max_train,
-            max_eval=cfg.max_eval,
-            seed=0,
-        )
-    return tasks.load_task(
-        cfg.task, data_dir=cfg.data_dir, max_train=cfg.max_train, max_eval=cfg.max_eval, seed=0
-    )
+@dataclass
+class RunData:
+    task: Any  # isobn.tasks.Task
+    tokenizer: Any
+    encoded: dict[str, EncodedSplit]  # every split, tokenised once
+    pad_id: int
 
 
-def model_config_for(cfg: TrainConfig, task) -> ModelConfig:
-    return ModelConfig(
-        encoder=cfg.model,
-        num_labels=task.num_labels,
-        regression=task.regression,
-        label_names=list(task.label_names),
-        pooling=cfg.pooling,
-        norm=cfg.norm,
-        isobn_beta=cfg.isobn_beta,
-        isobn_momentum=cfg.isobn_momentum,
-        isobn_correlation=cfg.isobn_correlation,
-        dropout=cfg.dropout,
-    )
+@dataclass
+class Run:
+    """A run in progress: what the steps of the recipe share."""
 
+    cfg: TrainConfig
+    out: Path
+    accelerator: Any
+    data: RunData
+    model: nn.Module  # as prepared by accelerate (DDP-wrapped on several processes)
+    opt: Optimisation
+    micro_per_rank: int  # micro-batches per epoch on each rank
+    state: TrainState = field(default_factory=TrainState)
+    log: run_dir.RunLog | None = None
+    started: float = 0.0  # perf_counter() at which train_seconds would be 0
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on matrices only; biases and norm weights (1-D) are not decayed."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    @property
+    def raw_model(self) -> SequenceClassifier:
+        return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
 
-def compute_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
-    logits = logits.float()
-    if regression:
-        return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-    return nn.functional.cross_entropy(logits, labels)
-
-
-@torch.inference_mode()
-def predict(
-    model: SequenceClassifier,
-    split: EncodedSplit,
-    batch_size: int,
-    pad_id: int,
-    accelerator,
-    embeddings_for: int = 0,
-) -> dict:
-    """Predictions for every row of `split`, sharded over ranks and gathered on all of them.
-
-    Returns {"predictions": (N,) class ids or floats, "logits": (N, C), and, for the first
-    `embeddings_for` rows, "pooled" and "normed" (n, H) float32 arrays}.
-    """
-    from accelerate.utils import gather_object
-
-    model.eval()
-    batches = sorted_batches(split.lengths, batch_size)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    rows = []
-    for indices in batches[rank::world]:
-        batch = collate(split, indices, pad_id)
-        batch.pop("labels")
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            out = model(**batch)
-        logits = out.logits.float().cpu().numpy()
-        keep = indices < embeddings_for
-        pooled = out.pooled[torch.as_tensor(keep)].float().cpu().numpy()
-        normed = out.normed[torch.as_tensor(keep)].float().cpu().numpy()
-        rows.append((indices, logits, indices[keep], pooled, normed))
-    if world > 1:
-        rows = gather_object(rows)
-    n = len(split)
-    num_outputs = model.classifier.out_features
-    logits = np.zeros((n, num_outputs), dtype=np.float32)
-    hidden = model.classifier.in_features
-    m = min(embeddings_for, n)
-    pooled = np.zeros((m, hidden), dtype=np.float32)
-    normed = np.zeros((m, hidden), dtype=np.float32)
-    for indices, batch_logits, emb_indices, batch_pooled, batch_normed in rows:
-        logits[indices] = batch_logits
-        pooled[emb_indices] = batch_pooled
-        normed[emb_indices] = batch_normed
-    if model.config.regression:
-        predictions = logits[:, 0]
-    else:
-        predictions = logits.argmax(-1)
-    result = {"predictions": predictions, "logits": logits}
-    if m:
-        result["pooled"], result["normed"] = pooled, normed
-    return result
-
-
-def evaluate(model, task, encoded: dict[str, EncodedSplit], splits, cfg, pad_id, accelerator):
-    """Task metrics over `splits` and the isotropy of the first split's pooled embedding."""
-    from isobn import isotropy
-
-    outputs, embeddings = {}, None
-    for i, name in enumerate(splits):
-        result = predict(
-            model,
-            encoded[name],
-            cfg.eval_batch_size,
-            pad_id,
-            accelerator,
-            embeddings_for=cfg.isotropy_examples if i == 0 else 0,
-        )
-        outputs[name] = (result["predictions"], encoded[name].labels.numpy())
-        if "pooled" in result:
-            embeddings = result
-    metrics = {k: float(v) for k, v in task.score(outputs).items()}
-    iso = {}
-    if embeddings is not None and len(embeddings["pooled"]) >= 2:
-        iso = {
-            "before_norm": isotropy.report(embeddings["pooled"]),
-            "after_norm": isotropy.report(embeddings["normed"]),
-        }
-    return metrics, iso
-
-
-class RunLog:
-    """Append-only log.jsonl; on resume, entries after the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, enabled: bool, keep_until_step: int | None = None) -> None:
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        if keep_until_step is None:
-            self.path.write_text("")
-        elif self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= keep_until_step
-            ]
-            self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, **entry) -> None:
-        if self.enabled:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-
-
-def _check_max_length(cfg: TrainConfig, tokenizer, encoder_config, pairs: bool) -> None:
-    """--max-length must leave room for text and fit the encoder's position embeddings."""
-    minimum = tokenizer.num_special_tokens_to_add(pair=pairs) + (2 if pairs else 1)
-    if cfg.max_length < minimum:
-        raise UserError(
-            f"--max-length {cfg.max_length} leaves no room for text after the special tokens; "
-            f"use --max-length {minimum} or more"
-        )
-    limits = [getattr(encoder_config, "max_position_embeddings", None)]
-    if tokenizer.model_max_length < 1_000_000:  # tokenizers without a limit say ~1e30
-        limits.append(tokenizer.model_max_length)
-    limits = [limit for limit in limits if isinstance(limit, int) and limit > 0]
-    if limits and cfg.max_length > min(limits):
-        raise UserError(
-            f"--max-length {cfg.max_length} exceeds the {min(limits)} positions of {cfg.model}; "
-            f"use --max-length {min(limits)} or less"
-        )
-
-
-# settings that do not change what a run computes, so --resume may change them
-_RESUME_FREE = {"out", "resume", "cpu", "log_every_steps", "eval_batch_size", "save_every_steps"}
-
-
-def _check_resumable(cfg: TrainConfig, out: Path) -> None:
-    """--resume continues the same run; without it an interrupted run is never overwritten."""
-    interrupted = ckpt.resolve_directory(out / "last") is not None
-    if not cfg.resume:
-        if interrupted:
-            raise UserError(
-                f"{out} holds an interrupted run (last/): pass --resume to continue it, "
-                "or choose another --out"
-            )
-        return
-    saved_file = out / "config.json"
-    if not interrupted or not saved_file.is_file():
-        return
-    saved = asdict(TrainConfig.from_dict(json.loads(saved_file.read_text())))
-    changed = [
-        f"{name} {saved[name]!r} -> {value!r}"
-        for name, value in asdict(cfg).items()
-        if name not in _RESUME_FREE and saved.get(name) != value
-    ]
-    if changed:
-        raise UserError(
-            f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
-            "repeat its arguments, or choose another --out"
+    @property
+    def eval_settings(self) -> EvalSettings:
+        return EvalSettings(
+            self.cfg.eval_batch_size,
+            self.data.pad_id,
+            self.accelerator,
+            self.opt.precision,
+            self.cfg.isotropy_examples,
         )
 
 
 def train(cfg: TrainConfig) -> dict:
     """Fine-tune, evaluating on dev and keeping the best checkpoint; returns metrics.json."""
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object, set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    from accelerate.utils import set_seed
 
     cfg.validate()
     out = Path(cfg.out)
-    if (out / "metrics.json").is_file():
-        if cfg.resume:
-            logger.info("%s is finished already (metrics.json exists)", out)
-            return json.loads((out / "metrics.json").read_text())
-        # a fresh run would truncate log.jsonl and replace best/ of the finished one
-        raise UserError(
-            f"{out} holds a finished run (metrics.json): choose another --out, "
-            "or pass --resume to reuse its result"
-        )
-    _check_resumable(cfg, out)
+    finished = run_dir.finished_result(cfg, out)
+    if finished is not None:
+        return finished
+    run_dir.check_resumable(cfg, out)
     ckpt.ensure_writable_directory(out)
-    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
-        # one process may train several configurations (an experiment grid, a notebook):
-        # accelerate keeps a process-wide state that must not pin the first run's precision
-        from accelerate.state import AcceleratorState
+    accelerator = make_accelerator(cfg)
+    data = load_data(cfg)
+    set_seed(cfg.seed)  # before the head is initialised
+    model = build_classifier(cfg, data.task, accelerator.device)
+    opt, micro_per_rank = build_optimisation(cfg, model, data, accelerator)
+    run = start(cfg, out, accelerator, data, model, opt, micro_per_rank)
+    state = run.state
+    try:
+        run.model.train()
+        run.started = time.perf_counter() - state.train_seconds
+        stop = state.stopped_early
+        while state.epoch < cfg.epochs and not stop:
+            if state.micro_step == 0:  # mid-epoch, the references are in the resumed weights
+                set_references(
+                    run.raw_model,
+                    data.encoded["train"],
+                    cfg.isotropy_examples,
+                    run.eval_settings,
+                )
+            stop = train_epoch(run)
+            if stop:
+                state.stopped_early = True
+                save_last(run)
+                break
+            state.epoch += 1
+            state.micro_step = 0
+            state.train_seconds = time.perf_counter() - run.started
+            stop = evaluate_and_keep(run, state.epoch)
+            state.stopped_early = stop
+            save_last(run)
+        return final_metrics(run)
+    finally:
+        if cfg.report_to != "none":
+            accelerator.end_training()
 
-        AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(
-        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
-        # accelerate runs several CPU processes (gloo) only when told to use the CPU
-        cpu=cfg.cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", 1)) > 1),
-    )
+
+def make_accelerator(cfg: TrainConfig):
+    """accelerate's Accelerator: the device and the processes (torchrun, accelerate launch),
+    and the trackers of --report-to. Precision is not asked of it (see isobn.optim)."""
+    from accelerate import Accelerator
+
+    several = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    trackers = {}
+    if cfg.report_to != "none":
+        trackers = {"log_with": cfg.report_to, "project_dir": cfg.out}
+    try:
+        accelerator = Accelerator(
+            mixed_precision="no",
+            # accelerate runs several CPU processes (gloo) only when told to use the CPU
+            cpu=cfg.cpu or (not torch.cuda.is_available() and several),
+            **trackers,
+        )
+    except (ValueError, ImportError) as error:  # a tracker not installed; a GPU process
+        raise UserError(f"cannot set up training: {_first_line(error)}") from None
     if cfg.precision == "fp16" and accelerator.device.type == "cpu":
         raise UserError("fp16 needs a GPU: use --precision bf16 or fp32 on the CPU")
-    main = accelerator.is_main_process
-    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.report_to != "none":
+        config = {k: v for k, v in asdict(cfg).items() if v is not None}
+        accelerator.init_trackers(Path(cfg.out).name or "isobn", config=config)
+    return accelerator
 
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)  # model errors first: cheap
+
+def load_data(cfg: TrainConfig) -> RunData:
+    """The tokenizer (model errors first: cheap), the task and every split tokenised once."""
+    from isobn.max_length import check_max_length
+
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     task = load_run_task(cfg)
-    if len(task.splits["train"]) < 2:
+    rows = task.splits["train"]
+    if len(rows) < 2:
         raise UserError("the training split has fewer than 2 rows: give more training data")
-    pairs = any(e.text_pair is not None for e in task.splits["train"])
-    _check_max_length(cfg, tokenizer, load_encoder_config(cfg.model, cfg.trust_remote_code), pairs)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pairs = any(e.text_pair is not None for e in rows)
+    encoder_config = load_encoder_config(cfg.model, cfg.trust_remote_code)
+    check_max_length(cfg.max_length, cfg.model, tokenizer, encoder_config, pairs)
     encoded = {
         name: encode(examples, tokenizer, cfg.max_length, task.regression)
         for name, examples in task.splits.items()
     }
-    train_split = encoded["train"]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return RunData(task, tokenizer, encoded, pad_id)
 
-    set_seed(cfg.seed)  # before the head is initialised
-    model = build_model(model_config_for(cfg, task), cfg.trust_remote_code)
+
+def build_classifier(cfg: TrainConfig, task, device: torch.device) -> SequenceClassifier:
+    """The pre-trained encoder with a new head and the run's method, on `device`."""
+    config = ModelConfig(
+        encoder=cfg.model,
+        num_labels=task.num_labels,
+        regression=task.regression,
+        label_names=list(task.label_names),
+        pooling=cfg.pooling,
+        method=cfg.method,
+        dropout=cfg.dropout,
+    )
+    model = build_model(config, cfg.trust_remote_code)
     pooler = getattr(model.encoder, "pooler", None)
     if cfg.pooling != "pooler" and isinstance(pooler, nn.Module):
         pooler.requires_grad_(False)  # unused: keeps DDP from waiting for its gradients
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, cfg.weight_decay),
-        lr=cfg.learning_rate,
-        fused=True,  # one kernel for all parameters: 5.7x faster steps on 2 CPU cores
-    )
-    micro_batches = len(length_grouped_batches(train_split.lengths, cfg.batch_size, cfg.seed, 0))
+    return model.to(device)
+
+
+def build_optimisation(cfg: TrainConfig, model, data: RunData, accelerator):
+    """(AdamW with the linear warmup/decay schedule and the run's precision, micro-batches
+    per epoch on each rank)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    world = accelerator.num_processes
+    lengths = data.encoded["train"].lengths
+    micro_batches = len(length_grouped_batches(lengths, cfg.batch_size, cfg.seed, 0))
     micro_per_rank = micro_batches // world
     if micro_per_rank == 0:
         raise UserError(f"fewer training batches ({micro_batches}) than processes ({world})")
-    steps_per_epoch = math.ceil(micro_per_rank / cfg.grad_accum)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = math.ceil(micro_per_rank / cfg.grad_accum) * cfg.epochs
+    optimizer = adamw(model, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw_model: SequenceClassifier = accelerator.unwrap_model(model)
+    precision = Precision(cfg.precision, accelerator.device.type)
+    opt = Optimisation(
+        optimizer, scheduler, precision, cfg.max_grad_norm, cfg.grad_accum, accelerator
+    )
+    return opt, micro_per_rank
 
-    state = {
-        "epoch": 0,
-        "micro_step": 0,  # micro-batches done in this epoch (per rank)
-        "global_step": 0,  # optimizer steps
-        "best_metric": None,
-        "best_epoch": None,
-        "best_dev": None,
-        "evals_without_improvement": 0,
-        "train_seconds": 0.0,
-        "step_seconds": 0.0,
-        "samples": 0,
-        "stopped_early": False,
-        "running_loss": 0.0,  # sum of micro-batch losses since the last log line
-        "running_count": 0,
-    }
-    last_dir = ckpt.resolve_directory(out / "last") if cfg.resume else None
-    if last_dir is not None:
-        from safetensors.torch import load_file
 
-        raw_model.load_state_dict(load_file(str(last_dir / "model.safetensors")))
-        ckpt.load_optimizer(
-            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer, last_dir
+def start(cfg, out: Path, accelerator, data: RunData, model, opt, micro_per_rank) -> Run:
+    """Prepare model and optimizer for the processes; resume from last/ (--resume) or start
+    afresh with config.json; open log.jsonl."""
+    model, opt.optimizer = accelerator.prepare(model, opt.optimizer)
+    run = Run(cfg, out, accelerator, data, model, opt, micro_per_rank)
+    last = run_dir.last_checkpoint(out) if cfg.resume else None
+    if last is not None:
+        saved = run_dir.load_training_state(
+            last, run.raw_model, opt.inner_optimizer(), opt.scheduler, accelerator.process_index
         )
-        scheduler.load_state_dict(json.loads((last_dir / "scheduler.json").read_text()))
-        state.update(json.loads((last_dir / STATE_FILE).read_text()))
-        ckpt.load_rng(last_dir, rank)
-        if main:
+        run.state = TrainState.from_dict(saved)
+        if run.state.scaler and opt.precision.scaler is not None:
+            opt.precision.scaler.load_state_dict(run.state.scaler)
+        if run.main:
             logger.info(
-                "resuming %s at epoch %d, step %d", out, state["epoch"], state["global_step"]
+                "resuming %s at epoch %d, step %d", out, run.state.epoch, run.state.global_step
             )
-    elif main:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    log = RunLog(out / "log.jsonl", main, state["global_step"] if last_dir else None)
+    elif run.main:
+        run_dir.write_config(out, cfg)
+    keep = run.state.global_step if last is not None else None
+    run.log = run_dir.RunLog(out / run_dir.LOG_FILE, run.main, keep)
+    return run
 
-    def save_last() -> None:
-        rng = [ckpt.rng_state()]
-        if world > 1:
-            rng = gather_object(rng)
-        if not main:
-            return
-        inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
 
-        def write(tmp: Path) -> None:
-            from safetensors.torch import save_file
+def training_step(
+    model: nn.Module, batch: dict, opt: Optimisation, regression: bool = False, boundary=True
+) -> dict[str, torch.Tensor]:
+    """One micro-batch `batch` (input_ids, attention_mask, maybe token_type_ids, labels; on the
+    model's device): forward under the precision's autocast; loss = the task loss plus the
+    already weighted loss of every regulariser of the method on the pooled embedding;
+    backward; when `boundary` (the last micro-batch of an accumulation), the optimizer step.
 
-            weights = {k: v.detach().cpu().contiguous() for k, v in raw_model.state_dict().items()}
-            save_file(weights, str(tmp / "model.safetensors"))
-            ckpt.save_optimizer(inner, tmp)
-            (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
-            (tmp / STATE_FILE).write_text(json.dumps(state))
-            ckpt.save_rng(tmp, rng)
+    Returns the detached scalar losses: "loss" (their sum) and, with regularisers, "task" and
+    one per regulariser name. NonFiniteLossError (before the backward) when the sum is not
+    finite. `model` may be wrapped (DDP); gradients are synchronised at boundaries only.
+    """
+    from contextlib import nullcontext
 
-        ckpt.write_directory_atomically(out / "last", write)
+    raw = opt.accelerator.unwrap_model(model) if opt.accelerator is not None else model
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    several = opt.accelerator is not None and opt.accelerator.num_processes > 1
+    sync = nullcontext() if boundary or not several else opt.accelerator.no_sync(model)
+    with sync:
+        with opt.precision.autocast():
+            output = model(**inputs)
+            terms = {name: reg(output.pooled) for name, reg in _regularisers(raw)}
+        terms = {"task": compute_loss(output.logits, batch["labels"], regression), **terms}
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss {loss.item()}")
+        opt.backward(loss)
+    if boundary:
+        opt.step(model)
+    losses = {"loss": loss.detach()}
+    if len(terms) > 1:
+        losses.update((name, term.detach()) for name, term in terms.items())
+    return losses
 
-    def run_evaluation(epoch_label: float) -> bool:
-        """Evaluate, keep the best checkpoint; True when early stopping says stop."""
-        metrics, iso = evaluate(raw_model, task, encoded, task.dev_splits, cfg, pad_id, accelerator)
-        raw_model.train()
-        score = metrics[task.main_metric]
-        improved = state["best_metric"] is None or score > state["best_metric"]
-        if improved:
-            state.update(best_metric=score, best_epoch=epoch_label, best_dev=metrics)
-            state["evals_without_improvement"] = 0
-            if main:
-                ckpt.write_directory_atomically(
-                    out / "best", lambda tmp: save_checkpoint(raw_model, tokenizer, tmp)
-                )
-        else:
-            state["evals_without_improvement"] += 1
-        log.write(step=state["global_step"], epoch=epoch_label, dev=metrics, isotropy=iso)
-        if main:
-            logger.info(
-                "epoch %s step %d: dev %s = %.4f%s",
-                epoch_label,
-                state["global_step"],
-                task.main_metric,
-                score,
-                " (best)" if improved else "",
-            )
-        return cfg.patience is not None and state["evals_without_improvement"] >= cfg.patience
 
-    raw_model.train()
-    started = time.perf_counter() - state["train_seconds"]
-    stop = state["stopped_early"]
-    while state["epoch"] < cfg.epochs and not stop:
-        epoch = state["epoch"]
-        batches = length_grouped_batches(train_split.lengths, cfg.batch_size, cfg.seed, epoch)
-        mine = batches[: micro_per_rank * world][rank::world]
-        progress = tqdm(
-            total=len(mine),
-            initial=state["micro_step"],
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not main,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        if state["micro_step"] == 0:
-            state["running_loss"], state["running_count"] = 0.0, 0
-        for micro in range(state["micro_step"], len(mine)):
+def _regularisers(model) -> list[tuple[str, nn.Module]]:
+    return list(zip(getattr(model, "regulariser_names", []), getattr(model, "regularisers", [])))
+
+
+def train_epoch(run: Run) -> bool:
+    """The rest of the current epoch; True when early stopping ended it (mid-epoch)."""
+    from tqdm.auto import tqdm
+
+    cfg, state, accelerator = run.cfg, run.state, run.accelerator
+    epoch, world = state.epoch, accelerator.num_processes
+    batches = length_grouped_batches(
+        run.data.encoded["train"].lengths, cfg.batch_size, cfg.seed, epoch
+    )
+    mine = batches[: run.micro_per_rank * world][accelerator.process_index :: world]
+    if state.micro_step == 0:
+        state.running_loss, state.running_count, state.running_terms = 0.0, 0, {}
+    with tqdm(
+        total=len(mine),
+        initial=state.micro_step,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not run.main,
+        leave=False,
+        dynamic_ncols=True,
+    ) as progress:
+        for micro in range(state.micro_step, len(mine)):
             tick = time.perf_counter()
-            batch = collate(train_split, mine[micro], pad_id)
-            labels = batch.pop("labels").to(accelerator.device)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             boundary = (micro + 1) % cfg.grad_accum == 0 or micro + 1 == len(mine)
-            sync = nullcontext() if boundary or world == 1 else accelerator.no_sync(model)
-            with sync:
-                logits = model(**batch).logits
-                loss = compute_loss(logits, labels, task.regression)
-                if not torch.isfinite(loss):
-                    progress.close()  # clears the bar: the error gets a line of its own
-                    raise NonFiniteLossError(
-                        f"non-finite loss {loss.item()} at epoch {epoch} step "
-                        f"{state['global_step']}: lower --lr or use --precision fp32"
-                    )
-                accelerator.backward(loss / cfg.grad_accum)
-            state["running_loss"] += loss.item()
-            state["running_count"] += 1
-            state["samples"] += len(labels) * world
-            state["micro_step"] = micro + 1
-            progress.update(1)
-            if boundary:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["global_step"] += 1
-            state["step_seconds"] += time.perf_counter() - tick
-            if not boundary:
-                continue
-            step = state["global_step"]
-            if step % cfg.log_every_steps == 0:
-                mean_loss = state["running_loss"] / max(state["running_count"], 1)
-                log.write(
-                    step=step,
-                    epoch=epoch + (micro + 1) / len(mine),
-                    loss=mean_loss,
-                    lr=scheduler.get_last_lr()[0],
+            batch = collate(run.data.encoded["train"], mine[micro], run.data.pad_id)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            try:
+                losses = training_step(
+                    run.model, batch, run.opt, run.data.task.regression, boundary
                 )
-                progress.set_postfix(loss=f"{mean_loss:.4f}")
-                state["running_loss"], state["running_count"] = 0.0, 0
-            at_end = micro + 1 == len(mine)
-            if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and not at_end:
-                state["train_seconds"] = time.perf_counter() - started
-                stop = run_evaluation(round(epoch + (micro + 1) / len(mine), 3))
-                save_last()
-                if stop:
-                    break
-            elif cfg.save_every_steps and step % cfg.save_every_steps == 0 and not at_end:
-                state["train_seconds"] = time.perf_counter() - started
-                save_last()
-        progress.close()
-        if stop:
-            state["stopped_early"] = True
-            save_last()
-            break
-        state["epoch"] = epoch + 1
-        state["micro_step"] = 0
-        state["train_seconds"] = time.perf_counter() - started
-        stop = run_evaluation(epoch + 1)
-        state["stopped_early"] = stop
-        save_last()
+            except NonFiniteLossError as error:
+                progress.close()  # clears the bar: the error gets a line of its own
+                raise NonFiniteLossError(
+                    f"{error} at epoch {epoch} step {state.global_step}: "
+                    "lower --lr or use --precision fp32"
+                ) from None
+            _count(state, losses, len(batch["labels"]) * world)
+            state.micro_step = micro + 1
+            progress.update(1)
+            state.global_step += boundary
+            state.step_seconds += time.perf_counter() - tick
+            if boundary and _after_step(run, (micro + 1) / len(mine), progress):
+                return True
+    return False
 
-    train_seconds = time.perf_counter() - started
+
+def _count(state: TrainState, losses: dict[str, torch.Tensor], samples: int) -> None:
+    state.running_loss += losses["loss"].item()
+    state.running_count += 1
+    state.samples += samples
+    for name, value in losses.items():
+        if name != "loss":
+            state.running_terms[name] = state.running_terms.get(name, 0.0) + value.item()
+
+
+def _after_step(run: Run, done: float, progress) -> bool:
+    """The log line, evaluation or resume point due after an optimizer step; `done` is the
+    share of the epoch done. True when early stopping says stop."""
+    cfg, state = run.cfg, run.state
+    step, epoch = state.global_step, state.epoch
+    if step % cfg.log_every_steps == 0:
+        count = max(state.running_count, 1)
+        entry = {"loss": state.running_loss / count, "lr": run.opt.scheduler.get_last_lr()[0]}
+        if state.running_terms:
+            entry["losses"] = {k: v / count for k, v in state.running_terms.items()}
+        run.log.write(step=step, epoch=epoch + done, **entry)
+        _track(run, {"train": entry})
+        progress.set_postfix(loss=f"{entry['loss']:.4f}")
+        state.running_loss, state.running_count, state.running_terms = 0.0, 0, {}
+    if done == 1:  # the epoch's end: evaluated and saved by the recipe
+        return False
+    if cfg.eval_every_steps and step % cfg.eval_every_steps == 0:
+        state.train_seconds = time.perf_counter() - run.started
+        stop = evaluate_and_keep(run, round(epoch + done, 3))
+        save_last(run)
+        return stop
+    if cfg.save_every_steps and step % cfg.save_every_steps == 0:
+        state.train_seconds = time.perf_counter() - run.started
+        save_last(run)
+    return False
+
+
+def evaluate_and_keep(run: Run, epoch_label: float) -> bool:
+    """Evaluate on dev; write best/ when the main metric improves. True when early stopping
+    (--patience evaluations without improvement) says stop."""
+    state, task = run.state, run.data.task
+    metrics, iso = evaluate(
+        run.raw_model, task, run.data.encoded, task.dev_splits, run.eval_settings
+    )
+    run.raw_model.train()
+    score = metrics[task.main_metric]
+    improved = state.best_metric is None or score > state.best_metric
+    if improved:
+        state.best_metric, state.best_epoch, state.best_dev = score, epoch_label, metrics
+        state.evals_without_improvement = 0
+        if run.main:
+            run_dir.save_best(run.out, run.raw_model, run.data.tokenizer)
+    else:
+        state.evals_without_improvement += 1
+    run.log.write(step=state.global_step, epoch=epoch_label, dev=metrics, isotropy=iso)
+    _track(run, {"dev": metrics, "isotropy": iso})
+    if run.main:
+        logger.info(
+            "epoch %s step %d: dev %s = %.4f%s",
+            epoch_label,
+            state.global_step,
+            task.main_metric,
+            score,
+            " (best)" if improved else "",
+        )
+    patience = run.cfg.patience
+    return patience is not None and state.evals_without_improvement >= patience
+
+
+def save_last(run: Run) -> None:
+    """last/: the resume point (every rank's generators are gathered to the main process)."""
+    from accelerate.utils import gather_object
+
+    rng = [ckpt.rng_state()]
+    if run.accelerator.num_processes > 1:
+        rng = gather_object(rng)
+    if not run.main:
+        return
+    scaler = run.opt.precision.scaler
+    run.state.scaler = scaler.state_dict() if scaler is not None else None
+    run_dir.save_training_state(
+        run.out,
+        run.raw_model,
+        run.opt.inner_optimizer(),
+        run.opt.scheduler,
+        asdict(run.state),
+        rng,
+    )
+
+
+def final_metrics(run: Run) -> dict:
+    """metrics.json: the best dev metrics, test metrics of the best weights, speed."""
+    cfg, state, task = run.cfg, run.state, run.data.task
     result = {
         "task": task.name,
         "model": cfg.model,
-        "norm": cfg.norm,
+        "method": cfg.method,
         "seed": cfg.seed,
         "main_metric": task.main_metric,
-        "dev": state["best_dev"],
-        "best_epoch": state["best_epoch"],
-        "train_seconds": round(train_seconds, 3),
+        "dev": state.best_dev,
+        "best_epoch": state.best_epoch,
+        "train_seconds": round(time.perf_counter() - run.started, 3),
         # samples / time in forward, backward and optimizer steps (evaluation excluded)
-        "train_samples_per_second": round(state["samples"] / max(state["step_seconds"], 1e-9), 3),
-        "stopped_early": state["stopped_early"],
-        "world_size": world,
+        "train_samples_per_second": round(state.samples / max(state.step_seconds, 1e-9), 3),
+        "stopped_early": state.stopped_early,
+        "world_size": run.accelerator.num_processes,
     }
     test_splits = [s for s in task.splits if s.startswith("test")]
     if test_splits:
         from safetensors.torch import load_file
 
-        best = ckpt.resolve_directory(out / "best")
-        accelerator.wait_for_everyone()
-        raw_model.load_state_dict(load_file(str(best / "model.safetensors")))
-        test_task_metrics, _ = evaluate(
-            raw_model,
-            _TestView(task, test_splits),
-            encoded,
-            test_splits,
-            cfg,
-            pad_id,
-            accelerator,
+        best = ckpt.resolve_directory(run.out / "best")
+        run.accelerator.wait_for_everyone()
+        run.raw_model.load_state_dict(load_file(str(best / run_dir.WEIGHTS_FILE)))
+        view = TestView(task, test_splits)
+        result["test"], _ = evaluate(
+            run.raw_model, view, run.data.encoded, test_splits, run.eval_settings
         )
-        result["test"] = test_task_metrics
-    if main:
-        ckpt.write_json_atomically(out / "metrics.json", result)
-    accelerator.wait_for_everyone()
+    if run.main:
+        ckpt.write_json_atomically(run.out / run_dir.METRICS_FILE, result)
+    run.accelerator.wait_for_everyone()
     return result
 
 
-class _TestView:
-    """Scores test splits with a task's dev scorer (test split names map onto dev names)."""
+def _track(run: Run, values: dict) -> None:
+    """Send values (nested dicts of numbers) to the --report-to trackers, keys joined by /."""
+    if run.cfg.report_to == "none":
+        return
+    flat: dict[str, float] = {}
 
-    def __init__(self, task, test_splits: list[str]) -> None:
-        self.task, self.test_splits = task, test_splits
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}/{key}" if prefix else key, inner)
+        elif isinstance(value, int | float):
+            flat[prefix] = float(value)
 
-    def score(self, outputs: dict) -> dict:
-        renamed = {dev: outputs[test] for dev, test in zip(self.task.dev_splits, self.test_splits)}
-        return self.task.score(renamed)
+    walk("", values)
+    run.accelerator.log(flat, step=run.state.global_step)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__

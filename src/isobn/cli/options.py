@@ -1,98 +1,116 @@
-"""Options shared by `train`, `experiment` and `analyze`, and their mapping to TrainConfig."""
+"""The command line built from the settings' dataclass fields (isobn.config): one option per
+field, with the field's flag, type, default, choices and help. Nothing here repeats a default.
+
+    add_options(parser, TrainConfig, exclude={...})   the fields as options, grouped
+    add_method_options(parser)                        --method and its earlier spellings
+    config_from_args(TrainConfig, args)               the dataclass from parsed arguments
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+import types
+import typing
+from dataclasses import MISSING, fields
 
-from isobn.model import NORMS, POOLINGS
+from isobn.config import LEGACY_METHOD_KEYS, LEGACY_NORMS, DataOptions, flag_of
+
+# argument groups in the order `--help` shows them
+GROUPS = ("run", "data", "model", "method", "training")
+
+
+def add_options(parser: argparse.ArgumentParser, cls, exclude=()) -> None:
+    """One option per field of the dataclass `cls` (but `exclude` and `method`), in the field's
+    group; a field without a default is a required option."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    chosen = [f for f in fields(cls) if f.name not in exclude and f.name != "method"]
+    for name in sorted({f.metadata["group"] for f in chosen}, key=_group_order):
+        groups[name] = parser.add_argument_group(name)
+    hints = typing.get_type_hints(cls)
+    for f in chosen:
+        add_field_option(groups[f.metadata["group"]], f, hints[f.name])
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--task",
-        default="mr",
-        help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli) or an "
-        "offline task (mr, trec, sms-spam); default mr",
-    )
-    group.add_argument("--data-dir", help="GLUE in the original TSV layout (else: datasets hub)")
-    group.add_argument(
-        "--train",
-        dest="train_file",
-        metavar="FILE",
-        help="CSV/TSV/JSONL training file (with --dev) instead of --task",
-    )
-    group.add_argument("--dev", dest="dev_file", metavar="FILE")
-    group.add_argument("--test", dest="test_file", metavar="FILE")
-    group.add_argument("--text-column", default="text")
-    group.add_argument("--text-pair-column")
-    group.add_argument("--label-column", default="label")
-    group.add_argument("--regression", action="store_true", help="numeric labels, MSE loss")
-    group.add_argument("--max-train", type=int, help="stratified subsample of the training set")
-    group.add_argument("--max-eval", type=int, help="stratified subsample of each dev/test split")
+    """The data options (isobn.config.DataOptions), shared by train, experiment and analyze."""
+    add_options(parser, DataOptions)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default="minilm",
-        help="`minilm` (packaged, default), a model directory or a hub name",
-    )
-    group.add_argument("--pooling", default="pooler", choices=POOLINGS)
-    group.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow model code from the model directory/hub (off by default)",
-    )
+def add_field_option(group, f, annotation, flags: tuple[str, ...] = ()) -> None:
+    """The option of one dataclass field: store_true for a bool, else a typed value."""
+    meta = f.metadata
+    help_text = meta["help"]() if callable(meta["help"]) else meta["help"]
+    kwargs = {"dest": f.name, "help": help_text}
+    kind = _value_type(annotation)
+    if kind is bool:
+        kwargs["action"] = "store_true"
+    else:
+        flag = flags[0] if flags else flag_of(f)
+        metavar = meta.get("metavar") or flag.lstrip("-").upper().replace("-", "_")
+        choices = meta.get("choices")
+        kwargs.update(type=kind, metavar=None if choices else metavar, choices=choices)
+        if f.default is not None and f.default is not MISSING and "default" not in help_text:
+            kwargs["help"] = f"{help_text} (default {f.default})"
+    if f.default is MISSING:
+        kwargs["required"] = True
+    else:
+        kwargs["default"] = f.default
+    group.add_argument(*(flags or (flag_of(f),)), **kwargs)
 
 
-def add_norm_options(parser: argparse.ArgumentParser, multiple: bool = False) -> None:
-    group = parser.add_argument_group("norm")
-    if not multiple:
-        group.add_argument("--norm", default="isobn", choices=NORMS)
-    group.add_argument("--isobn-beta", type=float, default=0.5)
-    group.add_argument("--isobn-momentum", type=float, default=0.05)
+def add_method_options(parser: argparse.ArgumentParser, cls, multiple: bool = False) -> None:
+    """--method (from the field; --methods/--norms, a comma-separated list, when `multiple`),
+    and the earlier spellings that fold into it: --norm NAME, --isobn-beta, --isobn-momentum,
+    --isobn-no-corr."""
+    group = parser.add_argument_group("method")
+    method = next(f for f in fields(cls) if f.name == "method")
+    if multiple:
+        group.add_argument(
+            "--methods",
+            "--norms",
+            dest="methods",
+            default="none,isobn",
+            help="comma-separated methods (see `isobn train --help`); default none,isobn",
+        )
+    else:
+        choice = group.add_mutually_exclusive_group()
+        add_field_option(choice, method, str)
+        choice.add_argument(
+            "--norm",
+            choices=LEGACY_NORMS,
+            help="earlier spelling of --method (isobn-legacy: isobn:bias_correction=false)",
+        )
+    group.add_argument("--isobn-beta", type=float, help="same as isobn:beta=X")
+    group.add_argument("--isobn-momentum", type=float, help="same as isobn:momentum=X")
     group.add_argument(
         "--isobn-no-corr",
         dest="isobn_correlation",
-        action="store_false",
-        help="ablation: gamma = 1 (std only)",
+        action="store_const",
+        const=False,
+        help="same as isobn:use_correlation=false (std-only ablation)",
     )
 
 
-def add_training_options(parser: argparse.ArgumentParser, with_seed: bool = True) -> None:
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=3)
-    group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--eval-batch-size", type=int, default=128)
-    group.add_argument("--lr", dest="learning_rate", type=float, default=2e-5)
-    group.add_argument("--weight-decay", type=float, default=0.01)
-    group.add_argument("--warmup-ratio", type=float, default=0.1)
-    group.add_argument("--grad-accum", type=int, default=1)
-    group.add_argument("--max-grad-norm", type=float, default=1.0)
-    group.add_argument("--max-length", type=int, default=128)
-    group.add_argument("--dropout", type=float, help="classifier dropout (default: encoder's)")
-    group.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    group.add_argument("--eval-every-steps", type=int, help="also evaluate every N steps")
-    group.add_argument("--patience", type=int, help="early stopping after N evaluations")
-    group.add_argument("--save-every-steps", type=int, help="resume points every N steps")
-    group.add_argument("--log-every-steps", type=int, default=20)
-    group.add_argument(
-        "--isotropy-examples",
-        type=int,
-        default=2000,
-        help="dev rows whose isotropy is logged at each evaluation",
-    )
-    group.add_argument("--cpu", action="store_true", help="use the CPU even with a GPU")
-    if with_seed:
-        group.add_argument("--seed", type=int, default=42)
-
-
-def config_values(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields present in parsed arguments."""
-    from isobn.train import TrainConfig
-
-    names = {f.name for f in fields(TrainConfig)}
+def config_values(args: argparse.Namespace, cls=None) -> dict:
+    """The parsed values of the fields of `cls` (TrainConfig by default) and of the earlier
+    method keywords it folds into `method`."""
+    if cls is None:
+        from isobn.config import TrainConfig as cls
+    names = {f.name for f in fields(cls)} | set(LEGACY_METHOD_KEYS)
     return {k: v for k, v in vars(args).items() if k in names}
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    return cls(**config_values(args, cls))
+
+
+def _value_type(annotation) -> type:
+    """int for `int` and `int | None`, and so on."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (kind,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kind
+    return annotation
+
+
+def _group_order(name: str) -> int:
+    return GROUPS.index(name) if name in GROUPS else len(GROUPS)

@@ -6,13 +6,8 @@ import argparse
 import json
 import os
 
-from isobn.cli.options import (
-    add_data_options,
-    add_model_options,
-    add_norm_options,
-    add_training_options,
-    config_values,
-)
+from isobn.cli.options import add_method_options, add_options, config_from_args
+from isobn.config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -22,21 +17,15 @@ def register(subparsers) -> None:
         description="Fine-tune an encoder on a task; writes metrics.json, config.json, "
         "log.jsonl and the best checkpoint under --out.",
     )
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in --out"
-    )
-    add_data_options(parser)
-    add_model_options(parser)
-    add_norm_options(parser)
-    add_training_options(parser)
+    add_options(parser, TrainConfig)
+    add_method_options(parser, TrainConfig)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from isobn.train import TrainConfig, train
+    from isobn.train import train
 
-    result = train(TrainConfig(**config_values(args)))
+    result = train(config_from_args(TrainConfig, args))
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result, indent=2))
     return 0

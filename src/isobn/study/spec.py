@@ -105,29 +105,9 @@ class Study:
 
 
 def method_settings(method: str) -> dict[str, Any]:
-    """TrainConfig fields of a method spec (the harness's norm settings)."""
-    from isobn.methods import parse_method
-
-    spec = parse_method(method, "methods")
-    if spec.regularisers:
-        raise UserError(f"study method {method!r}: regularisers need a newer harness")
-    norm = spec.norm
-    args = norm.kwargs
-    allowed = {"beta", "momentum", "use_correlation", "bias_correction"}
-    extra = set(args) - allowed
-    if extra or (norm.name != "isobn" and args):
-        raise UserError(f"study method {method!r}: parameters {sorted(extra or args)} unsupported")
-    name = norm.name
-    if name == "isobn" and args.get("bias_correction") is False:
-        name = "isobn-legacy"
-    settings: dict[str, Any] = {"norm": name}
-    if "beta" in args:
-        settings["isobn_beta"] = args["beta"]
-    if "momentum" in args:
-        settings["isobn_momentum"] = args["momentum"]
-    if "use_correlation" in args:
-        settings["isobn_correlation"] = args["use_correlation"]
-    return settings
+    """TrainConfig fields of a method spec: the canonical `method` (the harness trains every
+    method of isobn.methods, regularisers included)."""
+    return {"method": canonical(method, "methods")}
 
 
 def load_study(path: str | Path) -> Study:

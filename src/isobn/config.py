@@ -1,0 +1,396 @@
+"""The settings, each defined once: a dataclass field with its default, its help text and the
+rule its value obeys. The command line is built from these fields (isobn.cli.options), each
+run's config.json is ``asdict(TrainConfig)`` (flat), and ``TrainConfig.from_dict`` reads the
+config.json of any version.
+
+    DataOptions   where the examples come from: a named task or CSV/TSV/JSONL files (shared by
+                  training, experiments and analysis)
+    TrainConfig   DataOptions + model, method, optimisation, evaluation and run settings
+
+The method (what happens to the pooled embedding) is one spec string, e.g. ``isobn``,
+``isobn:beta=0.25`` or ``none`` (isobn.methods); the IsoBN defaults live in ``IsoBN.__init__``.
+Earlier versions spelled it ``norm``, ``isobn_beta``, ``isobn_momentum`` and
+``isobn_correlation``: those keys and keyword arguments still work and fold into ``method``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, InitVar, asdict, dataclass, field, fields
+from typing import Any
+
+from isobn.errors import UserError
+from isobn.methods import ALIASES, METHODS, canonical, parse_method
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+POOLINGS = ("pooler", "cls", "mean")
+REPORT_TO = ("none", "tensorboard", "wandb")
+# the methods `--norm` accepted before method specs; `--norm` keeps exactly these
+LEGACY_NORMS = ("none", "isobn", "isobn-legacy", "batchnorm", "layernorm")
+DEFAULT_TASK = "mr"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value must be, in words for the message `--flag must be TEXT, got VALUE`."""
+
+    test: Callable[[Any], bool]
+    text: str
+    finite: bool = False  # numbers: NaN and infinities are refused first
+
+
+POSITIVE = Rule(lambda v: v >= 1, "a positive integer")
+NON_NEGATIVE = Rule(lambda v: v >= 0, ">= 0")
+POSITIVE_NUMBER = Rule(lambda v: v > 0, "> 0")
+FRACTION = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def setting(
+    default: Any = MISSING,
+    help: str | Callable[[], str] = "",
+    *,
+    group: str = "training",
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    rule: Rule | None = None,
+    resume_free: bool = False,
+) -> Any:
+    """A dataclass field with what the command line and the checks need.
+
+    flag: the option (default --name-with-dashes); choices / rule: what a value may be;
+    resume_free: changing it does not change what a run computes, so --resume may change it.
+    """
+    metadata = {
+        "help": help,
+        "group": group,
+        "flag": flag,
+        "metavar": metavar,
+        "choices": choices,
+        "rule": rule,
+        "resume_free": resume_free,
+    }
+    return field(default=default, metadata=metadata)
+
+
+def flag_of(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _task_help() -> str:
+    from isobn.tasks import TASK_NAMES
+
+    return f"a task: {', '.join(TASK_NAMES)} (default {DEFAULT_TASK}; not with --train)"
+
+
+@dataclass
+class DataOptions:
+    """Where the examples come from: a named task (`task`, `data_dir`) or files (`train_file`,
+    `dev_file`, `test_file` and their columns), subsampled by `max_train` / `max_eval`."""
+
+    task: str | None = setting(None, _task_help, group="data")  # None: mr, or the files
+    data_dir: str | None = setting(
+        None, "GLUE in the original TSV layout (else: the datasets hub)", group="data"
+    )
+    train_file: str | None = setting(
+        None,
+        "CSV/TSV/JSONL training file (with --dev) instead of --task",
+        group="data",
+        flag="--train",
+        metavar="FILE",
+    )
+    dev_file: str | None = setting(
+        None,
+        "development file: early stopping, best checkpoint",
+        group="data",
+        flag="--dev",
+        metavar="FILE",
+    )
+    test_file: str | None = setting(
+        None,
+        "test file, scored with the best checkpoint",
+        group="data",
+        flag="--test",
+        metavar="FILE",
+    )
+    text_column: str = setting("text", "column of the text", group="data")
+    text_pair_column: str | None = setting(None, "column of a second text (pairs)", group="data")
+    label_column: str = setting("label", "column of the label", group="data")
+    regression: bool = setting(False, "numeric labels, MSE loss", group="data")
+    max_train: int | None = setting(
+        None, "stratified subsample of the training set", group="data", rule=POSITIVE
+    )
+    max_eval: int | None = setting(
+        None, "stratified subsample of each dev/test split", group="data", rule=POSITIVE
+    )
+
+    def __post_init__(self) -> None:
+        if self.task is None and not self.train_file:
+            self.task = DEFAULT_TASK
+
+    def validate_data(self) -> None:
+        """One-line UserErrors for contradictory or incomplete data options."""
+        if self.train_file and (self.task is not None or self.data_dir is not None):
+            given = " and ".join(
+                flag
+                for flag, value in (("--task", self.task), ("--data-dir", self.data_dir))
+                if value is not None
+            )
+            raise UserError(
+                f"--train FILE replaces a named task: drop {given}, or drop --train and --dev"
+            )
+        if (self.train_file or self.dev_file) and not (self.train_file and self.dev_file):
+            raise UserError("generic files need both --train FILE and --dev FILE")
+
+
+def load_run_task(cfg):
+    """The isobn.tasks.Task of a config with the data options: a named task or files."""
+    from isobn import tasks
+
+    if cfg.train_file:
+        return tasks.load_files(
+            cfg.train_file,
+            cfg.dev_file,
+            cfg.test_file,
+            text_column=cfg.text_column,
+            text_pair_column=cfg.text_pair_column,
+            label_column=cfg.label_column,
+            regression=cfg.regression,
+            max_train=cfg.max_train,
+            max_eval=cfg.max_eval,
+            seed=0,
+        )
+    return tasks.load_task(
+        cfg.task or DEFAULT_TASK,
+        data_dir=cfg.data_dir,
+        max_train=cfg.max_train,
+        max_eval=cfg.max_eval,
+        seed=0,
+    )
+
+
+def _method_help() -> str:
+    names = ", ".join(f"{name} ({d.role})" for name, d in METHODS.items())
+    return (
+        f"what acts on the pooled embedding: a norm, then '+' regularisers, each with "
+        f"name:key=value parameters, e.g. isobn:beta=0.25; methods: {names}; default isobn"
+    )
+
+
+@dataclass(kw_only=True)
+class TrainConfig(DataOptions):
+    """Everything a run depends on; saved as config.json. Defaults follow the paper's setup
+    (AdamW, linear warmup/decay, early stopping on dev) scaled to small offline models."""
+
+    out: str = setting(help="output directory", group="run", resume_free=True)
+    resume: bool = setting(
+        False, "continue from the last checkpoint in --out", group="run", resume_free=True
+    )
+    model: str = setting(
+        "minilm", "`minilm` (packaged), a model directory or a hub name", group="model"
+    )
+    pooling: str = setting(
+        "pooler",  # the released code feeds the HF pooler output to the head
+        "pooled embedding: the HF pooler output, [CLS], or the mean of tokens",
+        group="model",
+        choices=POOLINGS,
+    )
+    dropout: float | None = setting(
+        None, "classifier dropout (default: the encoder's)", group="model", rule=FRACTION
+    )
+    trust_remote_code: bool = setting(
+        False, "allow model code from the model directory/hub (off by default)", group="model"
+    )
+    method: str = setting("isobn", _method_help, group="method")
+    max_length: int = setting(128, "tokens per text, as run_glue", rule=POSITIVE)
+    batch_size: int = setting(32, "training batch size (the paper's)", rule=POSITIVE)
+    eval_batch_size: int = setting(128, "evaluation batch size", rule=POSITIVE, resume_free=True)
+    learning_rate: float = setting(
+        2e-5, "AdamW learning rate", flag="--lr", rule=Rule(lambda v: v > 0, "> 0", True)
+    )
+    weight_decay: float = setting(
+        0.01,
+        "AdamW weight decay, not on biases and norm weights",
+        rule=Rule(lambda v: v >= 0, ">= 0", True),
+    )
+    warmup_ratio: float = setting(0.1, "share of the steps warming the lr up", rule=FRACTION)
+    epochs: int = setting(3, "passes over the training set", rule=POSITIVE)
+    grad_accum: int = setting(1, "micro-batches per optimizer step", rule=POSITIVE)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm", rule=POSITIVE_NUMBER)
+    precision: str = setting("fp32", "autocast precision (fp16: GPU only)", choices=PRECISIONS)
+    eval_every_steps: int | None = setting(
+        None, "also evaluate every N steps (default: at the end of every epoch)", rule=POSITIVE
+    )
+    patience: int | None = setting(
+        None, "early stopping after N evaluations without improvement", rule=POSITIVE
+    )
+    save_every_steps: int | None = setting(
+        None,
+        "resume points every N steps (besides evaluations)",
+        rule=POSITIVE,
+        resume_free=True,
+    )
+    seed: int = setting(
+        42,
+        "initialisation, dropout and data order",
+        rule=Rule(lambda v: 0 <= v < 2**32, "in [0, 2**32 - 1]"),
+    )
+    log_every_steps: int = setting(20, "steps per log.jsonl line", rule=POSITIVE, resume_free=True)
+    isotropy_examples: int = setting(
+        2000,
+        "dev rows whose isotropy is logged at each evaluation (and training rows a regulariser "
+        "with a reference embedding sees)",
+        rule=Rule(lambda v: v >= 0, ">= 0 (0: no isotropy)"),
+    )
+    cpu: bool = setting(False, "use the CPU even with a GPU", group="run", resume_free=True)
+    report_to: str = setting(
+        "none",
+        "also log loss, lr, dev metrics and isotropy to this tracker (accelerate's)",
+        group="run",
+        choices=REPORT_TO,
+        resume_free=True,
+    )
+    # earlier spellings of `method`, folded into it (see fold_legacy_method)
+    norm: InitVar[str | None] = None
+    isobn_beta: InitVar[float | None] = None
+    isobn_momentum: InitVar[float | None] = None
+    isobn_correlation: InitVar[bool | None] = None
+
+    def __post_init__(self, norm, isobn_beta, isobn_momentum, isobn_correlation) -> None:
+        super().__post_init__()
+        self.method = fold_legacy_method(
+            self.method, norm, isobn_beta, isobn_momentum, isobn_correlation
+        )
+
+    def validate(self) -> None:
+        """One-line UserErrors for impossible settings, before any work starts."""
+        for f in fields(self):
+            check_value(f, getattr(self, f.name))
+        if self.precision == "fp16" and self.cpu:
+            raise UserError("fp16 needs a GPU: drop --cpu or use --precision bf16 or fp32")
+        self.validate_data()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from config.json of this or an earlier version (unknown keys ignored)."""
+        return cls(**_known(cls, migrate_config(values)))
+
+    def resume_changes(self, saved: TrainConfig) -> list[str]:
+        """`name old -> new` for each setting that differs from `saved` and matters to what
+        the run computes (a resumed run must compute the same thing)."""
+        ours, theirs = asdict(self), asdict(saved)
+        return [
+            f"{f.name} {theirs[f.name]!r} -> {ours[f.name]!r}"
+            for f in fields(self)
+            if not f.metadata.get("resume_free") and theirs[f.name] != ours[f.name]
+        ]
+
+
+def check_value(f, value: Any) -> None:
+    """UserError `--flag must be RULE, got VALUE` when `value` breaks field f's rule/choices."""
+    if value is None:
+        return
+    choices, rule = f.metadata.get("choices"), f.metadata.get("rule")
+    if choices and value not in choices:
+        raise UserError(f"unknown {f.name} {value!r}: choose one of {', '.join(choices)}")
+    if rule is None:
+        return
+    flag = flag_of(f)
+    if rule.finite and not math.isfinite(value):
+        raise UserError(f"{flag} must be a finite number, got {value}")
+    if not rule.test(value):
+        raise UserError(f"{flag} must be {rule.text}, got {value}")
+
+
+def _known(cls, values: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+# --------------------------------------------------------------------------------------------
+# The method and its earlier spellings
+
+# old keyword -> (IsoBN argument, old flag, rule of the old flag)
+_LEGACY_ISOBN = {
+    "isobn_beta": ("beta", "--isobn-beta", Rule(lambda v: v >= 0, ">= 0", True)),
+    "isobn_momentum": ("momentum", "--isobn-momentum", Rule(lambda v: 0 < v <= 1, "in (0, 1]")),
+    "isobn_correlation": ("use_correlation", "--isobn-no-corr", None),
+}
+LEGACY_METHOD_KEYS = ("norm", *_LEGACY_ISOBN)
+
+
+def fold_legacy_method(
+    method: str | None,
+    norm: str | None = None,
+    isobn_beta: float | None = None,
+    isobn_momentum: float | None = None,
+    isobn_correlation: bool | None = None,
+    option: str = "--method",
+) -> str:
+    """The canonical method spec of `method` and the earlier keywords (errors name `option`).
+
+    `norm` (an old --norm name) replaces the method; the isobn_* values become parameters of
+    an IsoBN norm and are ignored for other norms (as they always were). Errors name the old
+    flags: `--isobn-beta must be >= 0, got -0.5`.
+    """
+    text = norm if norm is not None else (method or "isobn")
+    option = "--norm" if norm is not None else option
+    spec = parse_method(text, option)
+    legacy = {
+        "isobn_beta": isobn_beta,
+        "isobn_momentum": isobn_momentum,
+        "isobn_correlation": isobn_correlation,
+    }
+    params = {}
+    for key, value in legacy.items():
+        if value is None:
+            continue
+        param, flag, rule = _LEGACY_ISOBN[key]
+        if rule is not None and rule.finite and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
+        if rule is not None and not rule.test(value):
+            raise UserError(f"{flag} must be {rule.text}, got {value}")
+        params[param] = value
+    if spec.norm.name != "isobn" or not params:
+        return str(spec)
+    given = spec.norm.kwargs
+    for param, value in params.items():
+        if param in given and given[param] != value:
+            raise UserError(
+                f"isobn {param} is given twice ({option} {text}, and {value} by an --isobn-* "
+                "option): give it once"
+            )
+    merged = {**given, **params}
+    norm_text = "isobn:" + ",".join(f"{k}={_spec_value(v)}" for k, v in merged.items())
+    return canonical("+".join([norm_text, *(str(part) for part in spec.regularisers)]), option)
+
+
+def _spec_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else repr(value)
+
+
+def migrate_config(values: dict) -> dict:
+    """A config.json / isobn_model.json dict in today's keys: the earlier method keys fold into
+    `method`; a run on files drops the task it ignored."""
+    values = dict(values)
+    legacy = {key: values.pop(key) for key in LEGACY_METHOD_KEYS if key in values}
+    if legacy and "method" not in values:
+        values["method"] = fold_legacy_method(None, **legacy)
+    if values.get("train_file"):
+        values["task"] = values["data_dir"] = None  # earlier versions ignored them silently
+    return values
+
+
+def method_of(config: dict) -> str:
+    """The canonical method of a run's config.json or metrics.json, of any version."""
+    if config.get("method"):
+        return canonical(config["method"])
+    return migrate_config(config).get("method") or "isobn"
+
+
+# canonical spec -> the alias it expands (isobn:bias_correction=false -> isobn-legacy), for
+# names that must stay as earlier versions wrote them (experiment directories)
+ALIAS_OF = {canonical(expansion): alias for alias, expansion in ALIASES.items()}
