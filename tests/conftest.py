@@ -173,3 +173,38 @@ def glue_dir(tmp_path_factory) -> str:
             ],
         )
     return str(root)
+
+
+def quick_config(out, model: str, files: dict[str, str], **overrides):
+    """The quick training settings of the tests: a tiny model, its files, 2 epochs of 6 steps
+    (96 rows, batches of 16), lr 1e-3, [CLS] pooling, every step logged."""
+    from isobn.config import TrainConfig
+
+    values = dict(
+        out=str(out),
+        model=model,
+        pooling="cls",
+        train_file=files["train"],
+        dev_file=files["dev"],
+        test_file=files.get("test"),
+        epochs=2,
+        batch_size=16,
+        learning_rate=1e-3,
+        max_length=32,
+        log_every_steps=1,
+        seed=3,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_bert, sentiment_files) -> Path:
+    """A finished isobn run of quick_config (1 epoch, evaluations at steps 3 and 6, a test
+    split): metrics.json, config.json, log.jsonl, best/ and last/. Trained once per session;
+    tests read it, or copy it before changing anything."""
+    from isobn.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(quick_config(out, tiny_bert, sentiment_files, epochs=1, eval_every_steps=3))
+    return out

@@ -89,27 +89,8 @@ def test_glue_stsb_regression_from_tsv_layout(tmp_path, tiny_bert, glue_dir):
     assert {"pearson", "spearman"} <= set(metrics["dev"])
 
 
-def test_predict_writes_one_prediction_per_row(tmp_path, tiny_bert, sentiment_files, capsys):
-    out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                tiny_bert,
-                "--train",
-                sentiment_files["train"],
-                "--dev",
-                sentiment_files["dev"],
-                "--pooling",
-                "cls",
-                "--out",
-                str(out),
-                *QUICK,
-            ]
-        )
-        == 0
-    )
+def test_predict_writes_one_prediction_per_row(tmp_path, trained_run, sentiment_files, capsys):
+    out = trained_run  # isobn train's output directory
     texts = tmp_path / "texts.txt"
     texts.write_text("the movie was good\nbad plot\n\nawful cast\n")
     predictions = tmp_path / "predictions.jsonl"

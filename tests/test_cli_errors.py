@@ -150,6 +150,11 @@ CASES = [
     # names
     ("unknown-task", None, None, ["--task", "nope"], ["unknown task 'nope'", "sst2"]),
     ("unknown-norm", "train", "dev", ["--norm", "nope"], ["--norm: invalid choice: 'nope'"]),
+    ("unknown-method", "train", "dev", ["--method", "nope"], ["unknown method 'nope' in --method"]),
+    ("bad-method-parameter", "train", "dev", ["--method", "isobn:beta=-1"], ["must be >= 0"]),
+    ("method-and-norm", "train", "dev", ["--method", "none", "--norm", "isobn"], ["not allowed"]),
+    ("task-with-train", "train", "dev", ["--task", "sst2"], ["replaces a named task: drop --task"]),
+    ("data-dir-with-train", "train", "dev", ["--data-dir", "g"], ["drop --data-dir, or drop"]),
     ("unknown-pooling", "train", "dev", ["--pooling", "nope"], ["--pooling: invalid choice"]),
 ]
 
@@ -266,6 +271,34 @@ def test_malformed_shard(capsys):
     for shard, fragment in [("3/2", "K must be between 1 and N"), ("x", "malformed --shard")]:
         code, _, err = run_cli(["experiment", "--out", "unused", "--shard", shard], capsys)
         assert_one_line_error(code, err, fragment, prefix="isobn experiment: error: ")
+
+
+def test_experiment_settings_are_one_line(files, capsys):
+    if not _experiment_registered(capsys):
+        pytest.skip("`isobn experiment` is not registered in this build")
+    base = ["experiment", "--out", "unused"]
+    for extra, fragment in [
+        (["--methods", "none,nope"], "unknown method 'nope' in --methods"),
+        (["--methods", "isobn-legacy,isobn:bias_correction=false"], "names a method twice"),
+        (["--tasks", "mr", "--train", files["train"], "--dev", files["dev"]], "drop one of them"),
+        (["--isobn-beta", "-1"], "--isobn-beta must be >= 0, got -1.0"),
+    ]:
+        code, _, err = run_cli(base + extra, capsys)
+        assert_one_line_error(code, err, fragment, prefix="isobn experiment: error: ")
+
+
+def test_missing_tracker_is_one_line(files, tiny_bert, tmp_path, capsys):
+    from accelerate.utils import is_tensorboard_available
+
+    if is_tensorboard_available():
+        pytest.skip("tensorboard is installed")
+    argv = train_argv(
+        files, tiny_bert, tmp_path / "out", "train", "dev", "--report-to", "tensorboard"
+    )
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(
+        code, err, "--report-to tensorboard needs tensorboard", "isobn[tensorboard]"
+    )
 
 
 def test_real_subprocesses(files, tiny_bert, tmp_path, capsys):

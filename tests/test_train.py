@@ -1,40 +1,31 @@
-"""End-to-end fine-tuning on a tiny random BERT: single sentences, pairs, regression."""
+"""End-to-end fine-tuning on a tiny random BERT: single sentences, pairs, regression; the
+pieces of the recipe alone (training_step, the optimizer), regularisers plugged into the loss,
+trackers, and the settings' command line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import quick_config
+from torch import nn
 
 from isobn.model import load_checkpoint
 from isobn.train import TrainConfig, train
 
 
-def quick_config(tmp_path, tiny_bert, files, **overrides) -> TrainConfig:
-    values = dict(
-        out=str(tmp_path / "run"),
-        model=tiny_bert,
-        pooling="cls",
-        train_file=files["train"],
-        dev_file=files["dev"],
-        test_file=files.get("test"),
-        epochs=2,
-        batch_size=16,
-        learning_rate=1e-3,
-        max_length=32,
-        log_every_steps=1,
-        seed=3,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+def run_config(tmp_path, model, files, **overrides) -> TrainConfig:
+    return quick_config(tmp_path / "run", model, files, **overrides)
 
 
-def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_files):
-    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, method="isobn")
-    result = train(cfg)
-    out = tmp_path / "run"
+def read_log(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_single_sentence_run_writes_everything(trained_run):
+    out = trained_run
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved == json.loads(json.dumps(result))
     for key in (
         "task",
         "model",
@@ -50,10 +41,13 @@ def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_fi
         assert key in saved
     assert saved["main_metric"] in saved["dev"] and saved["method"] == "isobn"
     assert 0.0 <= saved["dev"]["accuracy"] <= 1.0
-    assert TrainConfig.from_dict(json.loads((out / "config.json").read_text())) == cfg
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "isobn" and "norm" not in config  # flat, one vocabulary
+    assert TrainConfig.from_dict(config) == TrainConfig(**config)
+    log = read_log(out)
     evaluations = [e for e in log if "dev" in e]
     assert len(evaluations) == 2 and any("loss" in e for e in log)
+    assert not any("losses" in e for e in log)  # no regulariser: the log as before
     iso = evaluations[-1]["isotropy"]
     assert set(iso) == {"before_norm", "after_norm"} and "isoscore" in iso["before_norm"]
     model, tokenizer = load_checkpoint(out / "best")
@@ -65,15 +59,13 @@ def test_single_sentence_run_writes_everything(tmp_path, tiny_bert, sentiment_fi
 
 
 def test_the_signal_is_learned(tmp_path, tiny_bert, sentiment_files):
-    cfg = quick_config(
-        tmp_path, tiny_bert, sentiment_files, method="none", epochs=8, pooling="mean"
-    )
+    cfg = run_config(tmp_path, tiny_bert, sentiment_files, method="none", epochs=8, pooling="mean")
     result = train(cfg)
     assert result["dev"]["accuracy"] >= 0.75
 
 
 def test_sentence_pairs(tmp_path, tiny_bert, pair_files):
-    cfg = quick_config(
+    cfg = run_config(
         tmp_path,
         tiny_bert,
         pair_files,
@@ -83,12 +75,12 @@ def test_sentence_pairs(tmp_path, tiny_bert, pair_files):
         pooling="pooler",
     )
     result = train(cfg)
-    assert "test" not in result
+    assert "test" not in result and result["method"] == "isobn:bias_correction=false"
     assert np.isfinite(result["dev"]["accuracy"])
 
 
 def test_regression(tmp_path, tiny_bert, regression_files):
-    cfg = quick_config(
+    cfg = run_config(
         tmp_path,
         tiny_bert,
         regression_files,
@@ -105,20 +97,14 @@ def test_regression(tmp_path, tiny_bert, regression_files):
     assert model.classifier.out_features == 1
 
 
-def test_same_seed_same_metrics(tmp_path, tiny_bert, sentiment_files):
-    first = train(quick_config(tmp_path / "a", tiny_bert, sentiment_files, epochs=1))
-    second = train(quick_config(tmp_path / "b", tiny_bert, sentiment_files, epochs=1))
-    assert first["dev"] == second["dev"] and first["test"] == second["test"]
-
-
 @pytest.mark.parametrize("method", ["batchnorm", "layernorm"])
 def test_other_norms(tmp_path, tiny_bert, sentiment_files, method):
-    result = train(quick_config(tmp_path, tiny_bert, sentiment_files, method=method, epochs=1))
+    result = train(run_config(tmp_path, tiny_bert, sentiment_files, method=method, epochs=1))
     assert result["method"] == method and np.isfinite(result["dev"]["accuracy"])
 
 
 def test_early_stopping_and_eval_every_steps(tmp_path, tiny_bert, sentiment_files):
-    cfg = quick_config(
+    cfg = run_config(
         tmp_path,
         tiny_bert,
         sentiment_files,
@@ -129,28 +115,33 @@ def test_early_stopping_and_eval_every_steps(tmp_path, tiny_bert, sentiment_file
     )
     result = train(cfg)
     assert result["stopped_early"]
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len([e for e in log if "dev" in e]) < 5 * 3
+    assert len([e for e in read_log(tmp_path / "run") if "dev" in e]) < 5 * 3
 
 
 def test_interrupted_run_is_protected_and_resume_checks_settings(
-    tmp_path, tiny_bert, sentiment_files
+    tmp_path, tiny_bert, sentiment_files, trained_run
 ):
     from isobn.errors import UserError
 
-    cfg = quick_config(tmp_path, tiny_bert, sentiment_files, epochs=1)
-    first = train(cfg)
-    (tmp_path / "run" / "metrics.json").unlink()  # as if killed after the last checkpoint
+    out = tmp_path / "run"
+    shutil.copytree(trained_run, out)
+    finished = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").unlink()  # as if killed after the last checkpoint
+    settings = dict(epochs=1, eval_every_steps=3)
     with pytest.raises(UserError, match="interrupted run"):
-        train(cfg)
+        train(run_config(tmp_path, tiny_bert, sentiment_files, **settings))
     with pytest.raises(UserError, match="learning_rate 0.001 -> 0.01"):
         train(
-            quick_config(
-                tmp_path, tiny_bert, sentiment_files, epochs=1, resume=True, learning_rate=1e-2
+            run_config(
+                tmp_path, tiny_bert, sentiment_files, **settings, resume=True, learning_rate=1e-2
             )
         )
-    resumed = train(quick_config(tmp_path, tiny_bert, sentiment_files, epochs=1, resume=True))
-    assert resumed["dev"] == first["dev"]
+    with pytest.raises(UserError, match="method 'isobn' -> 'none'"):
+        train(
+            run_config(tmp_path, tiny_bert, sentiment_files, **settings, resume=True, norm="none")
+        )
+    resumed = train(run_config(tmp_path, tiny_bert, sentiment_files, **settings, resume=True))
+    assert resumed["dev"] == finished["dev"] and resumed["test"] == finished["test"]
 
 
 def test_two_precisions_in_one_process(tmp_path, tiny_bert, sentiment_files):
@@ -161,3 +152,261 @@ def test_two_precisions_in_one_process(tmp_path, tiny_bert, sentiment_files):
             )
         )
         assert np.isfinite(result["dev"]["accuracy"])
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces of the recipe
+
+
+def tiny_classifier(tiny_bert, method="none"):
+    from isobn.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    return build_model(ModelConfig(encoder=tiny_bert, num_labels=2, pooling="cls", method=method))
+
+
+def tiny_batch(tiny_bert) -> dict:
+    from isobn.model import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_bert)
+    batch = dict(tokenizer(["the movie was good", "bad plot", "a dull film"], padding=True))
+    batch = {k: torch.as_tensor(v) for k, v in batch.items()}
+    batch["labels"] = torch.tensor([1, 0, 0])
+    return batch
+
+
+def test_training_step_alone(tiny_bert):
+    """What the benchmarks call: one step without accelerate; accumulation steps at the end."""
+    from isobn.optim import Optimisation, adamw
+    from isobn.train import training_step
+
+    model = tiny_classifier(tiny_bert).train()
+    opt = Optimisation(adamw(model, 1e-3, 0.01), grad_accum=2)
+    before = model.classifier.weight.detach().clone()
+    losses = training_step(model, tiny_batch(tiny_bert), opt, boundary=False)
+    assert set(losses) == {"loss"} and losses["loss"].item() > 0
+    assert torch.equal(model.classifier.weight, before)  # gradients accumulate, no step
+    assert model.classifier.weight.grad is not None
+    training_step(model, tiny_batch(tiny_bert), opt, boundary=True)
+    assert not torch.equal(model.classifier.weight, before)
+    assert model.classifier.weight.grad is None  # zeroed after the step
+
+
+def test_non_finite_loss_is_refused_before_the_backward(tiny_bert):
+    from isobn.optim import Optimisation, adamw
+    from isobn.train import NonFiniteLossError, training_step
+
+    model = tiny_classifier(tiny_bert).train()
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="non-finite loss nan"):
+        training_step(model, tiny_batch(tiny_bert), Optimisation(adamw(model, 1e-3, 0.0)))
+
+
+def test_fused_adamw_by_version_and_device():
+    from isobn.optim import fused_adamw_supported
+
+    cpu, cuda, mps = (torch.device(d) for d in ("cpu", "cuda", "mps"))
+    assert fused_adamw_supported(cuda, "2.1.0")
+    assert not fused_adamw_supported(cpu, "2.3.1") and fused_adamw_supported(cpu, "2.4.0")
+    assert fused_adamw_supported(cpu, "2.13.0+cpu") and not fused_adamw_supported(mps, "2.13.0")
+
+
+# --------------------------------------------------------------------------------------------
+# Regularisers: a loss term on the pooled embedding plugs in without touching the loop
+
+
+class ToyRegulariser(nn.Module):
+    """weight * mean((pooled - reference mean)^2); the reference is a buffer (it must travel
+    with the checkpoint) set before every epoch."""
+
+    seen: list[tuple[int, ...]] = []  # shapes given to set_reference, by every instance
+
+    def __init__(self, num_features: int, weight: float = 0.5) -> None:
+        super().__init__()
+        self.weight = weight
+        self.register_buffer("reference_mean", torch.zeros(num_features))
+        self.register_buffer("references", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def set_reference(self, pooled: torch.Tensor) -> None:
+        assert not torch.is_inference(pooled) and pooled.dtype == torch.float32
+        self.reference_mean.copy_(pooled.mean(0))
+        self.references += 1
+        ToyRegulariser.seen.append(tuple(pooled.shape))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.weight * (pooled.float() - self.reference_mean).square().mean()
+
+
+@pytest.fixture
+def toy_method(monkeypatch):
+    from isobn.methods import METHODS
+    from isobn.methods.spec import MethodDef, Param
+
+    definition = MethodDef(
+        "toyreg", "regulariser", "a test regulariser", {"weight": Param(float)}, ToyRegulariser
+    )
+    monkeypatch.setitem(METHODS, "toyreg", definition)
+    monkeypatch.setattr(ToyRegulariser, "seen", [])
+    return "isobn+toyreg"
+
+
+class Recorder:
+    """An accelerate tracker that keeps what it is given (--report-to through TRACKERS)."""
+
+    def __new__(cls):
+        from accelerate.tracking import GeneralTracker
+
+        class _Recorder(GeneralTracker):
+            name = "recorder"
+            requires_logging_directory = False
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.config, self.logs, self.finished = None, [], False
+
+            @property
+            def tracker(self):
+                return self
+
+            def store_init_configuration(self, values: dict) -> None:
+                self.config = values
+
+            def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+                self.logs.append((step, values))
+
+            def finish(self) -> None:
+                self.finished = True
+
+        return _Recorder()
+
+
+def test_regulariser_loss_log_reference_and_tracker(
+    tmp_path, tiny_bert, sentiment_files, toy_method, monkeypatch
+):
+    import isobn.train
+
+    recorder = Recorder()
+    monkeypatch.setitem(isobn.train.TRACKERS, "tensorboard", recorder)
+    cfg = run_config(
+        tmp_path, tiny_bert, sentiment_files, method=toy_method, isotropy_examples=40,
+        report_to="tensorboard",
+    )  # fmt: skip
+    result = train(cfg)
+    assert result["method"] == "isobn+toyreg"
+    log = read_log(tmp_path / "run")
+    lines = [e for e in log if "loss" in e]
+    assert len(lines) == 12 and all(set(e["losses"]) == {"task", "toyreg"} for e in lines)
+    for entry in lines:  # the optimised loss is the task loss plus the (weighted) term
+        assert entry["loss"] == pytest.approx(entry["losses"]["task"] + entry["losses"]["toyreg"])
+        assert entry["losses"]["toyreg"] > 0
+    # before each of the 2 epochs, the first 40 training rows, pooled (H = 32)
+    model, _ = load_checkpoint(tmp_path / "run" / "best")
+    (regulariser,) = model.regularisers
+    assert isinstance(regulariser, ToyRegulariser) and model.regulariser_names == ["toyreg"]
+    assert regulariser.references.item() >= 1 and regulariser.reference_mean.abs().sum() > 0
+    assert ToyRegulariser.seen == [(40, 32), (40, 32)]
+    from safetensors.torch import load_file
+
+    state = load_file(str(tmp_path / "run" / "last" / "model.safetensors"))
+    assert state["regularisers.0.references"].item() == 2
+    # the tracker saw the settings, training lines, dev metrics and isotropy
+    assert recorder.config["method"] == "isobn+toyreg" and recorder.finished
+    keys = set().union(*(values for _, values in recorder.logs))
+    assert {"train/loss", "train/lr", "train/losses/toyreg", "dev/accuracy"} <= keys
+    assert "isotropy/before_norm/isoscore" in keys
+
+
+def test_regulariser_state_resumes_exactly(tmp_path, tiny_bert, sentiment_files, toy_method):
+    """Killed in the second epoch (after its reference was set), resumed: the same end."""
+    from safetensors.torch import load_file
+
+    import isobn.run_dir
+
+    settings = dict(method=toy_method, isotropy_examples=40, save_every_steps=1)
+    reference = tmp_path / "reference"
+    train(quick_config(reference, tiny_bert, sentiment_files, **settings))
+
+    out = tmp_path / "killed"
+    original = isobn.run_dir.save_training_state
+
+    def stop_at_step_9(out, model, optimizer, scheduler, state, rng):
+        original(out, model, optimizer, scheduler, state, rng)
+        if state["global_step"] >= 9:
+            raise KeyboardInterrupt
+
+    isobn.run_dir.save_training_state = stop_at_step_9
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(quick_config(out, tiny_bert, sentiment_files, **settings))
+    finally:
+        isobn.run_dir.save_training_state = original
+    train(quick_config(out, tiny_bert, sentiment_files, **settings, resume=True))
+    assert (out / "log.jsonl").read_text() == (reference / "log.jsonl").read_text()
+    got, expected = (load_file(str(d / "best" / "model.safetensors")) for d in (out, reference))
+    assert got.keys() == expected.keys() and "regularisers.0.reference_mean" in got
+    for name, tensor in expected.items():
+        assert torch.equal(got[name], tensor), name
+
+
+# --------------------------------------------------------------------------------------------
+# Settings: the command line, the earlier spellings of the method, old config.json files
+
+
+def parsed_config(*argv: str) -> TrainConfig:
+    from isobn.cli.main import build_parser
+    from isobn.cli.options import config_from_args
+
+    args = build_parser().parse_args(["train", "--out", "x", *argv])
+    return config_from_args(TrainConfig, args)
+
+
+LEGACY_BETA = "isobn:beta=0.25,bias_correction=false"
+NO_CORRELATION = "isobn:momentum=0.1,use_correlation=false"
+
+
+@pytest.mark.parametrize(
+    ("argv", "method"),
+    [
+        ((), "isobn"),
+        (("--method", "isobn:beta=0.25"), "isobn:beta=0.25"),
+        (("--norm", "isobn-legacy", "--isobn-beta", "0.25"), LEGACY_BETA),
+        (("--isobn-no-corr", "--isobn-momentum", "0.1"), NO_CORRELATION),
+        (("--norm", "none", "--isobn-beta", "0.3"), "none"),  # ignored for other norms, as ever
+        (("--isobn-beta", "0.5"), "isobn"),  # the default is no parameter
+    ],
+)  # fmt: skip
+def test_earlier_method_options_fold_into_the_spec(argv, method):
+    assert parsed_config(*argv).method == method
+
+
+def test_every_default_is_the_dataclass_default():
+    from dataclasses import fields
+
+    parsed, default = parsed_config(), TrainConfig(out="x")
+    assert parsed == default
+    assert {f.name for f in fields(TrainConfig)} >= {"method", "report_to", "learning_rate"}
+
+
+def test_old_config_json_migrates():
+    old = {
+        "out": "o", "task": "mr", "data_dir": None, "train_file": "t.csv", "dev_file": "d.csv",
+        "norm": "isobn-legacy", "isobn_beta": 0.5, "isobn_momentum": 0.1,
+        "isobn_correlation": True, "learning_rate": 1e-3,
+    }  # fmt: skip
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.method == "isobn:bias_correction=false,momentum=0.1"
+    assert cfg.task is None  # a run on files ignored its task
+    new = TrainConfig(
+        out="o", train_file="t.csv", dev_file="d.csv", learning_rate=1e-3,
+        method="isobn:momentum=0.1,bias_correction=false",
+    )  # fmt: skip
+    assert cfg.resume_changes(new) == [] and cfg == new
+
+
+def test_method_given_twice_is_one_line():
+    from isobn.errors import UserError
+
+    with pytest.raises(UserError, match="isobn beta is given twice"):
+        TrainConfig(out="x", method="isobn:beta=0.25", isobn_beta=0.3)

@@ -180,6 +180,10 @@ def train(cfg: TrainConfig) -> dict:
             accelerator.end_training()
 
 
+# --report-to NAME -> accelerate's `log_with`: a tracker name, or a GeneralTracker instance
+TRACKERS: dict[str, Any] = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
 def make_accelerator(cfg: TrainConfig):
     """accelerate's Accelerator: the device and the processes (torchrun, accelerate launch),
     and the trackers of --report-to. Precision is not asked of it (see isobn.optim)."""
@@ -188,7 +192,7 @@ def make_accelerator(cfg: TrainConfig):
     several = int(os.environ.get("WORLD_SIZE", 1)) > 1
     trackers = {}
     if cfg.report_to != "none":
-        trackers = {"log_with": cfg.report_to, "project_dir": cfg.out}
+        trackers = {"log_with": _tracker(cfg.report_to), "project_dir": cfg.out}
     try:
         accelerator = Accelerator(
             mixed_precision="no",
@@ -196,7 +200,7 @@ def make_accelerator(cfg: TrainConfig):
             cpu=cfg.cpu or (not torch.cuda.is_available() and several),
             **trackers,
         )
-    except (ValueError, ImportError) as error:  # a tracker not installed; a GPU process
+    except ValueError as error:  # e.g. --cpu in a process that already uses the GPU
         raise UserError(f"cannot set up training: {_first_line(error)}") from None
     if cfg.precision == "fp16" and accelerator.device.type == "cpu":
         raise UserError("fp16 needs a GPU: use --precision bf16 or fp32 on the CPU")
@@ -204,6 +208,18 @@ def make_accelerator(cfg: TrainConfig):
         config = {k: v for k, v in asdict(cfg).items() if v is not None}
         accelerator.init_trackers(Path(cfg.out).name or "isobn", config=config)
     return accelerator
+
+
+def _tracker(name: str):
+    """accelerate's tracker for --report-to `name`; a one-line error when its package is
+    missing (accelerate would drop it silently)."""
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    tracker = TRACKERS[name]
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}[name]
+    if isinstance(tracker, str) and not available():
+        raise UserError(f"--report-to {name} needs {name}: pip install 'isobn[{name}]'")
+    return tracker
 
 
 def load_data(cfg: TrainConfig) -> RunData:
