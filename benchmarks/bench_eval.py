@@ -2,9 +2,9 @@
 
 Arms, one sample each per round (samples/s = dev sentences / wall time of the call):
 
-* isobn predict, norm isobn: isobn.train.predict (inference_mode, batches sorted by length,
-  padded per batch, eval batch 128 = TrainConfig's default) on a classifier whose IsoBN holds
-  running statistics, so that its scale is really computed.
+* isobn predict, norm isobn: isobn.embeddings.predict (the one inference loop: inference_mode,
+  batches sorted by length, padded per batch, eval batch 128 = TrainConfig's default) on a
+  classifier whose IsoBN holds running statistics, so that its scale is really computed.
 * isobn predict, norm none: the same without IsoBN (IsoBN's cost at inference).
 * Trainer.predict, run_glue defaults: BertForSequenceClassification + isobn.attach (with
   statistics), inputs padded to 128 at tokenisation, per_device_eval_batch_size 8.
@@ -27,6 +27,9 @@ import sys
 from pathlib import Path
 
 import common
+import machine
+import models
+import timing
 import torch
 
 EVAL_BATCH = 128  # TrainConfig.eval_batch_size
@@ -55,19 +58,19 @@ def dev_split(settings: common.Settings):
     from isobn.data import encode
     from isobn.model import load_tokenizer
 
-    task = common.load_mr(None, settings.eval_size)
+    task = models.load_mr(None, settings.eval_size)
     tokenizer = load_tokenizer(settings.model_dir())
     encoded = encode(task.splits["dev"], tokenizer, MAX_LENGTH, False)
     return task, tokenizer, encoded
 
 
 def predict_arm(settings: common.Settings, encoded, pad_id: int, norm: str, accelerator):
-    from isobn.train import predict
+    from isobn.embeddings import predict
 
-    model = with_statistics(common.classifier(settings, norm=norm)).eval()
+    model = with_statistics(models.classifier(settings, norm=norm)).eval()
 
     def arm() -> float:
-        seconds = common.time_call(
+        seconds = timing.time_call(
             lambda: predict(model, encoded, EVAL_BATCH, pad_id, accelerator), settings.device
         )
         return len(encoded) / seconds
@@ -107,7 +110,7 @@ def trainer_arm(settings: common.Settings, task, tokenizer):
     )
 
     def arm() -> float:
-        seconds = common.time_call(lambda: trainer.predict(rows), settings.device)
+        seconds = timing.time_call(lambda: trainer.predict(rows), settings.device)
         return len(rows) / seconds
 
     return arm
@@ -117,22 +120,21 @@ def memory_probe(settings: common.Settings) -> dict:
     """Load the model, run predict over dev once; report memory (this process's figures)."""
     from accelerate import Accelerator
 
-    from isobn.train import predict
+    from isobn.embeddings import predict
 
-    common.cache_task_loading()
     _, tokenizer, encoded = dev_split(settings)
     pad_id = tokenizer.pad_token_id or 0
     accelerator = Accelerator(cpu=not settings.cuda)
-    model = with_statistics(common.classifier(settings, norm="isobn")).eval()
+    model = with_statistics(models.classifier(settings, norm="isobn")).eval()
     device = settings.device
-    loading_peak = common.peak_memory_mb(device, address_space=True)
-    resident = common.current_memory_mb(device)
-    reset = common.reset_peak_memory(device)
+    loading_peak = machine.peak_memory_mb(device, address_space=True)
+    resident = machine.current_memory_mb(device)
+    reset = machine.reset_peak_memory(device)
     predict(model, encoded, EVAL_BATCH, pad_id, accelerator)
     return {
         "loading_peak_mb": loading_peak,
         "before_predict_mb": resident,
-        "predict_peak_mb": common.peak_memory_mb(device, address_space=True),
+        "predict_peak_mb": machine.peak_memory_mb(device, address_space=True),
         "peak_was_reset": reset,
     }
 
@@ -163,7 +165,6 @@ def run(settings: common.Settings) -> dict:
     common.header("5. Evaluation throughput and peak memory")
     from accelerate import Accelerator
 
-    common.cache_task_loading()
     task, tokenizer, encoded = dev_split(settings)
     pad_id = tokenizer.pad_token_id or 0
     accelerator = Accelerator(cpu=not settings.cuda)
@@ -174,26 +175,26 @@ def run(settings: common.Settings) -> dict:
     }
     for arm in arms.values():
         arm()  # warm-up
-    samples = common.interleaved(arms, settings.repeats)
+    samples = timing.interleaved(arms, settings.repeats)
     labels = {
         "isobn": f"isobn predict, norm isobn (sorted, batch {EVAL_BATCH})",
         "none": f"isobn predict, norm none (sorted, batch {EVAL_BATCH})",
         "trainer": f"Trainer.predict + IsoBN, run_glue defaults (pad 128, batch {HF_EVAL_BATCH})",
     }
     rows = [
-        [labels[k], f"{common.median(v):.1f}", " ".join(f"{s:.1f}" for s in v)]
+        [labels[k], f"{timing.median(v):.1f}", " ".join(f"{s:.1f}" for s in v)]
         for k, v in samples.items()
     ]
     common.table(rows, ["arm", "samples/s", "rounds"])
     ratios = {
-        "vs_trainer": common.ratio(samples["isobn"], samples["trainer"]),
-        "none_vs_isobn": common.ratio(samples["none"], samples["isobn"]),
+        "vs_trainer": timing.ratio(samples["isobn"], samples["trainer"]),
+        "none_vs_isobn": timing.ratio(samples["none"], samples["isobn"]),
     }
     print(f"  {len(encoded)} mr dev sentences, median of {settings.repeats} interleaved rounds")
-    vs_trainer = common.format_ratio(ratios["vs_trainer"])
+    vs_trainer = timing.format_ratio(ratios["vs_trainer"])
     print(f"  isobn predict / Trainer.predict defaults: {vs_trainer}")
     overhead = tuple(100 * (v - 1) for v in ratios["none_vs_isobn"])
-    print(f"  IsoBN cost at inference (none / isobn - 1): {common.format_ratio(overhead, '%')}")
+    print(f"  IsoBN cost at inference (none / isobn - 1): {timing.format_ratio(overhead, '%')}")
     memory = measure_memory(settings)
     if "error" in memory:
         print(f"  peak memory: probe failed: {memory['error']}")
@@ -207,7 +208,7 @@ def run(settings: common.Settings) -> dict:
         )
     return {
         "dev_sentences": len(encoded),
-        "samples_per_s": {k: common.median(v) for k, v in samples.items()},
+        "samples_per_s": {k: timing.median(v) for k, v in samples.items()},
         "samples": samples,
         "ratios": ratios,
         "memory": memory,

@@ -22,6 +22,8 @@ import copy
 import time
 
 import common
+import models
+import timing
 import torch
 
 BATCH = 16
@@ -32,16 +34,16 @@ def run(settings: common.Settings) -> dict:
     common.header("Fast path: torch.compile, bf16 autocast, threads, AdamW (train step)")
     device = settings.device
     threads = torch.get_num_threads()
-    base = common.classifier(settings, norm="isobn")
-    batch = common.random_batch(settings, BATCH, common.SEQ_LEN)
+    base = models.classifier(settings, norm="isobn")
+    batch = models.random_batch(settings, BATCH, models.SEQ_LEN)
 
-    def step_arm(model, optimizer, autocast=None, num_threads=None, warm_up=True):
+    def step_arm(model, optimizer, precision="fp32", num_threads=None, warm_up=True):
         def arm() -> float:
             if num_threads is not None:
                 torch.set_num_threads(num_threads)
             try:
-                return common.time_call(
-                    lambda: common.train_step(model, optimizer, batch, autocast), device
+                return timing.time_call(
+                    lambda: models.train_step(model, optimizer, batch, precision), device
                 )
             finally:
                 torch.set_num_threads(threads)
@@ -52,26 +54,25 @@ def run(settings: common.Settings) -> dict:
 
     arms, notes = {}, {}
     m = copy.deepcopy(base)
-    arms[BASELINE] = step_arm(m, common.optimizer_like_train(m))
+    arms[BASELINE] = step_arm(m, models.optimizer_like_train(m))
     m = copy.deepcopy(base)
     arms["AdamW fused=False (before 8a9a662)"] = step_arm(
-        m, common.optimizer_like_train(m, **common.PREVIOUS_ADAMW)
+        m, models.optimizer_like_train(m, **models.PREVIOUS_ADAMW)
     )
     if not settings.cuda and threads > 1:
         m = copy.deepcopy(base)
-        arms["1 thread"] = step_arm(m, common.optimizer_like_train(m), num_threads=1)
+        arms["1 thread"] = step_arm(m, models.optimizer_like_train(m), num_threads=1)
     m = copy.deepcopy(base)
-    bf16 = torch.autocast(device.type, dtype=torch.bfloat16)
     # no warm-up call: on CPUs without bf16 units one bf16 step costs as much as ~15 fp32 ones
     arms["bf16 autocast"] = step_arm(
-        m, common.optimizer_like_train(m), autocast=bf16, warm_up=settings.cuda
+        m, models.optimizer_like_train(m), precision="bf16", warm_up=settings.cuda
     )
     if settings.compile:
         m = copy.deepcopy(base)
         compiled = torch.compile(m)
         start = time.perf_counter()
         try:
-            arm = step_arm(compiled, common.optimizer_like_train(m))
+            arm = step_arm(compiled, models.optimizer_like_train(m))
         except Exception as error:  # a missing compiler, an unsupported op: report, go on
             notes["torch.compile"] = f"failed: {type(error).__name__}: {error}".splitlines()[0]
         else:
@@ -79,24 +80,24 @@ def run(settings: common.Settings) -> dict:
             arms["torch.compile"] = arm
     else:
         notes["torch.compile"] = "skipped (--quick or --no-compile)"
-    samples = common.interleaved(arms, settings.repeats)
+    samples = timing.interleaved(arms, settings.repeats)
 
     baseline = samples[BASELINE]
     rows = []
     for name, values in samples.items():
-        speedup = common.ratio(baseline, values)  # > 1: faster than the baseline
+        speedup = timing.ratio(baseline, values)  # > 1: faster than the baseline
         rows.append(
             [
                 name,
-                f"{common.median(values) * 1e3:.0f}",
+                f"{timing.median(values) * 1e3:.0f}",
                 " ".join(f"{v * 1e3:.0f}" for v in values),
-                common.format_ratio(speedup),
+                timing.format_ratio(speedup),
                 "helps" if speedup[0] > 1.02 else ("hurts" if speedup[0] < 0.98 else "no change"),
             ]
         )
     common.table(rows, ["step arm", "ms", "rounds (ms)", "speed-up vs baseline", "verdict"])
     print(
-        f"  batch {BATCH}, length {common.SEQ_LEN}, median of {settings.repeats} interleaved "
+        f"  batch {BATCH}, length {models.SEQ_LEN}, median of {settings.repeats} interleaved "
         f"rounds; {threads} threads unless stated"
     )
     for name, note in notes.items():
@@ -104,8 +105,8 @@ def run(settings: common.Settings) -> dict:
 
     optimizer_results = optimizer_arms(settings, base)
     return {
-        "step_ms": {k: common.median(v) * 1e3 for k, v in samples.items()},
-        "speedup": {k: common.ratio(baseline, v) for k, v in samples.items()},
+        "step_ms": {k: timing.median(v) * 1e3 for k, v in samples.items()},
+        "speedup": {k: timing.ratio(baseline, v) for k, v in samples.items()},
         "notes": notes,
         "optimizer_ms": optimizer_results,
     }
@@ -125,24 +126,24 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
     }
     arms = {}
     for name, options in variants.items():
-        optimizer = common.optimizer_like_train(model, **options)
+        optimizer = models.optimizer_like_train(model, **options)
         optimizer.step()  # state allocation
-        iters = common.calibrate(optimizer.step, device, 0.05 if settings.quick else 0.3)
+        iters = timing.calibrate(optimizer.step, device, 0.05 if settings.quick else 0.3)
 
         def arm(optimizer=optimizer, iters=iters) -> float:
-            return common.time_call(optimizer.step, device, iters)
+            return timing.time_call(optimizer.step, device, iters)
 
         arms[name] = arm
-    samples = common.interleaved(arms, settings.repeats)
+    samples = timing.interleaved(arms, settings.repeats)
     baseline = samples["AdamW fused=False (before 8a9a662)"]
     rows = [
-        [name, f"{common.median(v) * 1e3:.1f}", common.format_ratio(common.ratio(baseline, v))]
+        [name, f"{timing.median(v) * 1e3:.1f}", timing.format_ratio(timing.ratio(baseline, v))]
         for name, v in samples.items()
     ]
     n = sum(p.numel() for p in model.parameters())
     common.table(rows, ["optimizer step", "ms", "speed-up vs fused=False"])
     print(f"  {n / 1e6:.1f} M parameters (embeddings included: their gradients are dense)")
-    return {k: common.median(v) * 1e3 for k, v in samples.items()}
+    return {k: timing.median(v) * 1e3 for k, v in samples.items()}
 
 
 def main() -> None:

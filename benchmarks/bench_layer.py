@@ -9,9 +9,8 @@ On the CPU the encoder is the packaged MiniLM (hidden 384), so the rows D = 768 
 a wider IsoBN against the same 384-wide step: an upper bound for those widths, whose own
 encoders cost several times more per step.
 
-A third layer arm times isobn_prototype.PrototypeIsoBN (the same arithmetic with fewer (D, D)
-temporaries), the proposal that src adopted in commit 8a9a662: it now shows what is left
-between the two; its largest relative difference from IsoBN's scale is printed with it.
+The layer is the package's own (isobn.IsoBN): no copy of its arithmetic lives here. (A
+prototype with fewer (D, D) temporaries was measured here until src adopted it in 8a9a662.)
 
     .venv/bin/python benchmarks/bench_layer.py [--quick] [--gpu]
 """
@@ -19,8 +18,9 @@ between the two; its largest relative difference from IsoBN's scale is printed w
 from __future__ import annotations
 
 import common
+import models
+import timing
 import torch
-from isobn_prototype import PrototypeIsoBN, max_relative_difference
 from torch import nn
 
 from isobn import IsoBN
@@ -36,16 +36,16 @@ def run(settings: common.Settings) -> dict:
     batches = BATCHES[:1] if settings.quick else BATCHES
     target_s = 0.02 if settings.quick else 0.15  # layer time per sample
 
-    model = common.classifier(settings, norm="none")
-    optimizer = common.optimizer_like_train(model)
-    hidden = common.encoder_shape(model)[1]
+    model = models.classifier(settings, norm="none")
+    optimizer = models.optimizer_like_train(model)
+    hidden = models.encoder_shape(model)[1]
     arms = {}
     for b in batches:
-        batch = common.random_batch(settings, b, common.SEQ_LEN)
-        common.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
+        batch = models.random_batch(settings, b, models.SEQ_LEN)
+        models.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
 
         def step(batch=batch) -> float:
-            return common.time_call(lambda: common.train_step(model, optimizer, batch), device)
+            return timing.time_call(lambda: models.train_step(model, optimizer, batch), device)
 
         arms[f"step B={b}"] = step
         for d in dims:
@@ -53,7 +53,6 @@ def run(settings: common.Settings) -> dict:
             layers = {
                 "isobn": IsoBN(d),
                 "bn": nn.BatchNorm1d(d),
-                "proto": PrototypeIsoBN(d),
             }
             for kind, layer in layers.items():
                 layer.to(device).train()
@@ -61,36 +60,31 @@ def run(settings: common.Settings) -> dict:
                 def forward(layer=layer, x=x):
                     return layer(x)
 
-                iters = common.calibrate(forward, device, target_s)
+                iters = timing.calibrate(forward, device, target_s)
 
                 def sample(forward=forward, iters=iters) -> float:
-                    return common.time_call(forward, device, iters)
+                    return timing.time_call(forward, device, iters)
 
                 arms[f"{kind} D={d} B={b}"] = sample
-    samples = common.interleaved(arms, settings.target_repeats)
+    samples = timing.interleaved(arms, settings.target_repeats)
 
     rows, results = [], []
     for b in batches:
         step = samples[f"step B={b}"]
         for d in dims:
             iso, bn = samples[f"isobn D={d} B={b}"], samples[f"bn D={d} B={b}"]
-            proto = samples[f"proto D={d} B={b}"]
-            overhead = common.ratio(iso, step)
-            vs_bn = common.ratio(iso, bn)
-            proto_speedup = common.ratio(iso, proto)
+            overhead = timing.ratio(iso, step)
+            vs_bn = timing.ratio(iso, bn)
             results.append(
                 {
                     "dim": d,
                     "batch": b,
-                    "isobn_us": common.median(iso) * 1e6,
-                    "batchnorm_us": common.median(bn) * 1e6,
-                    "step_ms": common.median(step) * 1e3,
+                    "isobn_us": timing.median(iso) * 1e6,
+                    "batchnorm_us": timing.median(bn) * 1e6,
+                    "step_ms": timing.median(step) * 1e3,
                     "isobn_over_batchnorm": vs_bn[0],
                     "overhead_pct": overhead[0] * 100,
                     "overhead_pct_rounds": (overhead[1] * 100, overhead[2] * 100),
-                    "prototype_us": common.median(proto) * 1e6,
-                    "prototype_speedup": proto_speedup[0],
-                    "prototype_overhead_pct": common.ratio(proto, step)[0] * 100,
                     "width_matched": d == hidden,
                 }
             )
@@ -98,13 +92,11 @@ def run(settings: common.Settings) -> dict:
                 [
                     str(d),
                     str(b),
-                    f"{common.median(iso) * 1e6:.1f}",
-                    f"{common.median(bn) * 1e6:.1f}",
-                    common.format_ratio(vs_bn),
-                    f"{common.median(step) * 1e3:.1f}",
-                    common.format_ratio(tuple(100 * v for v in overhead), "%"),
-                    f"{common.median(proto) * 1e6:.1f}",
-                    common.format_ratio(proto_speedup),
+                    f"{timing.median(iso) * 1e6:.1f}",
+                    f"{timing.median(bn) * 1e6:.1f}",
+                    timing.format_ratio(vs_bn),
+                    f"{timing.median(step) * 1e3:.1f}",
+                    timing.format_ratio(tuple(100 * v for v in overhead), "%"),
                     "yes" if d == hidden else f"no ({hidden}-wide step)",
                 ]
             )
@@ -118,19 +110,14 @@ def run(settings: common.Settings) -> dict:
             "IsoBN/BN1d",
             "step ms",
             "IsoBN/step",
-            "proto us",
-            "IsoBN/proto",
             "D = encoder width",
         ],
     )
     print(
         f"  median of {settings.target_repeats} interleaved samples; step = {settings.model} "
-        f"classifier, length {common.SEQ_LEN}, forward+backward+clip+AdamW"
+        f"classifier, length {models.SEQ_LEN}, forward+backward+clip+AdamW"
     )
-    differences = {d: max_relative_difference(d) for d in dims}
-    text = ", ".join(f"D={d}: {v:.1e}" for d, v in differences.items())
-    print(f"  prototype vs IsoBN, largest relative difference of the scale: {text}")
-    return {"rows": results, "encoder_hidden": hidden, "prototype_difference": differences}
+    return {"rows": results, "encoder_hidden": hidden}
 
 
 def main() -> None:

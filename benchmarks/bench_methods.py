@@ -6,7 +6,7 @@ random linear loss on its output plus every regulariser's loss on x, and the bac
 many calls per sample. `none` is the same call through the identity, the floor of the arm.
 Step arm: one training step of the classifier with norm none at batch B, length 64 (forward,
 cross-entropy, backward, clipping, AdamW step). Overhead = method time / step time. Every arm
-is timed in the same interleaved rounds (common.interleaved), so ratios are side by side.
+is timed in the same interleaved rounds (timing.interleaved), so ratios are side by side.
 
 Whitening's O(D^3) eigendecomposition is timed at update_every 1, 10 and 100 (calibrated runs
 are many times longer than 100 calls, so the recomputation is amortised as in training); I-STAR
@@ -21,6 +21,8 @@ method against the same 384-wide step, an upper bound for that width.
 from __future__ import annotations
 
 import common
+import models
+import timing
 import torch
 
 from isobn.methods import parse_method
@@ -70,28 +72,28 @@ def run(settings: common.Settings) -> dict:
     specs = SPECS[:4] + SPECS[6:] if settings.quick else SPECS
     target_s = 0.02 if settings.quick else 0.15  # method time per sample
 
-    model = common.classifier(settings, norm="none")
-    optimizer = common.optimizer_like_train(model)
-    hidden = common.encoder_shape(model)[1]
+    model = models.classifier(settings, norm="none")
+    optimizer = models.optimizer_like_train(model)
+    hidden = models.encoder_shape(model)[1]
     arms = {}
     for b in batches:
-        batch = common.random_batch(settings, b, common.SEQ_LEN)
-        common.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
+        batch = models.random_batch(settings, b, models.SEQ_LEN)
+        models.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
 
         def step(batch=batch) -> float:
-            return common.time_call(lambda: common.train_step(model, optimizer, batch), device)
+            return timing.time_call(lambda: models.train_step(model, optimizer, batch), device)
 
         arms[f"step B={b}"] = step
         for d in dims:
             for spec in specs:
                 call = method_call(spec, d, b, device)
-                iters = common.calibrate(call, device, target_s)
+                iters = timing.calibrate(call, device, target_s)
 
                 def sample(call=call, iters=iters) -> float:
-                    return common.time_call(call, device, iters)
+                    return timing.time_call(call, device, iters)
 
                 arms[f"{spec} D={d} B={b}"] = sample
-    samples = common.interleaved(arms, settings.target_repeats)
+    samples = timing.interleaved(arms, settings.target_repeats)
 
     rows, results = [], []
     for b in batches:
@@ -100,15 +102,15 @@ def run(settings: common.Settings) -> dict:
             floor = samples[f"none D={d} B={b}"]
             for spec in specs:
                 times = samples[f"{spec} D={d} B={b}"]
-                overhead = common.ratio(times, step)
-                vs_none = common.ratio(times, floor)
+                overhead = timing.ratio(times, step)
+                vs_none = timing.ratio(times, floor)
                 results.append(
                     {
                         "method": spec,
                         "dim": d,
                         "batch": b,
-                        "method_us": common.median(times) * 1e6,
-                        "step_ms": common.median(step) * 1e3,
+                        "method_us": timing.median(times) * 1e6,
+                        "step_ms": timing.median(step) * 1e3,
                         "overhead_pct": overhead[0] * 100,
                         "overhead_pct_rounds": (overhead[1] * 100, overhead[2] * 100),
                         "over_none_module": vs_none[0],
@@ -120,10 +122,10 @@ def run(settings: common.Settings) -> dict:
                         spec,
                         str(d),
                         str(b),
-                        f"{common.median(times) * 1e6:.1f}",
-                        common.format_ratio(vs_none),
-                        f"{common.median(step) * 1e3:.1f}",
-                        common.format_ratio(tuple(100 * v for v in overhead), "%"),
+                        f"{timing.median(times) * 1e6:.1f}",
+                        timing.format_ratio(vs_none),
+                        f"{timing.median(step) * 1e3:.1f}",
+                        timing.format_ratio(tuple(100 * v for v in overhead), "%"),
                         "yes" if d == hidden else f"no ({hidden}-wide step)",
                     ]
                 )
@@ -133,7 +135,7 @@ def run(settings: common.Settings) -> dict:
     )
     print(
         f"  median of {settings.target_repeats} interleaved samples; step = {settings.model} "
-        f"classifier with norm none, length {common.SEQ_LEN}, forward+backward+clip+AdamW"
+        f"classifier with norm none, length {models.SEQ_LEN}, forward+backward+clip+AdamW"
     )
     return {"rows": results, "encoder_hidden": hidden}
 

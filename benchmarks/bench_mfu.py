@@ -18,6 +18,8 @@ training-throughput arms (their median samples/s over the FLOPs of their actual 
 from __future__ import annotations
 
 import common
+import models
+import timing
 import torch
 
 BATCH = 32
@@ -31,7 +33,7 @@ def matmul_peak(device: torch.device, sizes: dict[int, int]) -> float:
         b = torch.randn(n, n, device=device)
         a @ b  # warm-up
         for _ in range(tries):
-            seconds = common.time_call(lambda a=a, b=b: a @ b, device)
+            seconds = timing.time_call(lambda a=a, b=b: a @ b, device)
             best = max(best, 2 * n**3 / seconds)
     return best
 
@@ -44,29 +46,29 @@ def run(settings: common.Settings, train_results: dict | None = None) -> dict:
     else:
         sizes = {2048: 3} if settings.quick else {2048: 5, 4096: 2}
 
-    model = common.classifier(settings, norm="isobn")
-    optimizer = common.optimizer_like_train(model)
-    batch = common.random_batch(settings, BATCH, common.SEQ_LEN)
-    common.train_step(model, optimizer, batch)  # warm-up
-    n_params, layers, hidden = common.model_dims(settings)
+    model = models.classifier(settings, norm="isobn")
+    optimizer = models.optimizer_like_train(model)
+    batch = models.random_batch(settings, BATCH, models.SEQ_LEN)
+    models.train_step(model, optimizer, batch)  # warm-up
+    n_params, layers, hidden = models.model_dims(settings)
     step_flops = (
         BATCH
-        * common.SEQ_LEN
-        * common.train_flops_per_token(n_params, layers, hidden, common.SEQ_LEN)
+        * models.SEQ_LEN
+        * models.train_flops_per_token(n_params, layers, hidden, models.SEQ_LEN)
     )
 
-    samples = common.interleaved(
+    samples = timing.interleaved(
         {
             "peak": lambda: matmul_peak(device, sizes),
             "step": lambda: (
                 step_flops
-                / common.time_call(lambda: common.train_step(model, optimizer, batch), device)
+                / timing.time_call(lambda: models.train_step(model, optimizer, batch), device)
             ),
         },
         settings.target_repeats,
     )
     peak = max(samples["peak"])
-    peak_median = common.median(samples["peak"])
+    peak_median = timing.median(samples["peak"])
     rows = [
         [
             f"matmul float32 {'/'.join(map(str, sizes))}",
@@ -76,7 +78,7 @@ def run(settings: common.Settings, train_results: dict | None = None) -> dict:
         ]
     ]
     achieved = {
-        f"train step B={BATCH} T={common.SEQ_LEN} (norm isobn)": common.median(samples["step"])
+        f"train step B={BATCH} T={models.SEQ_LEN} (norm isobn)": timing.median(samples["step"])
     }
     if train_results:
         for arm in train_results["arms"].values():

@@ -1,11 +1,11 @@
 """Benchmarks 2 and 3: training throughput of `isobn train` against Hugging Face's Trainer, and
-IsoBN's overhead inside our loop (--norm none against --norm isobn).
+IsoBN's overhead inside our loop (--method none against --method isobn).
 
 Same model directory, data (an mr subset), batch size 32, max length 128, AdamW (lr 2e-5,
 weight decay 0.01, clipping at 1.0), linear schedule with 10% warm-up, seed 42, one epoch, no
 evaluation during training, float32. Arms, one sample each per round:
 
-* isobn train, norm isobn / norm none: isobn.train.train(TrainConfig(...)) in-process; the figure
+* isobn train, method isobn / none: isobn.train.train(TrainConfig(...)) in-process; the figure
   is its train_samples_per_second (time of collate + forward + backward + optimizer steps).
 * Trainer, run_glue defaults: AutoModelForSequenceClassification + isobn.attach, inputs padded
   to max_length 128 at tokenisation, default_data_collator, random sampler.
@@ -33,7 +33,9 @@ import shutil
 import time
 
 import common
+import models
 import numpy as np
+import timing
 import torch
 
 BATCH = 32
@@ -42,21 +44,22 @@ EVAL_ROWS = 16  # dev/test rows of isobn train's end-of-run evaluation (untimed)
 _counter = itertools.count()
 
 
-def isobn_arm(settings: common.Settings, norm: str, adamw: dict | None = None):
-    """isobn.train.train() as shipped; with `adamw` (e.g. common.PREVIOUS_ADAMW), the same call
-    while torch.optim.AdamW is swapped for a subclass that forces those options, to measure an
-    optimizer setting of train.py end to end without editing src."""
+def isobn_arm(settings: common.Settings, files: dict, method: str, adamw: dict | None = None):
+    """isobn.train.train() as shipped, on the mr subset written as files (models.task_files);
+    with `adamw` (e.g. models.PREVIOUS_ADAMW), the same call while torch.optim.AdamW is
+    swapped for a subclass that forces those options, to measure an optimizer setting of
+    train.py end to end without editing src."""
     from isobn.train import TrainConfig, train
 
     def arm() -> float:
-        out = settings.tmp / f"isobn-train-{norm}-{next(_counter)}"
+        out = settings.tmp / f"isobn-train-{method}-{next(_counter)}"
         cfg = TrainConfig(
             out=str(out),
-            task="mr",
+            train_file=files["train"],
+            dev_file=files["dev"],
+            test_file=files["test"],
             model=settings.model_dir(),
-            norm=norm,
-            max_train=settings.train_size,
-            max_eval=EVAL_ROWS,
+            method=method,
             epochs=1,
             batch_size=BATCH,
             max_length=MAX_LENGTH,
@@ -107,11 +110,11 @@ def loop_timer_class():
             self.device, self.begin, self.end = device, 0.0, 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            common.sync(self.device)
+            timing.sync(self.device)
             self.begin = time.perf_counter()
 
         def on_train_end(self, args, state, control, **kwargs):
-            common.sync(self.device)
+            timing.sync(self.device)
             self.end = time.perf_counter()
 
     return LoopTimer
@@ -177,7 +180,7 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, norm: 
         )
         timer = LoopTimer(settings.device)
         trainer.add_callback(timer)
-        call_seconds = common.time_call(trainer.train, settings.device)
+        call_seconds = timing.time_call(trainer.train, settings.device)
         shutil.rmtree(args.output_dir, ignore_errors=True)
         whole_call.append(len(rows) / call_seconds)
         return len(rows) / (timer.end - timer.begin)
@@ -211,13 +214,13 @@ def collate_cost(task, tokenizer, lengths) -> float:
         start = time.perf_counter()
         collate(split, indices, tokenizer.pad_token_id or 0)
         times.append(time.perf_counter() - start)
-    return common.median(times) * 1e3
+    return timing.median(times) * 1e3
 
 
 ARMS = {
-    "isobn": "isobn train --norm isobn",
-    "isobn_none": "isobn train --norm none",
-    "isobn_unfused": "isobn train --norm isobn, AdamW fused=False (before 8a9a662)",
+    "isobn": "isobn train --method isobn",
+    "isobn_none": "isobn train --method none",
+    "isobn_unfused": "isobn train --method isobn, AdamW fused=False (before 8a9a662)",
     "trainer_padded": "Trainer + IsoBN, run_glue defaults (pad to 128)",
     "trainer_dynamic": "Trainer + IsoBN, dynamic padding + group_by_length",
 }
@@ -230,17 +233,17 @@ def run(settings: common.Settings) -> dict:
     from isobn.data import encode
     from isobn.model import load_tokenizer
 
-    common.cache_task_loading()
-    task = common.load_mr(settings.train_size, EVAL_ROWS)
+    task = models.load_mr(settings.train_size, EVAL_ROWS)
+    files = models.task_files(task, settings.tmp / "mr-files")
     tokenizer = load_tokenizer(settings.model_dir())
     lengths = encode(task.splits["train"], tokenizer, MAX_LENGTH, False).lengths
     shapes = batch_shapes(lengths)
-    n_params, layers, hidden = common.model_dims(settings)
+    n_params, layers, hidden = models.model_dims(settings)
 
     def per_token(seq: int) -> float:
-        return common.train_flops_per_token(n_params, layers, hidden, seq)
+        return models.train_flops_per_token(n_params, layers, hidden, seq)
 
-    flops = {kind: common.batch_flops(s, per_token) for kind, s in shapes.items()}
+    flops = {kind: models.batch_flops(s, per_token) for kind, s in shapes.items()}
     tokens = {kind: sum(r * w for r, w in s) for kind, s in shapes.items()}
     kind_of = {
         "isobn": "dynamic",
@@ -251,20 +254,20 @@ def run(settings: common.Settings) -> dict:
     }
 
     arms = {
-        "isobn": isobn_arm(settings, "isobn"),
-        "isobn_none": isobn_arm(settings, "none"),
-        "isobn_unfused": isobn_arm(settings, "isobn", adamw=common.PREVIOUS_ADAMW),
+        "isobn": isobn_arm(settings, files, "isobn"),
+        "isobn_none": isobn_arm(settings, files, "none"),
+        "isobn_unfused": isobn_arm(settings, files, "isobn", adamw=models.PREVIOUS_ADAMW),
         "trainer_padded": trainer_arm(settings, task, tokenizer, padded=True, norm="isobn"),
         "trainer_dynamic": trainer_arm(settings, task, tokenizer, padded=False, norm="isobn"),
     }
-    samples = common.interleaved(arms, settings.target_repeats)
+    samples = timing.interleaved(arms, settings.target_repeats)
 
     n = len(lengths)
     results = {"train_sentences": n, "real_tokens": int(lengths.sum()), "arms": {}}
     rows = []
     for name, label in ARMS.items():
         kind = kind_of[name]
-        rate = common.median(samples[name])  # samples/s
+        rate = timing.median(samples[name])  # samples/s
         seconds = n / rate
         achieved = flops[kind] / seconds
         results["arms"][name] = {
@@ -295,13 +298,13 @@ def run(settings: common.Settings) -> dict:
     )
     for name in ("trainer_padded", "trainer_dynamic"):
         whole = arms[name].whole_call
-        results["arms"][name]["whole_call_samples_per_s"] = common.median(whole)
+        results["arms"][name]["whole_call_samples_per_s"] = timing.median(whole)
         print(
             f"  {ARMS[name]}: whole trainer.train() call, set-up included: "
-            f"{common.median(whole):.2f} samples/s"
+            f"{timing.median(whole):.2f} samples/s"
         )
     collate_ms = collate_cost(task, tokenizer, lengths)
-    step_ms = 1e3 * BATCH / common.median(samples["isobn"])
+    step_ms = 1e3 * BATCH / timing.median(samples["isobn"])
     results["collate_ms"] = collate_ms
     print(
         f"  isobn.data.collate of one batch of {BATCH}: {collate_ms:.2f} ms "
@@ -317,20 +320,20 @@ def run(settings: common.Settings) -> dict:
         "none_vs_isobn": ("isobn_none", "isobn"),
     }
     results["paired_medians"] = {
-        key: common.paired_median(samples[a], samples[b]) for key, (a, b) in pairs.items()
+        key: timing.paired_median(samples[a], samples[b]) for key, (a, b) in pairs.items()
     }
     ratios = {
-        "vs_trainer_padded": common.ratio(samples["isobn"], samples["trainer_padded"]),
-        "vs_trainer_dynamic": common.ratio(samples["isobn"], samples["trainer_dynamic"]),
-        "none_vs_isobn": common.ratio(samples["isobn_none"], samples["isobn"]),
-        "fused_vs_unfused": common.ratio(samples["isobn"], samples["isobn_unfused"]),
-        "unfused_vs_trainer_padded": common.ratio(
+        "vs_trainer_padded": timing.ratio(samples["isobn"], samples["trainer_padded"]),
+        "vs_trainer_dynamic": timing.ratio(samples["isobn"], samples["trainer_dynamic"]),
+        "none_vs_isobn": timing.ratio(samples["isobn_none"], samples["isobn"]),
+        "fused_vs_unfused": timing.ratio(samples["isobn"], samples["isobn_unfused"]),
+        "unfused_vs_trainer_padded": timing.ratio(
             samples["isobn_unfused"], samples["trainer_padded"]
         ),
-        "unfused_vs_trainer_dynamic": common.ratio(
+        "unfused_vs_trainer_dynamic": timing.ratio(
             samples["isobn_unfused"], samples["trainer_dynamic"]
         ),
-        "trainer_dynamic_vs_padded": common.ratio(
+        "trainer_dynamic_vs_padded": timing.ratio(
             samples["trainer_dynamic"], samples["trainer_padded"]
         ),
     }
@@ -344,14 +347,14 @@ def run(settings: common.Settings) -> dict:
         ("unfused_vs_trainer_dynamic", "isobn fused=False / Trainer dynamic padding"),
     ):
         paired = results["paired_medians"][key]
-        print(f"  {text + ':':48} {common.format_ratio(ratios[key])}, paired median {paired:.3f}x")
+        print(f"  {text + ':':48} {timing.format_ratio(ratios[key])}, paired median {paired:.3f}x")
     none_vs = ratios["none_vs_isobn"]
     overhead = tuple(100 * (v - 1) for v in none_vs)
     results["isobn_overhead_pct"] = overhead[0]
     paired = 100 * (results["paired_medians"]["none_vs_isobn"] - 1)
     print(
         f"  3. IsoBN overhead in our loop (samples/s none / isobn - 1): "
-        f"{common.format_ratio(overhead, '%')}, paired median {paired:.2f}%"
+        f"{timing.format_ratio(overhead, '%')}, paired median {paired:.2f}%"
     )
     return results
 

@@ -21,6 +21,7 @@ import bench_layer
 import bench_mfu
 import bench_train
 import common
+import machine
 
 TARGETS = {
     "overhead": 1.0,  # IsoBN step overhead, %
@@ -101,7 +102,7 @@ def main() -> None:
     settings = common.settings_from_args(args)
     common.quiet()
     started = time.perf_counter()
-    info = common.machine()
+    info = machine.machine()
     print("isobn benchmarks: " + " ".join(sys.argv))
     for key, value in info.items():
         print(f"  {key}: {value}")
@@ -128,11 +129,11 @@ def main() -> None:
     summary(results)
     elapsed = time.perf_counter() - started
     results["wall_seconds"] = elapsed
-    results["peak_memory_mb"] = common.peak_memory_mb(settings.device)
+    results["peak_memory_mb"] = machine.peak_memory_mb(settings.device)
     where = "max_memory_allocated" if settings.cuda else "ru_maxrss"
     print(
         f"\nwall time {elapsed / 60:.1f} min; peak memory of this process ({where}) "
-        f"{results['peak_memory_mb']:.0f} MiB; load average now {common.machine()['load_average']}"
+        f"{results['peak_memory_mb']:.0f} MiB; load average now {machine.machine()['load_average']}"
     )
     if args.json:
         with open(args.json, "w") as handle:

@@ -285,10 +285,10 @@ class Recorder:
 def test_regulariser_loss_log_reference_and_tracker(
     tmp_path, tiny_bert, sentiment_files, toy_method, monkeypatch
 ):
-    import isobn.train
+    import isobn.build
 
     recorder = Recorder()
-    monkeypatch.setitem(isobn.train.TRACKERS, "tensorboard", recorder)
+    monkeypatch.setitem(isobn.build.TRACKERS, "tensorboard", recorder)
     cfg = run_config(
         tmp_path, tiny_bert, sentiment_files, method=toy_method, isotropy_examples=40,
         report_to="tensorboard",
