@@ -175,8 +175,6 @@ def run_jobs(
 ) -> dict:
     """Run the study with `jobs` processes, the CPU threads divided between them (one GPU
     each where GPUs exist); returns this session's summary, also appended to sessions.jsonl."""
-    import multiprocessing
-
     import torch
 
     check_study_directory(study, out)
@@ -191,38 +189,8 @@ def run_jobs(
         torch.set_num_threads(threads)
         run_cells(study, out, shard, keep_checkpoints, max_cells)
     else:
-        context = multiprocessing.get_context("spawn")
-        workers = [
-            context.Process(
-                target=_worker,
-                args=(
-                    study.path,
-                    str(out),
-                    shard,
-                    keep_checkpoints,
-                    max_cells,
-                    threads,
-                    i if gpus else None,
-                ),
-            )
-            for i in range(jobs)
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            for worker in workers:
-                worker.join()
-        finally:
-            for worker in workers:
-                if worker.is_alive():
-                    worker.terminate()
-                    worker.join()
-        failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
-        if failed:
-            raise UserError(
-                f"{len(failed)} of {jobs} jobs failed (exit {failed[0]}); "
-                "see their messages above, then rerun to resume"
-            )
+        args = (study.path, str(out), shard, keep_checkpoints, max_cells, threads)
+        _run_processes(args, jobs, gpus)
     session = {
         "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start_time)),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -235,6 +203,33 @@ def run_jobs(
     with open(out / "sessions.jsonl", "a") as handle:
         handle.write(json.dumps(session) + "\n")
     return session
+
+
+def _run_processes(args: tuple, jobs: int, gpus: int) -> None:
+    """Spawn `jobs` worker processes (fresh interpreters) on the same cells and wait for all;
+    an interrupt or failure stops the others (their locks are released by the OS)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker, args=(*args, i if gpus else None)) for i in range(jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+    failed = [w.exitcode for w in workers if w.exitcode not in (0, None)]
+    if failed:
+        raise UserError(
+            f"{len(failed)} of {jobs} jobs failed (exit {failed[0]}); "
+            "see their messages above, then rerun to resume"
+        )
 
 
 def machine_description() -> str:
