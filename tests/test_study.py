@@ -168,12 +168,14 @@ def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert
     assert first_cell.stat().st_mtime_ns == stamp  # finished cells are never rerun
     from isobn.study.results import write_study_results
 
-    write_study_results(study, out, "test")
+    write_study_results(study, out)
     results = out / "RESULTS.md"
     text = results.read_text().replace("_Not written yet", "IsoBN did X._ _Not written yet")
     results.write_text(text)
-    write_study_results(study, out, "test")
+    write_study_results(study, out)
     assert "IsoBN did X." in results.read_text()
+    assert "over 2 recorded session(s) with --jobs 1" in results.read_text()
+    assert "Cells finished: 3 of 3 planned." in results.read_text()
     # the same directory with other settings is refused, not mixed into one table
     changed = path.read_text().replace("epochs = 1", "epochs = 2")
     path.write_text(changed)

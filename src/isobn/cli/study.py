@@ -64,9 +64,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
         print(f"{len(cells)} cells, {done} finished")
         return 0
+    command = " ".join(["isobn", *sys.argv[1:]])
     if not args.report_only:
         session = run_jobs(
-            study, out, args.jobs, shard, args.keep_checkpoints, args.max_cells, args.threads
+            study,
+            out,
+            args.jobs,
+            shard,
+            args.keep_checkpoints,
+            args.max_cells,
+            args.threads,
+            command,
         )
         print(
             f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
@@ -77,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_pretrained_isotropy(study, out)
 
-    paths = write_study_results(study, out, command=" ".join(["isobn", *sys.argv[1:]]))
+    paths = write_study_results(study, out)
     for path in paths:
         print(f"written: {path}")
     return 0

@@ -27,9 +27,7 @@ MODEL_NOTE = (
 )
 
 
-def write_results_markdown(
-    study: Study, out: Path, records: list[dict], command: str
-) -> list[Path]:
+def write_results_markdown(study: Study, out: Path, records: list[dict]) -> list[Path]:
     """Write RESULTS.md (and its figures) in `out`; returns the paths written."""
     from isobn.study.figures import study_figures
 
@@ -41,7 +39,7 @@ def write_results_markdown(
         lines += [f"> {MODEL_NOTE}", ""]
     lines += _pretrained_section(out)
     lines += ["## Verdict", "", VERDICT_START, verdict, VERDICT_END, ""]
-    lines += _setup_section(study, out, records, command)
+    lines += _setup_section(study, out, records)
     for block in study.blocks:
         lines += _block_section(block, records)
     lines += _isotropy_section(records)
@@ -101,11 +99,9 @@ def _pretrained_section(out: Path) -> list[str]:
     return lines + [""]
 
 
-def _setup_section(study: Study, out: Path, records: list[dict], command: str) -> list[str]:
+def _setup_section(study: Study, out: Path, records: list[dict]) -> list[str]:
     planned = study.cells()
     done = {(r["task"], r["size"], r["method"], r["seed"]) for r in records}
-    sessions = _sessions(out)
-    wall = sum(s["wall_seconds"] for s in sessions)
     settings = ", ".join(f"{k} {v}" for k, v in study.train.items())
     lines = [
         "## Set-up",
@@ -120,12 +116,9 @@ def _setup_section(study: Study, out: Path, records: list[dict], command: str) -
     missing = _missing(planned, done)
     if missing:
         lines.append(f"- Not (yet) run: {missing}.")
+    lines += _time_lines(out, records)
     lines += [
-        f"- Command: `{command}`",
-        f"- isobn {_version()}, commit {_commit()}; machine: "
-        f"{sessions[-1]['machine'] if sessions else 'unknown'}; wall time {wall / 3600:.2f} h "
-        f"over {len(sessions)} session(s) (jobs: "
-        f"{', '.join(sorted({str(s['jobs']) for s in sessions})) or '-'}).",
+        f"- isobn {_version()}, commit {_commit()} (the tables were written by this version).",
         "",
         "<details><summary>Study file</summary>",
         "",
@@ -135,6 +128,38 @@ def _setup_section(study: Study, out: Path, records: list[dict], command: str) -
         "</details>",
         "",
     ]
+    return lines
+
+
+def _time_lines(out: Path, records: list[dict]) -> list[str]:
+    """Commands, machines and wall time of the sessions that ran the cells, and the machine
+    time the cells took (their wall times summed)."""
+    sessions = _sessions(out)
+    walls = []
+    for session in sessions:
+        if "wall_seconds" in session:
+            walls.append(session["wall_seconds"])
+            continue
+        ends = [r["finished_at"] for r in records if r.get("session") == session["id"]]
+        if ends:  # killed before its end line: bounded by its last finished cell
+            walls.append(max(ends) - session["start"])
+    machine_time = sum(r["wall_seconds"] for r in records) / 3600
+    lines = [f"- Cell time: {machine_time:.2f} h (the cells' wall times summed)."]
+    if sessions:
+        commands = sorted({s["command"] for s in sessions if s.get("command")})
+        machines = sorted({s["machine"] for s in sessions})
+        jobs = sorted({str(s["jobs"]) for s in sessions})
+        lines += [
+            f"- Wall time: {sum(walls) / 3600:.2f} h over {len(sessions)} recorded session(s) "
+            f"with --jobs {', '.join(jobs)}, on {'; '.join(machines)}.",
+            "- Command: " + "; ".join(f"`{c}`" for c in commands),
+        ]
+    unrecorded = [r for r in records if not r.get("session")]
+    if unrecorded:
+        lines.append(
+            f"- {len(unrecorded)} cells came from a session that recorded no start (an earlier "
+            "isobn version): their time is in the cell time only."
+        )
     return lines
 
 
@@ -151,7 +176,12 @@ def _sessions(out: Path) -> list[dict]:
     path = out / "sessions.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    merged: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        entry = json.loads(line) if line.strip() else {}
+        if "id" in entry:
+            merged.setdefault(entry["id"], {}).update(entry)
+    return [s for s in merged.values() if "start" in s]
 
 
 def _version() -> str:

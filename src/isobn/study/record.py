@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,6 +43,8 @@ def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: flo
         "split_sizes": sizes,
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": round(wall_seconds, 2),
+        "finished_at": time.time(),
+        "session": os.environ.get("ISOBN_STUDY_SESSION"),
         "train_samples_per_second": metrics["train_samples_per_second"],
         "config": asdict(cfg),
     }

@@ -40,7 +40,7 @@ def flat_row(record: dict) -> dict:
     return row
 
 
-def write_study_results(study: Study, out: Path, command: str) -> list[Path]:
+def write_study_results(study: Study, out: Path) -> list[Path]:
     """Write results.json, results.csv and RESULTS.md from the finished cells in `out`."""
     records = finished_cells(out)
     planned = {cell.key for cell in study.cells()}
@@ -60,4 +60,4 @@ def write_study_results(study: Study, out: Path, command: str) -> list[Path]:
         from isobn.study.markdown import write_results_markdown
     except ModuleNotFoundError:
         return paths
-    return paths + write_results_markdown(study, out, records, command)
+    return paths + write_results_markdown(study, out, records)

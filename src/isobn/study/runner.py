@@ -6,7 +6,8 @@ Study directory:
     locks/KEY.lock      held (flock) by the process that runs the cell
     runs/KEY/           the cell's run directory while it trains (checkpoints are removed
                         when it finishes unless --keep-checkpoints)
-    sessions.jsonl      one line per `isobn study` invocation: start, end, jobs, cells run
+    sessions.jsonl      per `isobn study` invocation: a line at its start (command, jobs,
+                        machine) and one at its end (wall time, cells finished)
 
 Every process walks the cells in order and runs each that is neither finished nor locked,
 so any number of processes (`--jobs`, `--shard`, or two commands) share one directory
@@ -34,6 +35,7 @@ from isobn.study.spec import Cell, Study
 
 logger = logging.getLogger(__name__)
 
+SESSION_VARIABLE = "ISOBN_STUDY_SESSION"
 # TrainConfig fields that do not change a cell's result
 _FREE_SETTINGS = {"out", "resume", "cpu", "log_every_steps", "eval_batch_size", "save_every_steps"}
 
@@ -172,9 +174,11 @@ def run_jobs(
     keep_checkpoints: bool = False,
     max_cells: int | None = None,
     threads: int | None = None,
+    command: str = "",
 ) -> dict:
     """Run the study with `jobs` processes, the CPU threads divided between them (one GPU
-    each where GPUs exist); returns this session's summary, also appended to sessions.jsonl."""
+    each where GPUs exist). sessions.jsonl gets a line when the session starts and one when
+    it ends (a killed session has only the first: its cells' `finished_at` bound it)."""
     import torch
 
     check_study_directory(study, out)
@@ -185,24 +189,38 @@ def run_jobs(
     threads = threads or max(1, (cores or 1) // jobs)
     before = len(finished_cells(out))
     started, start_time = time.perf_counter(), time.time()
+    session_id = f"{platform.node()}-{os.getpid()}-{int(start_time)}"
+    os.environ[SESSION_VARIABLE] = session_id  # read by cell_record, inherited by workers
+    _append_session(
+        out,
+        {
+            "id": session_id,
+            "start": start_time,
+            "command": command,
+            "jobs": jobs,
+            "threads_per_job": threads,
+            "shard": f"{shard[0]}/{shard[1]}",
+            "machine": machine_description(),
+        },
+    )
     if jobs == 1:
         torch.set_num_threads(threads)
         run_cells(study, out, shard, keep_checkpoints, max_cells)
     else:
         args = (study.path, str(out), shard, keep_checkpoints, max_cells, threads)
         _run_processes(args, jobs, gpus)
-    session = {
-        "start": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(start_time)),
+    end = {
+        "id": session_id,
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "jobs": jobs,
-        "threads_per_job": threads,
-        "shard": f"{shard[0]}/{shard[1]}",
         "cells_finished": len(finished_cells(out)) - before,
-        "machine": machine_description(),
     }
+    _append_session(out, end)
+    return end
+
+
+def _append_session(out: Path, entry: dict) -> None:
     with open(out / "sessions.jsonl", "a") as handle:
-        handle.write(json.dumps(session) + "\n")
-    return session
+        handle.write(json.dumps(entry) + "\n")
 
 
 def _run_processes(args: tuple, jobs: int, gpus: int) -> None:
