@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -234,10 +235,12 @@ def _run_processes(args: tuple, jobs: int, gpus: int) -> None:
     ]
     for worker in workers:
         worker.start()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too
     try:
         for worker in workers:
             worker.join()
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
@@ -248,6 +251,10 @@ def _run_processes(args: tuple, jobs: int, gpus: int) -> None:
             f"{len(failed)} of {jobs} jobs failed (exit {failed[0]}); "
             "see their messages above, then rerun to resume"
         )
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def machine_description() -> str:
