@@ -119,8 +119,10 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
         return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     try:
         return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        if os.path.isdir(path):
+    except Exception as error:  # safetensors', torch's and transformers' own error types
+        if not isinstance(error, OSError | ValueError) and not os.path.isdir(path):
+            raise
+        if os.path.isdir(path):  # weights missing, truncated, or a refused pickle file
             raise UserError(
                 f"cannot load model {name}: {_first_line(error)}; the directory needs the "
                 "weights (model.safetensors, as written by save_pretrained)"
@@ -238,8 +240,9 @@ def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path)
 
 
 def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved."""
-    from safetensors.torch import load_file
+    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved.
+    A missing, damaged or inconsistent file is a one-line UserError naming it."""
+    from isobn import checkpoint as ckpt
 
     directory = Path(directory)
     config_file = directory / MODEL_CONFIG_FILE
@@ -248,11 +251,24 @@ def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
             f"{directory} is not an isobn checkpoint (no {MODEL_CONFIG_FILE}): "
             "pass the best/ directory written by `isobn train`"
         )
-    config = ModelConfig.from_dict(json.loads(config_file.read_text()))
+    fix = "pass a best/ directory written by `isobn train`, unchanged"
+    try:
+        config = ModelConfig.from_dict(ckpt.read_json(config_file))
+        weights = ckpt.read_tensors(directory / WEIGHTS_FILE)
+    except ckpt.DamagedFileError as error:
+        raise UserError(f"{error}; {fix}") from None
+    except TypeError as error:  # a required key missing, a value of the wrong kind
+        raise UserError(f"{config_file} is damaged ({_first_line(error)}); {fix}") from None
     config_for_load = ModelConfig(**{**asdict(config), "encoder": str(directory)})
     encoder = load_encoder(str(directory), trust_remote_code, weights=False)
     model = SequenceClassifier(config_for_load, encoder)
     model.config = config
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(
+            f"{directory / WEIGHTS_FILE} does not fit its {MODEL_CONFIG_FILE} "
+            f"({_first_line(error)}); {fix}"
+        ) from None
     tokenizer = load_tokenizer(str(directory), trust_remote_code)
     return model.eval(), tokenizer

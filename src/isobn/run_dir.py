@@ -47,7 +47,12 @@ def finished_result(cfg: TrainConfig, out: Path) -> dict | None:
         return None
     if cfg.resume:
         logger.info("%s is finished already (metrics.json exists)", out)
-        return json.loads((out / METRICS_FILE).read_text())
+        try:
+            return ckpt.read_json(out / METRICS_FILE)
+        except ckpt.DamagedFileError as error:
+            raise UserError(
+                f"{error}: the finished run's result is lost; choose another --out"
+            ) from None
     raise UserError(
         f"{out} holds a finished run (metrics.json): choose another --out, "
         "or pass --resume to reuse its result"
@@ -67,7 +72,14 @@ def check_resumable(cfg: TrainConfig, out: Path) -> None:
     saved_file = out / CONFIG_FILE
     if not interrupted or not saved_file.is_file():
         return
-    changed = cfg.resume_changes(TrainConfig.from_dict(json.loads(saved_file.read_text())))
+    try:
+        saved = TrainConfig.from_dict(ckpt.read_json(saved_file))
+    except (ckpt.DamagedFileError, TypeError) as error:
+        raise UserError(
+            f"cannot resume: {saved_file} is unreadable ({error}); delete {out} to start "
+            "again, or choose another --out"
+        ) from None
+    changed = cfg.resume_changes(saved)
     if changed:
         raise UserError(
             f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
