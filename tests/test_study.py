@@ -213,3 +213,16 @@ def test_committed_study_files_validate_and_plan(name, cells):
         assert {c.size for c in planned} == {None}
         cfg = study.config(planned[0], out="x")
         assert (cfg.model, cfg.batch_size, cfg.max_length) == ("bert-base-cased", 16, 256)
+
+
+def test_cells_of_one_task_share_their_tokenised_data(tmp_path, tiny_bert, sentiment_files):
+    from isobn.study import runner
+
+    study = load_study(write_study(tmp_path / "s.toml", tiny_bert, sentiment_files))
+    runner._DATA.clear()
+    cells = study.cells()
+    first = runner.cell_data(study.config(cells[0], out="a"))
+    assert runner.cell_data(study.config(cells[3], out="b")) is first  # other seed and method
+    other = study.config(cells[0], out="c")
+    other.max_length = 64
+    assert runner.cell_data(other) is not first

@@ -124,8 +124,11 @@ class Run:
         )
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Fine-tune, evaluating on dev and keeping the best checkpoint; returns metrics.json."""
+def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
+    """Fine-tune, evaluating on dev and keeping the best checkpoint; returns metrics.json.
+
+    `data` is `load_data(cfg)` made earlier (a study reuses it across the cells of one task,
+    size and model); by default it is loaded here."""
     from accelerate.utils import set_seed
 
     cfg.validate()
@@ -136,7 +139,7 @@ def train(cfg: TrainConfig) -> dict:
     run_dir.check_resumable(cfg, out)
     ckpt.ensure_writable_directory(out)
     accelerator = make_accelerator(cfg)
-    data = load_data(cfg)
+    data = data if data is not None else load_data(cfg)
     set_seed(cfg.seed)  # before the head is initialised
     model = build_classifier(cfg, data.task, accelerator.device)
     opt, micro_per_rank = build_optimisation(cfg, model, data, accelerator)

@@ -145,6 +145,13 @@ def _time_lines(out: Path, records: list[dict]) -> list[str]:
             walls.append(max(ends) - session["start"])
     machine_time = sum(r["wall_seconds"] for r in records) / 3600
     lines = [f"- Cell time: {machine_time:.2f} h (the cells' wall times summed)."]
+    if records:
+        share = [1 - r["train_seconds"] / r["wall_seconds"] for r in records if r["wall_seconds"]]
+        lines.append(
+            f"- Per-cell cost outside the training loop (model load, data, test evaluation, "
+            f"checkpoint clean-up): median {100 * float(np.median(share)):.1f}% of a cell's wall "
+            f"time (max {100 * max(share):.1f}%)."
+        )
     if sessions:
         commands = sorted({s["command"] for s in sessions if s.get("command")})
         machines = sorted({s["machine"] for s in sessions})

@@ -100,14 +100,38 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     run_dir = out / "runs" / cell.key
     cfg = study.config(cell, out=str(run_dir))
     started = time.perf_counter()
-    metrics = train(cfg)
+    data = cell_data(cfg)
+    data_seconds = time.perf_counter() - started
+    metrics = train(cfg, data)
     record = cell_record(cell, cfg, metrics, run_dir, time.perf_counter() - started)
+    record["data_seconds"] = round(data_seconds, 3)
     cell_path(out, cell).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(cell_path(out, cell), record)
     if not keep_checkpoints:
         for name in ("best", "last", "best.old", "last.old"):
             shutil.rmtree(run_dir / name, ignore_errors=True)
     return record
+
+
+_DATA: dict[tuple, object] = {}  # per process: tokenised splits, newest last
+_DATA_KEPT = 8  # a study's tasks x sizes; splits of short texts are a few MB each
+
+
+def cell_data(cfg):
+    """The tokenised task of a cell, made once per (task, size, model, max length) in this
+    process and reused by its other seeds and methods."""
+    from dataclasses import fields
+
+    from isobn.build import load_data
+    from isobn.config import DataOptions
+
+    names = [f.name for f in fields(DataOptions)] + ["model", "max_length", "trust_remote_code"]
+    key = tuple(getattr(cfg, name) for name in names)
+    data = _DATA.pop(key, None) or load_data(cfg)
+    _DATA[key] = data
+    while len(_DATA) > _DATA_KEPT:
+        _DATA.pop(next(iter(_DATA)))
+    return data
 
 
 def run_cells(
