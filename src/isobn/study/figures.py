@@ -44,35 +44,36 @@ def _comparisons(records: list[dict]) -> list[tuple[str, dict]]:
 
 
 def _paired_dots(comparisons, path: Path) -> Path:
+    def draw(ax, row, result):
+        jitter = np.linspace(-0.15, 0.15, len(result["diffs"]))
+        ax.scatter(result["diffs"], row + jitter, s=14, alpha=0.7)
+        ax.plot([result["mean_diff"]] * 2, [row - 0.3, row + 0.3], color="black")
+
+    xlabel = "test score, method - none (x 100), one dot per seed; bar: mean"
+    return _one_row_each(comparisons, path, draw, xlabel, "Per-seed paired differences")
+
+
+def _forest(comparisons, path: Path) -> Path:
+    def draw(ax, row, result):
+        low, high = result["ci"] or (result["mean_diff"], result["mean_diff"])
+        ax.plot([low, high], [row, row], color="tab:blue")
+        ax.plot(result["mean_diff"], row, "o", color="tab:blue")
+
+    xlabel = "mean test difference against none (x 100) with 95% bootstrap interval"
+    return _one_row_each(comparisons, path, draw, xlabel, "Every method against no norm")
+
+
+def _one_row_each(comparisons, path: Path, draw, xlabel: str, title: str) -> Path:
+    """A figure with one labelled row per comparison, drawn by draw(ax, row, result)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(comparisons) + 1.2))
     for row, (_, result) in enumerate(comparisons):
-        jitter = np.linspace(-0.15, 0.15, len(result["diffs"]))
-        ax.scatter(result["diffs"], row + jitter, s=14, alpha=0.7)
-        ax.plot([result["mean_diff"]] * 2, [row - 0.3, row + 0.3], color="black")
+        draw(ax, row, result)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(range(len(comparisons)), [label for label, _ in comparisons], fontsize=8)
-    ax.set_xlabel("test score, method - none (x 100), one dot per seed; bar: mean")
-    ax.set_title("Per-seed paired differences against no norm")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _forest(comparisons, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(comparisons) + 1.2))
-    for row, (_, result) in enumerate(comparisons):
-        low, high = result["ci"] or (result["mean_diff"], result["mean_diff"])
-        ax.plot([low, high], [row, row], color="tab:blue")
-        ax.plot(result["mean_diff"], row, "o", color="tab:blue")
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(range(len(comparisons)), [label for label, _ in comparisons], fontsize=8)
-    ax.set_xlabel("mean test difference against none (x 100) with 95% bootstrap interval")
-    ax.set_title("Every method against no norm")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

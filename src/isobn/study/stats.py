@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isobn.report import wilcoxon_p
+from isobn.report import summarize, wilcoxon_p
 
 BASELINE = "none"
 
@@ -37,15 +37,9 @@ def bootstrap_interval(values: list[float], level: float = 0.95) -> tuple[float,
 
 
 def summary(values: list[float]) -> dict:
-    """n, median, std, mean and its 95% bootstrap interval of per-seed scores."""
-    array = np.asarray(values, dtype=float)
-    return {
-        "n": len(array),
-        "median": float(np.median(array)),
-        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-        "mean": float(array.mean()),
-        "ci": bootstrap_interval(values),
-    }
+    """n, median, std, mean, best and the 95% bootstrap interval of the mean of per-seed
+    scores (the experiment tables' summary plus the interval)."""
+    return {**summarize(values), "ci": bootstrap_interval(values)}
 
 
 def paired(ours: dict[int, float], base: dict[int, float]) -> dict | None:
