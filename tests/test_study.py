@@ -185,6 +185,7 @@ def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert
 
 def test_bootstrap_interval_and_paired_statistics():
     assert stats.bootstrap_interval([1.0]) is None
+    assert stats.bootstrap_interval([1.0, 2.0]) is None
     assert stats.bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
     low, high = stats.bootstrap_interval(list(np.arange(10.0)))
     assert low < 4.5 < high and 2.0 < low and high < 7.0

@@ -16,10 +16,10 @@ BASELINE = "none"
 
 
 def bootstrap_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean; None for fewer than 2 values; (v, v) when
-    every value is v."""
+    """Percentile bootstrap interval of the mean; None for fewer than 3 values (two values give
+    an interval that is only their range); (v, v) when every value is v."""
     array = np.asarray(values, dtype=float)
-    if len(array) < 2:
+    if len(array) < 3:
         return None
     if np.all(array == array[0]):
         return float(array[0]), float(array[0])
