@@ -31,11 +31,14 @@ def test_read_run_skips_a_cut_log_line_and_finds_evaluations(tmp_path):
             ],
         )
     )
-    assert (run.task, run.norm, run.seed, run.main_metric) == ("mr", "isobn", 3, "accuracy")
+    assert (run.task, run.method, run.seed, run.main_metric) == ("mr", "isobn", 3, "accuracy")
     assert len(run.log) == 2 and [e["step"] for e in run.evaluations] == [2]
     unfinished = read_run(write_run(tmp_path / "u", {"train_file": "a.csv", "norm": "none"}))
     assert unfinished.metrics is None and unfinished.main_metric is None
     assert unfinished.task == "file" and unfinished.evaluations == []
+    assert unfinished.method == "none"
+    legacy = read_run(write_run(tmp_path / "l", {"method": "isobn:bias_correction=false"}))
+    assert legacy.method == "isobn-legacy"  # the short name, as the figure colours know it
     assert read_log(tmp_path / "missing.jsonl") == []
 
 
@@ -48,12 +51,19 @@ def test_missing_or_broken_files_are_one_line_errors(tmp_path):
         read_run(broken)
     with pytest.raises(UserError, match="not valid JSON"):
         collect_runs(tmp_path)
+    (broken / "metrics.json").write_text("[]")
+    with pytest.raises(UserError, match="holds a JSON list, not an object"):
+        collect_runs(tmp_path)
+    (broken / "metrics.json").write_text(json.dumps({"task": "mr", "seed": 1}))
+    with pytest.raises(UserError, match="metrics.json has no main_metric: not written by"):
+        collect_runs(tmp_path)
 
 
 def test_finished_runs_below_a_directory_in_a_stable_order(tmp_path):
     (tmp_path / "metrics.json").write_text("{}")  # the directory itself is no run
     for name in ("mr/none/seed1", "mr/isobn/seed1", "mr-b/x"):
-        write_run(tmp_path / name, {"task": "mr"}, {"main_metric": "accuracy", "seed": 1})
+        metrics = {"task": "mr", "norm": "none", "seed": 1, "main_metric": "accuracy"}
+        write_run(tmp_path / name, {"task": "mr"}, metrics)
     write_run(tmp_path / "mr/isobn/seed2", {"task": "mr"})  # unfinished
     dirs = finished_run_dirs(tmp_path)
     expected = ["mr/isobn/seed1", "mr/none/seed1", "mr-b/x"]  # paths sort by their parts

@@ -318,7 +318,7 @@ def _pad_single_epoch(ax) -> None:
 def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     """Learning curves and isotropy curves of ``isobn train`` runs; returns the PNG paths.
 
-    Reads each run's config.json (task, norm, seed), metrics.json (main_metric) and log.jsonl
+    Reads each run's config.json (task, method, seed), metrics.json (main_metric) and log.jsonl
     (evaluation lines) with isobn.runs. Writes into ``out_dir``:
 
     * ``learning_curves.png``: dev main metric per evaluation epoch, one panel per task, one
@@ -340,7 +340,7 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
             logger.warning("%s has no evaluation in log.jsonl yet: skipped", run_dir)
     if not runs:
         return []
-    runs.sort(key=lambda r: (r.task, r.norm, r.seed))
+    runs.sort(key=lambda r: (r.task, r.method, r.seed))
     return [
         _save(_learning_curves(runs), out_dir / "learning_curves.png"),
         _save(_isotropy_curves(runs), out_dir / "isotropy_curves.png"),
@@ -366,7 +366,7 @@ def _learning_curves(runs: list[Run]):
             ax.plot(
                 x,
                 y,
-                color=NORM_COLOURS.get(run.norm, "black"),
+                color=NORM_COLOURS.get(run.method, "black"),
                 marker="o",
                 alpha=0.8,
                 linewidth=1.2,
@@ -377,7 +377,7 @@ def _learning_curves(runs: list[Run]):
         _pad_single_epoch(ax)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    _norm_legend(fig, list(dict.fromkeys(r.norm for r in runs)))
+    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)))
     fig.suptitle("Dev main metric per evaluation (a line per run)")
     return fig
 
@@ -395,8 +395,8 @@ def _isotropy_curves(runs: list[Run]):
         for i, (key, title) in enumerate(metrics):
             ax = axes[i, j]
             for run in (r for r in runs if r.task == task):
-                colour = NORM_COLOURS.get(run.norm, "black")
-                sides = ["before_norm"] if run.norm == "none" else ["before_norm", "after_norm"]
+                colour = NORM_COLOURS.get(run.method, "black")
+                sides = ["before_norm"] if run.method == "none" else ["before_norm", "after_norm"]
                 for side in sides:
                     points = [
                         (e["epoch"], e["isotropy"][side][key])
@@ -414,6 +414,6 @@ def _isotropy_curves(runs: list[Run]):
         Line2D([], [], color="black", label="before the norm", **SIDE_STYLES["before_norm"]),
         Line2D([], [], color="black", label="after the norm", **SIDE_STYLES["after_norm"]),
     ]
-    _norm_legend(fig, list(dict.fromkeys(r.norm for r in runs)), styles)
+    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)), styles)
     fig.suptitle("Isotropy of the dev pooled embedding per evaluation")
     return fig

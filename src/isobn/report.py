@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from isobn.checkpoint import write_json_atomically
-from isobn.runs import METRICS_FILE, finished_run_dirs, read_json
+from isobn.runs import finished_run_dirs, read_metrics
 
 BASELINE = "none"
 
@@ -23,7 +23,7 @@ def collect_runs(directory: Path) -> list[dict]:
     """metrics.json of every finished run below `directory`, with its run directory."""
     runs = []
     for run_dir in finished_run_dirs(directory):
-        metrics = read_json(run_dir / METRICS_FILE)
+        metrics = read_metrics(run_dir)
         metrics["run_dir"] = str(run_dir.relative_to(directory))
         runs.append(metrics)
     return runs

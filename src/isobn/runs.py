@@ -24,23 +24,47 @@ __all__ = [
     "finished_run_dirs",
     "read_json",
     "read_log",
+    "read_metrics",
     "read_run",
 ]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.jsonl"
+METRICS_KEYS = ("task", "seed", "main_metric")  # what the result tables group by (and method)
 
 
 def read_json(path: Path) -> dict:
     """A JSON file of a run; one-line UserError when it is missing or not valid JSON."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} not found: pass directories written by `isobn train`") from None
     except json.JSONDecodeError as error:
         raise UserError(f"{path} is not valid JSON ({error.msg}, line {error.lineno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    if not isinstance(value, dict):
+        raise UserError(
+            f"{path} holds a JSON {type(value).__name__}, not an object: "
+            "pass directories written by `isobn train`"
+        )
+    return value
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """metrics.json of a finished run; a one-line UserError when it lacks a key the result
+    tables need (METRICS_KEYS)."""
+    path = Path(run_dir) / METRICS_FILE
+    metrics = read_json(path)
+    missing = [key for key in METRICS_KEYS if key not in metrics]
+    if missing:
+        raise UserError(
+            f"{path} has no {', '.join(missing)}: not written by `isobn train`; "
+            "remove it or rerun that run"
+        )
+    return metrics
 
 
 def read_log(path: Path) -> list[dict]:
@@ -77,8 +101,13 @@ class Run:
         return "file" if self.config.get("train_file") else self.config.get("task", "?")
 
     @property
-    def norm(self) -> str:
-        return self.config.get("norm", "?")
+    def method(self) -> str:
+        """The run's method by its short name (none, isobn, isobn-legacy, ...): config.json's
+        "method", or "norm" as earlier versions wrote it."""
+        from isobn.config import ALIAS_OF, method_of
+
+        method = method_of(self.config)
+        return ALIAS_OF.get(method, method)
 
     @property
     def seed(self) -> int:
@@ -99,7 +128,7 @@ def read_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     config = read_json(run_dir / CONFIG_FILE)
     metrics_file = run_dir / METRICS_FILE
-    metrics = read_json(metrics_file) if metrics_file.is_file() else None
+    metrics = read_json(metrics_file) if metrics_file.is_file() else None  # unfinished: None
     return Run(run_dir, config, metrics, read_log(run_dir / LOG_FILE))
 
 
