@@ -179,12 +179,12 @@ def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
-    tensors = load_file(str(directory / OPTIMIZER_TENSORS))
+    tensors = read_tensors(directory / OPTIMIZER_TENSORS)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, tensor in tensors.items():
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = tensor
-    groups = json.loads((directory / OPTIMIZER_GROUPS).read_text())
+    groups = read_json(directory / OPTIMIZER_GROUPS, list)
     for group in groups:
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
@@ -221,7 +221,7 @@ def save_rng(directory: Path, per_rank: list[dict[str, torch.Tensor]]) -> None:
 
 def load_rng(directory: Path, rank: int) -> None:
     """Restore this rank's generators (skipped for a rank the checkpoint did not have)."""
-    tensors = load_file(str(directory / RNG_FILE))
+    tensors = read_tensors(directory / RNG_FILE)
     prefix = f"rank{rank}."
     mine = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if "cpu" in mine:

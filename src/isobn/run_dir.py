@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from isobn import checkpoint as ckpt
@@ -30,10 +31,9 @@ WEIGHTS_FILE = "model.safetensors"
 __all__ = [
     "LOG_FILE",
     "RunLog",
-    "check_resumable",
     "finished_result",
-    "last_checkpoint",
     "load_training_state",
+    "resume_point",
     "save_best",
     "save_training_state",
     "write_config",
@@ -59,32 +59,67 @@ def finished_result(cfg: TrainConfig, out: Path) -> dict | None:
     )
 
 
-def check_resumable(cfg: TrainConfig, out: Path) -> None:
-    """--resume continues the same run; without it an interrupted run is never overwritten."""
-    interrupted = ckpt.resolve_directory(out / "last") is not None
+def resume_point(cfg: TrainConfig, out: Path) -> Path | None:
+    """The training state an interrupted run in `out` continues from (with --resume), checked
+    before any work starts; None for a fresh start. Without --resume an interrupted run is
+    never overwritten; with it, the run's config.json must be readable and hold the same
+    settings, and every file of last/ must read back (a damaged last/ falls back to an intact
+    last.old, with a warning). Anything else is a one-line UserError naming the file."""
+    last = out / "last"
+    interrupted = ckpt.resolve_directory(last) is not None
     if not cfg.resume:
         if interrupted:
             raise UserError(
                 f"{out} holds an interrupted run (last/): pass --resume to continue it, "
                 "or choose another --out"
             )
-        return
-    saved_file = out / CONFIG_FILE
-    if not interrupted or not saved_file.is_file():
-        return
+        return None
+    if not interrupted:
+        return None
+    check_saved_config(cfg, out)
     try:
-        saved = TrainConfig.from_dict(ckpt.read_json(saved_file))
-    except (ckpt.DamagedFileError, TypeError) as error:
-        raise UserError(
-            f"cannot resume: {saved_file} is unreadable ({error}); delete {out} to start "
-            "again, or choose another --out"
-        ) from None
+        directory, note = ckpt.resolve_training_state(last)
+    except ckpt.DamagedFileError as error:
+        raise cannot_resume(error, out) from None
+    if note:
+        logger.warning("%s", note)
+    return directory
+
+
+def check_saved_config(cfg: TrainConfig, out: Path) -> None:
+    """The interrupted run's config.json holds `cfg`'s settings (those that change what a
+    run computes); a missing or damaged one refuses: the run's settings are unknown."""
+    saved_file = out / CONFIG_FILE
+    try:
+        values = ckpt.read_json(saved_file)
+        try:
+            saved = TrainConfig.from_dict(values)
+        except (TypeError, ValueError, UserError) as error:
+            raise ckpt.DamagedFileError(saved_file, f"is damaged ({_first_line(error)})") from None
+    except ckpt.DamagedFileError as error:
+        raise cannot_resume(error, out, "the settings of the interrupted run are unknown") from None
     changed = cfg.resume_changes(saved)
     if changed:
         raise UserError(
             f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
             "repeat its arguments, or choose another --out"
         )
+
+
+def cannot_resume(error: ckpt.DamagedFileError, out: Path, why: str = "") -> UserError:
+    """`cannot resume: FILE is damaged (...); delete OUT/last to start again, or choose
+    another --out`."""
+    copies = [d for d in (out / "last", out / "last.old") if d.exists()]
+    where = " and ".join(str(d) for d in copies) or str(out / "last")
+    why = f" ({why})" if why else ""
+    return UserError(
+        f"cannot resume: {error}{why}; delete {where} to start again, or choose another --out"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
@@ -116,21 +151,6 @@ class RunLog:
                 handle.write(json.dumps(entry) + "\n")
 
 
-def last_checkpoint(out: Path) -> Path | None:
-    """The intact training state to resume from (last/, or last.old after a kill during a
-    swap or when last/ is damaged); None when there is none. One-line UserError when every
-    copy is damaged."""
-    try:
-        directory, note = ckpt.resolve_training_state(out / "last")
-    except ckpt.DamagedFileError as error:
-        raise UserError(
-            f"cannot resume: {error}; delete {out} to start again, or choose another --out"
-        ) from None
-    if note:
-        logger.warning("%s", note)
-    return directory
-
-
 def save_training_state(
     out: Path, model, optimizer, scheduler, state: dict, rng: list[dict]
 ) -> None:
@@ -149,16 +169,39 @@ def save_training_state(
     ckpt.write_directory_atomically(out / "last", write)
 
 
-def load_training_state(directory: Path, model, optimizer, scheduler, rank: int) -> dict:
+def load_training_state(directory: Path, out: Path, model, optimizer, scheduler, rank: int) -> dict:
     """Restore what save_training_state wrote into `model`, `optimizer`, `scheduler` and this
-    rank's generators; returns the saved TrainState dict."""
-    from safetensors.torch import load_file
+    rank's generators; returns the saved TrainState dict. A file that reads back but does not
+    fit (other shapes, other keys) is a one-line UserError naming it, as a damaged one is.
+    When `directory` is last.old (last/ was damaged), the damaged last/ is removed."""
+    try:
+        state = _restore(directory, model, optimizer, scheduler, rank)
+    except ckpt.DamagedFileError as error:
+        raise cannot_resume(error, out) from None
+    last = out / "last"
+    if directory != last and last.is_dir():
+        shutil.rmtree(last)  # damaged: the next resume point is written from last.old
+    return state
 
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    ckpt.load_optimizer(optimizer, directory)
-    scheduler.load_state_dict(json.loads((directory / SCHEDULER_FILE).read_text()))
-    ckpt.load_rng(directory, rank)
-    return json.loads((directory / STATE_FILE).read_text())
+
+def _restore(directory: Path, model, optimizer, scheduler, rank: int) -> dict:
+    def fits(name: str, load) -> None:
+        try:
+            load()
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise ckpt.DamagedFileError(
+                directory / name, f"does not fit this run ({_first_line(error)})"
+            ) from None
+
+    weights = ckpt.read_tensors(directory / WEIGHTS_FILE)
+    fits(WEIGHTS_FILE, lambda: model.load_state_dict(weights))
+    fits(ckpt.OPTIMIZER_TENSORS, lambda: ckpt.load_optimizer(optimizer, directory))
+    saved = ckpt.read_json(directory / SCHEDULER_FILE)
+    if set(saved) != set(scheduler.state_dict()):
+        raise ckpt.DamagedFileError(directory / SCHEDULER_FILE, "does not fit this run")
+    fits(SCHEDULER_FILE, lambda: scheduler.load_state_dict(saved))
+    fits(ckpt.RNG_FILE, lambda: ckpt.load_rng(directory, rank))
+    return ckpt.read_json(directory / STATE_FILE)
 
 
 def save_best(out: Path, model, tokenizer) -> None:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +88,31 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainState:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """The state saved by asdict(); ValueError naming a value of the wrong type."""
+        hints = typing.get_type_hints(cls)
+        known = {k: v for k, v in values.items() if k in hints}
+        for key, value in known.items():
+            if not _of_type(value, hints[key]):
+                kind = getattr(hints[key], "__name__", hints[key])
+                raise ValueError(f"{key} is {value!r}, not {kind}")
+        return cls(**known)
+
+
+def _of_type(value, hint) -> bool:
+    """isinstance for the simple hints of TrainState (int, float, bool, dict, X | None); an
+    int is a float here, a bool is not a number."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    for kind in typing.get_args(hint) if union else (hint,):
+        kind = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return True
+        if kind in (int, float) and isinstance(value, bool):
+            continue
+        if kind is float and isinstance(value, int | float):
+            return True
+        if kind is not type(None) and isinstance(value, kind):
+            return True
+    return False
 
 
 @dataclass
@@ -136,14 +161,14 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
     finished = run_dir.finished_result(cfg, out)
     if finished is not None:
         return finished
-    run_dir.check_resumable(cfg, out)
+    last = run_dir.resume_point(cfg, out)  # checked before any work starts
     ckpt.ensure_writable_directory(out)
     accelerator = make_accelerator(cfg)
     data = data if data is not None else load_data(cfg)
     set_seed(cfg.seed)  # before the head is initialised
     model = build_classifier(cfg, data.task, accelerator.device)
     opt, micro_per_rank = build_optimisation(cfg, model, data, accelerator)
-    run = start(cfg, out, accelerator, data, model, opt, micro_per_rank)
+    run = start(cfg, out, accelerator, data, model, opt, micro_per_rank, last)
     state = run.state
     try:
         run.model.train()
@@ -174,17 +199,27 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
             accelerator.end_training()
 
 
-def start(cfg, out: Path, accelerator, data: RunData, model, opt, micro_per_rank) -> Run:
-    """Prepare model and optimizer for the processes; resume from last/ (--resume) or start
-    afresh with config.json; open log.jsonl."""
+def start(
+    cfg, out: Path, accelerator, data: RunData, model, opt, micro_per_rank, last: Path | None
+) -> Run:
+    """Prepare model and optimizer for the processes; resume from `last` (the training state
+    of run_dir.resume_point) or start afresh with config.json; open log.jsonl."""
     model, opt.optimizer = accelerator.prepare(model, opt.optimizer)
     run = Run(cfg, out, accelerator, data, model, opt, micro_per_rank)
-    last = run_dir.last_checkpoint(out) if cfg.resume else None
     if last is not None:
         saved = run_dir.load_training_state(
-            last, run.raw_model, opt.inner_optimizer(), opt.scheduler, accelerator.process_index
+            last,
+            out,
+            run.raw_model,
+            opt.inner_optimizer(),
+            opt.scheduler,
+            accelerator.process_index,
         )
-        run.state = TrainState.from_dict(saved)
+        try:
+            run.state = TrainState.from_dict(saved)
+        except ValueError as error:
+            damaged = ckpt.DamagedFileError(last / run_dir.STATE_FILE, f"is damaged ({error})")
+            raise run_dir.cannot_resume(damaged, out) from None
         if run.state.scaler and opt.precision.scaler is not None:
             opt.precision.scaler.load_state_dict(run.state.scaler)
         if run.main:
