@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict
@@ -58,11 +57,10 @@ def _score(values: dict | None, main: str) -> float | None:
 
 def _evaluations(log_path: Path) -> list[dict]:
     """Dev metrics and the isotropy summary of every evaluation in a run's log."""
+    from isobn.runs import read_log
+
     rows = []
-    if not log_path.is_file():
-        return rows
-    for line in log_path.read_text().splitlines():
-        entry = json.loads(line) if line.strip() else {}
+    for entry in read_log(log_path):
         if "dev" not in entry:
             continue
         iso = {
