@@ -228,18 +228,20 @@ def run_jobs(
             "machine": machine_description(),
         },
     )
-    if jobs == 1:
-        torch.set_num_threads(threads)
-        run_cells(study, out, shard, keep_checkpoints, max_cells)
-    else:
-        args = (study.path, str(out), shard, keep_checkpoints, max_cells, threads)
-        _run_processes(args, jobs, gpus)
-    end = {
-        "id": session_id,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cells_finished": len(finished_cells(out)) - before,
-    }
-    _append_session(out, end)
+    try:
+        if jobs == 1:
+            torch.set_num_threads(threads)
+            run_cells(study, out, shard, keep_checkpoints, max_cells)
+        else:
+            args = (study.path, str(out), shard, keep_checkpoints, max_cells, threads)
+            _run_processes(args, jobs, gpus)
+    finally:  # an interrupted session records its end too
+        end = {
+            "id": session_id,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "cells_finished": len(finished_cells(out)) - before,
+        }
+        _append_session(out, end)
     return end
 
 
