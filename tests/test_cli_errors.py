@@ -155,6 +155,17 @@ CASES = [
     ("method-and-norm", "train", "dev", ["--method", "none", "--norm", "isobn"], ["not allowed"]),
     ("task-with-train", "train", "dev", ["--task", "sst2"], ["replaces a named task: drop --task"]),
     ("data-dir-with-train", "train", "dev", ["--data-dir", "g"], ["drop --data-dir, or drop"]),
+    ("test-without-train", None, None, ["--test", "t.csv"], ["--test describes --train/--dev"]),
+    (
+        "columns-without-train",
+        None,
+        None,
+        ["--task", "sst2", "--text-column", "x", "--regression"],
+        ["--text-column, --regression describe --train/--dev files, and task sst2 has its own"],
+    ),
+    ("name-without-train", None, None, ["--name", "x"], ["--name describes", "drop it"]),
+    ("name-not-a-directory", "train", "dev", ["--name", "a/b"], ["--name must be letters"]),
+    ("abbreviated-option", "train", "dev", ["--max-len", "8"], ["did you mean --max-length?"]),
     ("unknown-pooling", "train", "dev", ["--pooling", "nope"], ["--pooling: invalid choice"]),
 ]
 
@@ -244,12 +255,14 @@ def test_failing_reinvocation_keeps_a_finished_run(finished_run, files, tiny_ber
     base = ["train", "--out", str(finished_run), "--model", tiny_bert, *QUICK]
     for extra, fragment in [
         (["--lr", "-1", *same], "--lr must be > 0"),
-        (["--train", files["latin1"], "--dev", files["dev"], "--resume"], None),
+        ([*same, "--resume"], None),
+        # its result is not the result of other settings
+        (["--train", files["latin1"], "--dev", files["dev"], "--resume"], "other settings"),
         (same, "holds a finished run (metrics.json)"),  # a fresh run would overwrite it
         (["--train", files["latin1"], "--dev", files["dev"]], "holds a finished run"),
     ]:
         code, out, err = run_cli(base + extra, capsys)
-        if fragment is None:  # --resume into a finished run: its result, nothing rerun
+        if fragment is None:  # --resume into a finished run of these settings: its result
             assert code == 0 and json.loads(out)["dev"] == config_dev(finished_run)
         else:
             assert_one_line_error(code, err, fragment)
@@ -280,7 +293,14 @@ def test_experiment_settings_are_one_line(files, capsys):
     for extra, fragment in [
         (["--methods", "none,nope"], "unknown method 'nope' in --methods"),
         (["--methods", "isobn-legacy,isobn:bias_correction=false"], "names a method twice"),
-        (["--tasks", "mr", "--train", files["train"], "--dev", files["dev"]], "drop one of them"),
+        (["--tasks", "mr,trec", "--train", files["train"], "--dev", files["dev"]], "drop one"),
+        (["--task", "trec"], "unrecognized arguments: --task trec; did you mean --tasks?"),
+        (["--tasks", ""], "--tasks is empty"),
+        (["--tasks", "nope"], "unknown task 'nope'"),
+        (["--tasks", "sst2,SST-2"], "--tasks names a task twice: sst2,SST-2 is sst2, sst2"),
+        (["--tasks", "trec", "--test", files["dev"]], "--test describes --train/--dev files"),
+        (["--name", "x"], "--name describes --train/--dev files"),
+        (["--methods", ""], "--methods is empty"),
         (["--isobn-beta", "-1"], "--isobn-beta must be >= 0, got -1.0"),
     ]:
         code, _, err = run_cli(base + extra, capsys)

@@ -124,3 +124,65 @@ def test_aggregate_by_hand():
     assert wilcoxon_p([0.0, 0.0]) == 1.0 and wilcoxon_p([1.0]) is None
     # 6 positive differences give the smallest exact two-sided p: 2 / 2**6
     assert wilcoxon_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64)
+
+
+def test_columns_are_the_data_each_run_trained_on(tmp_path, tiny_bert, sentiment_files, capsys):
+    """A run on files is stored and tabled under the name of its data (--name, or the
+    training file's): two data sets in one directory are two columns of n = 2 seeds each."""
+    import shutil
+
+    out = tmp_path / "exp"
+    base = ["experiment", "--model", tiny_bert, "--out", str(out), "--methods", "none"]
+    base += ["--seeds", "1,2", *QUICK]
+    sentiment = ["--train", sentiment_files["train"], "--dev", sentiment_files["dev"]]
+    reviews = tmp_path / "reviews"
+    reviews.mkdir()
+    other = [
+        shutil.copy(sentiment_files[split], reviews / f"{split}.csv") for split in ("train", "dev")
+    ]
+    assert main([*base, *sentiment, "--name", "sentiment"]) == 0
+    assert main([*base, "--train", str(other[0]), "--dev", str(other[1]), "--max-train", "48"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"] == ["reviews", "sentiment"]
+    assert {task: cells["none"]["n"] for task, cells in results["cells"].items()} == {
+        "reviews": 2,
+        "sentiment": 2,
+    }
+    for metrics in out.rglob("metrics.json"):  # OUT/DATA/METHOD/seedS
+        assert json.loads(metrics.read_text())["task"] == metrics.parents[2].name
+    header = (out / "results.md").read_text()
+    assert "reviews" in header and "sentiment" in header and "| file" not in header
+    # the same name for other data is not the same runs: refused, nothing reused
+    capsys.readouterr()
+    argv = [*base, "--train", str(other[0]), "--dev", str(other[1]), "--name", "sentiment"]
+    assert main(argv) == 2
+    assert "holds a finished run with other settings" in capsys.readouterr().err
+
+
+def test_two_runs_of_one_cell_are_never_merged_silently():
+    from isobn.errors import UserError
+
+    run = {"task": "t", "method": "none", "seed": 1, "main_metric": "accuracy"}
+    runs = [{**run, "dev": {"accuracy": 0.5}, "run_dir": d} for d in ("a/none/seed1", "b/x")]
+    with pytest.raises(UserError, match="two runs of task t, method none, seed 1: a/none/seed1"):
+        aggregate(runs)
+
+
+@pytest.mark.parametrize(
+    ("methods", "expected"),
+    [
+        ("none,istar:weight=-3,zeta=0.5", ["none", "istar:weight=-3.0,zeta=0.5"]),
+        ("istar:weight=-3,zeta=0.5,isobn", ["istar:weight=-3.0,zeta=0.5", "isobn"]),
+        ("none, isobn:beta=0.25, eps=0.01 ,layernorm", None),
+    ],
+)
+def test_methods_split_at_commas_that_start_a_method(methods, expected):
+    from isobn.cli.experiment import parse_methods
+    from isobn.cli.main import build_parser
+
+    args = build_parser().parse_args(["experiment", "--out", "x", "--methods", methods])
+    parsed = parse_methods(args)
+    if expected is None:
+        assert len(parsed) == 3 and parsed[1].startswith("isobn:") and "eps=0.01" in parsed[1]
+    else:
+        assert parsed == expected

@@ -35,7 +35,7 @@ def test_read_run_skips_a_cut_log_line_and_finds_evaluations(tmp_path):
     assert len(run.log) == 2 and [e["step"] for e in run.evaluations] == [2]
     unfinished = read_run(write_run(tmp_path / "u", {"train_file": "a.csv", "norm": "none"}))
     assert unfinished.metrics is None and unfinished.main_metric is None
-    assert unfinished.task == "file" and unfinished.evaluations == []
+    assert unfinished.task == "a" and unfinished.evaluations == []
     assert unfinished.method == "none"
     legacy = read_run(write_run(tmp_path / "l", {"method": "isobn:bias_correction=false"}))
     assert legacy.method == "isobn-legacy"  # the short name, as the figure colours know it

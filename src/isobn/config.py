@@ -16,8 +16,10 @@ Earlier versions spelled it ``norm``, ``isobn_beta``, ``isobn_momentum`` and
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import MISSING, InitVar, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from isobn.errors import UserError
@@ -56,11 +58,13 @@ def setting(
     choices: tuple[str, ...] | None = None,
     rule: Rule | None = None,
     resume_free: bool = False,
+    files_only: bool = False,
 ) -> Any:
     """A dataclass field with what the command line and the checks need.
 
     flag: the option (default --name-with-dashes); choices / rule: what a value may be;
-    resume_free: changing it does not change what a run computes, so --resume may change it.
+    resume_free: changing it does not change what a run computes, so --resume may change it;
+    files_only: it describes --train/--dev files, and a named task would ignore it.
     """
     metadata = {
         "help": help,
@@ -70,6 +74,7 @@ def setting(
         "choices": choices,
         "rule": rule,
         "resume_free": resume_free,
+        "files_only": files_only,
     }
     return field(default=default, metadata=metadata)
 
@@ -113,11 +118,14 @@ class DataOptions:
         group="data",
         flag="--test",
         metavar="FILE",
+        files_only=True,
     )
-    text_column: str = setting("text", "column of the text", group="data")
-    text_pair_column: str | None = setting(None, "column of a second text (pairs)", group="data")
-    label_column: str = setting("label", "column of the label", group="data")
-    regression: bool = setting(False, "numeric labels, MSE loss", group="data")
+    text_column: str = setting("text", "column of the text", group="data", files_only=True)
+    text_pair_column: str | None = setting(
+        None, "column of a second text (pairs)", group="data", files_only=True
+    )
+    label_column: str = setting("label", "column of the label", group="data", files_only=True)
+    regression: bool = setting(False, "numeric labels, MSE loss", group="data", files_only=True)
     max_train: int | None = setting(
         None, "stratified subsample of the training set", group="data", rule=POSITIVE
     )
@@ -142,6 +150,18 @@ class DataOptions:
             )
         if (self.train_file or self.dev_file) and not (self.train_file and self.dev_file):
             raise UserError("generic files need both --train FILE and --dev FILE")
+        if not self.train_file:
+            ignored = [
+                flag_of(f)
+                for f in fields(self)
+                if f.metadata.get("files_only") and getattr(self, f.name) != f.default
+            ]
+            if ignored:
+                raise UserError(
+                    f"{', '.join(ignored)} describe{'s' if len(ignored) == 1 else ''} "
+                    f"--train/--dev files, and task {self.task} has its own: drop "
+                    f"{'it' if len(ignored) == 1 else 'them'}, or pass --train and --dev files"
+                )
 
 
 def load_run_task(cfg):
@@ -201,6 +221,14 @@ class TrainConfig(DataOptions):
     )
     trust_remote_code: bool = setting(
         False, "allow model code from the model directory/hub (off by default)", group="model"
+    )
+    name: str | None = setting(
+        None,
+        "what metrics.json, result tables and experiment directories call the data of "
+        "--train/--dev files (default: the training file's name: data/sent/train.csv -> sent, "
+        "reviews_train.csv -> reviews)",
+        group="data",
+        files_only=True,
     )
     method: str = setting("isobn", _method_help, group="method")
     max_length: int = setting(128, "tokens per text, as run_glue", rule=POSITIVE)
@@ -269,7 +297,18 @@ class TrainConfig(DataOptions):
             check_value(f, getattr(self, f.name))
         if self.precision == "fp16" and self.cpu:
             raise UserError("fp16 needs a GPU: drop --cpu or use --precision bf16 or fp32")
+        if self.name is not None and not _SAFE_NAME.fullmatch(self.name):
+            raise UserError(
+                f"--name must be letters, digits and _ . + - (it names a directory), "
+                f"got {self.name!r}"
+            )
         self.validate_data()
+
+    @property
+    def data_name(self) -> str:
+        """What the run trains on, as metrics.json, result tables and experiment directories
+        name it (see data_name_of)."""
+        return data_name_of(asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -285,6 +324,38 @@ class TrainConfig(DataOptions):
             for f in fields(self)
             if not f.metadata.get("resume_free") and theirs[f.name] != ours[f.name]
         ]
+
+
+_SAFE_NAME = re.compile(r"\w[\w.+-]*")
+
+
+def data_name_of(config: dict) -> str:
+    """The name of the data of a run's config (config.json, of any version): its task's
+    registered name (`SST-2` -> `sst2`; an unknown name as written), or for files --name,
+    else file_task_name of the training file."""
+    if config.get("train_file"):
+        return config.get("name") or file_task_name(config["train_file"])
+    from isobn.tasks import task_key
+
+    task = config.get("task") or DEFAULT_TASK
+    try:
+        return task_key(task)
+    except UserError:
+        return task
+
+
+def file_task_name(train_file: str) -> str:
+    """A name for the data of a training file: its name without the extension and without a
+    `train`/`training` part (reviews_train.csv -> reviews), else its folder's name
+    (data/sent/train.csv -> sent); characters other than letters, digits and _ . + - become _,
+    so that the name is a directory name."""
+    path = Path(train_file)
+    stem = re.sub(r"(?i)(?<![a-z0-9])(train|training)(?![a-z0-9])", "", path.stem)
+    name = re.sub(r"([_.+-])[_.+-]+", r"\1", stem).strip("_.+- ")
+    if not name:
+        name = path.absolute().parent.name
+    name = re.sub(r"[^\w.+-]", "_", name).strip("_.+-")
+    return name or "file"
 
 
 def check_value(f, value: Any) -> None:

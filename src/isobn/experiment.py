@@ -35,6 +35,16 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
+def parse_tasks(text: str) -> list[str]:
+    """--tasks: registered task names (aliases and case resolved), each once."""
+    from isobn.tasks import task_key
+
+    tasks = [task_key(name) for name in parse_list(text, "tasks")]
+    if len(set(tasks)) != len(tasks):
+        raise UserError(f"--tasks names a task twice: {text} is {', '.join(tasks)}")
+    return tasks
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in parse_list(text, "seeds")]
@@ -42,9 +52,9 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds must be integers separated by commas, got {text!r}") from None
 
 
-def run_directory(out: Path, task: str | None, method: str, seed: int) -> Path:
-    """OUT/TASK/METHOD/seedS; a run on files is under OUT/file."""
-    return out / (task or "file") / method_directory(method) / f"seed{seed}"
+def run_directory(out: Path, data: str, method: str, seed: int) -> Path:
+    """OUT/DATA/METHOD/seedS: DATA is the task, or the name of the files (TrainConfig.data_name)."""
+    return out / data / method_directory(method) / f"seed{seed}"
 
 
 def method_directory(method: str) -> str:
@@ -59,21 +69,16 @@ def grid(
     base: TrainConfig, tasks: list[str | None], methods: list[str], seeds: list[int]
 ) -> list[TrainConfig]:
     """One TrainConfig per (task, method, seed), in that nesting order; task None: the
-    files of `base`."""
+    files of `base`. Each run's directory is named by the data it trains on."""
     out = Path(base.out)
-    return [
-        replace(
-            base,
-            task=task,
-            method=method,
-            seed=seed,
-            out=str(run_directory(out, task, method, seed)),
-            resume=True,
-        )
-        for task in tasks
-        for method in methods
-        for seed in seeds
-    ]
+    configs = []
+    for task in tasks:
+        data = replace(base, task=task) if task is not None else base
+        for method in methods:
+            for seed in seeds:
+                where = run_directory(out, data.data_name, method, seed)
+                configs.append(replace(data, method=method, seed=seed, out=str(where), resume=True))
+    return configs
 
 
 def run_experiment(
@@ -87,6 +92,7 @@ def run_experiment(
     resuming interrupted ones; then write results.{json,csv,md} over every finished run in
     `base.out` (other shards' included). Returns the aggregated results."""
     from isobn.report import write_results
+    from isobn.run_dir import finished_result
     from isobn.train import train
 
     configs = grid(base, tasks, methods, seeds)
@@ -94,10 +100,11 @@ def run_experiment(
         cfg.validate()  # every run's settings before the first hour of compute
     k, n = shard
     mine = [cfg for i, cfg in enumerate(configs) if i % n == k - 1]
+    # a finished run is reused only when it ran these settings (else a one-line error)
+    finished = {cfg.out for cfg in mine if finished_result(cfg, Path(cfg.out)) is not None}
     for number, cfg in enumerate(mine, 1):
-        task = cfg.task or "file"
-        label = f"[{number}/{len(mine)}] {task} method={cfg.method} seed={cfg.seed}"
-        if (Path(cfg.out) / "metrics.json").exists():
+        label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
+        if cfg.out in finished:
             logger.info("%s: finished already, skipped", label)
             continue
         logger.info("%s -> %s", label, cfg.out)

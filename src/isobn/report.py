@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from isobn.checkpoint import write_json_atomically
+from isobn.errors import UserError
 from isobn.runs import finished_run_dirs, read_metrics
 
 BASELINE = "none"
@@ -65,7 +66,16 @@ def aggregate(runs: list[dict], split: str = "dev") -> dict:
 
     scores: dict[str, dict[str, dict[int, float]]] = {}
     main_metrics: dict[str, str] = {}
+    seen: dict[tuple, dict] = {}
     for run in runs:
+        key = (run["task"], method_of(run), run["seed"])
+        if key in seen:  # a cell holds one run per seed: never drop one silently
+            raise UserError(
+                f"two runs of task {key[0]}, method {key[1]}, seed {key[2]}: "
+                f"{seen[key].get('run_dir', '?')} and {run.get('run_dir', '?')}; "
+                "keep one of them (or name the data of each with --name)"
+            )
+        seen[key] = run
         score = main_score(run, split)
         if score is None:
             continue

@@ -41,22 +41,30 @@ __all__ = [
 
 
 def finished_result(cfg: TrainConfig, out: Path) -> dict | None:
-    """metrics.json of a finished run in `out` when --resume asks for it; None when the run is
-    not finished. A fresh run into a finished one is refused: it would replace its files."""
+    """metrics.json of a finished run in `out` when --resume asks for it and the run had the
+    same settings; None when the run is not finished. A fresh run into a finished one is
+    refused (it would replace its files), and so is --resume with other settings or a run
+    whose settings are unknown: its result is not the one asked for."""
     if not (out / METRICS_FILE).is_file():
         return None
-    if cfg.resume:
-        logger.info("%s is finished already (metrics.json exists)", out)
-        try:
-            return ckpt.read_json(out / METRICS_FILE)
-        except ckpt.DamagedFileError as error:
-            raise UserError(
-                f"{error}: the finished run's result is lost; choose another --out"
-            ) from None
-    raise UserError(
-        f"{out} holds a finished run (metrics.json): choose another --out, "
-        "or pass --resume to reuse its result"
-    )
+    if not cfg.resume:
+        raise UserError(
+            f"{out} holds a finished run (metrics.json): choose another --out, "
+            "or pass --resume to reuse its result"
+        )
+    try:
+        changed = saved_settings_changes(cfg, out)
+        result = ckpt.read_json(out / METRICS_FILE)
+    except ckpt.DamagedFileError as error:
+        raise UserError(
+            f"{error}: the finished run's result is unusable; choose another --out"
+        ) from None
+    if changed:
+        raise UserError(
+            f"{out} holds a finished run with other settings ({'; '.join(changed)}): "
+            "repeat its arguments to reuse its result, or choose another --out"
+        )
+    return result
 
 
 def resume_point(cfg: TrainConfig, out: Path) -> Path | None:
@@ -89,21 +97,27 @@ def resume_point(cfg: TrainConfig, out: Path) -> Path | None:
 def check_saved_config(cfg: TrainConfig, out: Path) -> None:
     """The interrupted run's config.json holds `cfg`'s settings (those that change what a
     run computes); a missing or damaged one refuses: the run's settings are unknown."""
-    saved_file = out / CONFIG_FILE
     try:
-        values = ckpt.read_json(saved_file)
-        try:
-            saved = TrainConfig.from_dict(values)
-        except (TypeError, ValueError, UserError) as error:
-            raise ckpt.DamagedFileError(saved_file, f"is damaged ({_first_line(error)})") from None
+        changed = saved_settings_changes(cfg, out)
     except ckpt.DamagedFileError as error:
         raise cannot_resume(error, out, "the settings of the interrupted run are unknown") from None
-    changed = cfg.resume_changes(saved)
     if changed:
         raise UserError(
             f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
             "repeat its arguments, or choose another --out"
         )
+
+
+def saved_settings_changes(cfg: TrainConfig, out: Path) -> list[str]:
+    """TrainConfig.resume_changes of `cfg` against the run's config.json; DamagedFileError
+    when that is missing, not JSON or not a config."""
+    saved_file = out / CONFIG_FILE
+    values = ckpt.read_json(saved_file)
+    try:
+        saved = TrainConfig.from_dict(values)
+    except (TypeError, ValueError, UserError) as error:
+        raise ckpt.DamagedFileError(saved_file, f"is damaged ({_first_line(error)})") from None
+    return cfg.resume_changes(saved)
 
 
 def cannot_resume(error: ckpt.DamagedFileError, out: Path, why: str = "") -> UserError:

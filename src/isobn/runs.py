@@ -97,8 +97,11 @@ class Run:
 
     @property
     def task(self) -> str:
-        """The task name, ``"file"`` for a run on generic files."""
-        return "file" if self.config.get("train_file") else self.config.get("task", "?")
+        """The name of the data the run trained on: its task, or for a run on files --name or
+        the training file's name (isobn.config.data_name_of; metrics.json's "task")."""
+        from isobn.config import data_name_of
+
+        return data_name_of(self.config)
 
     @property
     def method(self) -> str:

@@ -160,6 +160,7 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
     out = Path(cfg.out)
     finished = run_dir.finished_result(cfg, out)
     if finished is not None:
+        logger.info("%s is finished already (metrics.json exists)", out)
         return finished
     last = run_dir.resume_point(cfg, out)  # checked before any work starts
     ckpt.ensure_writable_directory(out)
@@ -410,7 +411,7 @@ def final_metrics(run: Run) -> dict:
     """metrics.json: the best dev metrics, test metrics of the best weights, speed."""
     cfg, state, task = run.cfg, run.state, run.data.task
     result = {
-        "task": task.name,
+        "task": cfg.data_name,  # a task on files: --name or the training file's name
         "model": cfg.model,
         "method": cfg.method,
         "seed": cfg.seed,

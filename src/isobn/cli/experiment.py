@@ -16,7 +16,11 @@ def register(subparsers) -> None:
         "finished runs, then write results.json, results.csv and results.md in OUT.",
     )
     group = parser.add_argument_group("grid")
-    group.add_argument("--tasks", help="comma-separated task names (default mr; not with --train)")
+    group.add_argument(
+        "--tasks",
+        help="comma-separated task names (default mr; not with --train: a run on files is "
+        "named by --name or the training file)",
+    )
     group.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds")
     group.add_argument("--out", required=True, help="experiment directory (shared by shards)")
     group.add_argument("--shard", help="K/N: run every N-th run starting at the K-th")
@@ -26,8 +30,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from isobn.config import DEFAULT_TASK
     from isobn.errors import UserError
-    from isobn.experiment import parse_list, parse_seeds, parse_shard, run_experiment
+    from isobn.experiment import parse_seeds, parse_shard, parse_tasks, run_experiment
     from isobn.report import markdown
 
     shard = parse_shard(args.shard)
@@ -37,8 +42,14 @@ def run(args: argparse.Namespace) -> int:
         k: v for k, v in config_values(args).items() if k not in LEGACY_METHOD_KEYS + ("task",)
     }
     if args.train_file and args.tasks is not None:
-        raise UserError("--tasks names tasks, --train gives the data: drop one of them")
-    tasks = [None] if args.train_file else parse_list(args.tasks or "mr", "tasks")
+        raise UserError(
+            "--tasks names tasks, --train gives the data: drop one of them "
+            "(--name names the data of the files)"
+        )
+    if args.train_file:
+        tasks = [None]  # the files of --train/--dev, named by --name or the training file
+    else:
+        tasks = parse_tasks(DEFAULT_TASK if args.tasks is None else args.tasks)
     base = TrainConfig(**values)
     results = run_experiment(base, tasks, methods, seeds, shard)
     print(markdown(results))
@@ -51,13 +62,13 @@ def parse_methods(args: argparse.Namespace) -> list[str]:
     --isobn-no-corr folded into each IsoBN method."""
     from isobn.config import fold_legacy_method
     from isobn.errors import UserError
-    from isobn.experiment import parse_list
+    from isobn.methods import split_methods
 
     legacy = {key: getattr(args, key) for key in LEGACY_METHOD_KEYS if key != "norm"}
-    methods = [
-        fold_legacy_method(text, **legacy, option="--methods")
-        for text in parse_list(args.methods, "methods")
-    ]
+    texts = split_methods(args.methods)
+    if not texts:
+        raise UserError("--methods is empty: give a comma-separated list, e.g. none,isobn")
+    methods = [fold_legacy_method(text, **legacy, option="--methods") for text in texts]
     if len(set(methods)) != len(methods):
         raise UserError(f"--methods names a method twice: {', '.join(methods)}")
     return methods

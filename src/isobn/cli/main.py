@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -15,10 +16,31 @@ COMMANDS = ["train", "predict", "experiment", "study", "report", "analyze", "dem
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument on one line (and exit code 2, as argparse does)."""
+    """argparse that reports a bad argument on one line (and exit code 2, as argparse does).
+
+    Options are never abbreviated: a prefix would silently stand for whichever option it
+    happens to start (`isobn experiment --task trec` for --tasks); an unknown option is an
+    error that names the closest one."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(
+            2, f"{self.prog}: error: {message}{self._closest(message)} (see `{self.prog} --help`)\n"
+        )
+
+    def _closest(self, message: str) -> str:
+        """`; did you mean --tasks?` for an unrecognized option close to one of ours."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        ours = [o for o in self._option_string_actions if o.startswith("--")]
+        for token in message.split(":", 1)[1].split():
+            close = difflib.get_close_matches(token.split("=")[0], ours, n=1, cutoff=0.7)
+            if token.startswith("--") and close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a command not in this build
             raise
         module.register(subparsers)
+    parser.commands = subparsers.choices  # name -> the command's parser
     return parser
 
 
@@ -49,7 +72,10 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command's own parser, which knows the command's options
+        command = parser.commands.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

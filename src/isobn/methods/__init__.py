@@ -2,7 +2,15 @@
 
 from isobn.methods.correg import CorReg
 from isobn.methods.istar import IStar
-from isobn.methods.spec import ALIASES, METHODS, Method, MethodSpec, canonical, parse_method
+from isobn.methods.spec import (
+    ALIASES,
+    METHODS,
+    Method,
+    MethodSpec,
+    canonical,
+    parse_method,
+    split_methods,
+)
 from isobn.methods.whitening import Whitening
 
 __all__ = [
@@ -15,4 +23,5 @@ __all__ = [
     "Whitening",
     "canonical",
     "parse_method",
+    "split_methods",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,6 +198,24 @@ def parse_method(text: str, option: str = "--method") -> MethodSpec:
     if len(parts) > 1 and norms and norms[0].name == "none":
         parts = [part for part in parts if part.name != "none"]  # none+x is x
     return MethodSpec(tuple(parts))
+
+
+def split_methods(text: str) -> list[str]:
+    """A comma-separated list of specs, split only at the commas that start a new method:
+    a comma before `key=value` separates parameters of the same method, so
+    ``none,istar:weight=-5,zeta=0.2`` is ``["none", "istar:weight=-5,zeta=0.2"]``."""
+    items: list[str] = []
+    for piece in text.split(","):
+        if items and _PARAMETER.match(piece):
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return [item.strip() for item in items if item.strip()]
+
+
+# `key=value` with no method name before it (a method name holds no '=', its parameters
+# follow a ':')
+_PARAMETER = re.compile(r"\s*[A-Za-z_]\w*\s*=")
 
 
 def canonical(text: str, option: str = "--method") -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "load_files",
     "load_task",
     "read_rows",
+    "task_key",
     "text_value",
 ]
 
@@ -79,15 +80,22 @@ def load_task(
     """
     check_max("max_train", max_train)
     check_max("max_eval", max_eval)
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    key = task_key(name)
     if key in GLUE_TASKS:
         task = load_glue(key, data_dir)
-    elif key in OFFLINE_TASKS:
+    else:
         if data_dir is not None:
             logger.warning(
                 "task %s reads its installed package; ignoring data_dir=%s", key, data_dir
             )
         task = load_offline(key)
-    else:
-        raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
     return limit_task(task, max_train, max_eval, seed)
+
+
+def task_key(name: str) -> str:
+    """The registered name of a task name or alias, case-insensitive (``SST-2`` -> ``sst2``);
+    a one-line UserError for an unknown name."""
+    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key not in TASK_NAMES:
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    return key
