@@ -76,6 +76,21 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise DamagedFileError(path, f"is damaged ({_first_line(error)})") from None
 
 
+def check_tensors_header(path: str | Path) -> None:
+    """The header of a safetensors file, checked without reading its tensors: a missing,
+    truncated or foreign file raises DamagedFileError naming it (cheap for any size)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DamagedFileError(path, "is missing")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError) as error:
+        raise DamagedFileError(path, f"is damaged ({_first_line(error)})") from None
+
+
 def read_json(path: str | Path, kind: type = dict):
     """A JSON file holding a `kind` (dict or list), or a DamagedFileError naming the file."""
     path = Path(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from isobn import checkpoint as ckpt
 from isobn.config import POOLINGS, fold_legacy_method, migrate_config
 from isobn.errors import UserError
 from isobn.methods import parse_method
@@ -79,7 +80,37 @@ def resolve_model_path(name: str) -> str:
                 f"{name} is not a Hugging Face model directory (no config.json): "
                 "pass a directory written by save_pretrained"
             )
+        _check_local_file(Path(name) / "config.json", ckpt.read_json)
     return name
+
+
+def _check_local_file(path: Path, read):
+    """read(path); a damaged file of a model directory is one line naming it and the fix."""
+    try:
+        return read(path)
+    except ckpt.DamagedFileError as error:
+        raise UserError(
+            f"{error}; save the model there again with save_pretrained, or copy it again"
+        ) from None
+
+
+def check_weight_files(directory: Path) -> None:
+    """The safetensors weights of a model directory (model.safetensors, or the shards its
+    index names) have intact headers; a damaged one is a one-line UserError naming it.
+    Without safetensors nothing is checked here (transformers reads a pytorch_model.bin
+    with its weights-only load)."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _check_local_file(index, ckpt.read_json).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError(f"{index} has no weight_map; save the model again with save_pretrained")
+        names = sorted({str(file) for file in weight_map.values()})
+    elif (directory / WEIGHTS_FILE).is_file():
+        names = [WEIGHTS_FILE]
+    else:
+        return
+    for name in names:
+        _check_local_file(directory / name, ckpt.check_tensors_header)
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
@@ -117,17 +148,48 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
     if not weights:
         config = load_encoder_config(name, trust_remote_code)
         return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    local = os.path.isdir(path)
+    if local:
+        check_weight_files(Path(path))  # name a damaged file before transformers reads it
     try:
-        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        encoder, info = AutoModel.from_pretrained(
+            path, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
     except Exception as error:  # safetensors', torch's and transformers' own error types
-        if not isinstance(error, OSError | ValueError) and not os.path.isdir(path):
+        if not isinstance(error, OSError | ValueError) and not local:
             raise
-        if os.path.isdir(path):  # weights missing, truncated, or a refused pickle file
+        if not local:
+            raise _model_error(name, error) from None
+        pickle = Path(path) / "pytorch_model.bin"
+        if pickle.is_file() and not any(Path(path).glob("*.safetensors")):
             raise UserError(
-                f"cannot load model {name}: {_first_line(error)}; the directory needs the "
-                "weights (model.safetensors, as written by save_pretrained)"
+                f"{pickle} was refused by the weights-only load (a pickle that is not only "
+                "tensors can run code); save the model as model.safetensors with "
+                "save_pretrained, where you trust its source"
             ) from None
-        raise _model_error(name, error) from None
+        if "mismatch" in str(error):
+            raise UserError(
+                f"the weights in {name} do not fit its config.json ({_first_line(error)}); "
+                "save the model there again with save_pretrained"
+            ) from None
+        raise UserError(  # no weights
+            f"cannot load model {name}: {_first_line(error)}; the directory needs the "
+            "weights (model.safetensors, as written by save_pretrained)"
+        ) from None
+    if info.get("missing_keys") and not set(encoder.state_dict()) - set(info["missing_keys"]):
+        # nothing loaded: training or measuring this encoder would use random weights
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        seen = f" (it holds e.g. {unexpected[0]})" if unexpected else ""
+        hint = (
+            "; an `isobn train` checkpoint also needs its isobn_model.json"
+            if any(key.startswith("encoder.") for key in unexpected)
+            else ""
+        )
+        raise UserError(
+            f"none of the weights in {name} are those of its config.json{seen}: pass a model "
+            f"saved with save_pretrained{hint}"
+        )
+    return encoder
 
 
 def load_encoder_config(name: str, trust_remote_code: bool = False):
@@ -239,11 +301,13 @@ def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path)
         tokenizer.save_pretrained(directory)
 
 
-def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved.
-    A missing, damaged or inconsistent file is a one-line UserError naming it."""
-    from isobn import checkpoint as ckpt
+CHECKPOINT_FIX = "pass a best/ directory written by `isobn train`, unchanged"
 
+
+def read_model_config(directory: str | Path) -> ModelConfig:
+    """The ModelConfig of a checkpoint directory (isobn_model.json), validated: a missing,
+    damaged or impossible file is a one-line UserError naming it (the one reader of the file:
+    predict and analyze both read checkpoints through it)."""
     directory = Path(directory)
     config_file = directory / MODEL_CONFIG_FILE
     if not config_file.is_file():
@@ -251,14 +315,49 @@ def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
             f"{directory} is not an isobn checkpoint (no {MODEL_CONFIG_FILE}): "
             "pass the best/ directory written by `isobn train`"
         )
-    fix = "pass a best/ directory written by `isobn train`, unchanged"
     try:
-        config = ModelConfig.from_dict(ckpt.read_json(config_file))
+        values = ckpt.read_json(config_file)
+        problem = _model_config_problem(values)
+        if problem:
+            raise ckpt.DamagedFileError(config_file, f"is damaged ({problem})")
+        try:
+            return ModelConfig.from_dict(values)
+        except (TypeError, ValueError, UserError) as error:
+            raise ckpt.DamagedFileError(config_file, f"is damaged ({_first_line(error)})") from None
+    except ckpt.DamagedFileError as error:
+        raise UserError(f"{error}; {CHECKPOINT_FIX}") from None
+
+
+def _model_config_problem(values: dict) -> str | None:
+    """What makes an isobn_model.json unusable, in words; None when it is fine."""
+    labels, names = values.get("num_labels"), values.get("label_names", [])
+    if type(labels) is not int or labels < 1:
+        return f"num_labels is {labels!r}, not a positive integer"
+    if not isinstance(values.get("regression", False), bool):
+        return f"regression is {values['regression']!r}, not true or false"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"label_names is {names!r}, not a list of strings"
+    if names and len(names) != labels:
+        return f"{len(names)} label_names for num_labels {labels}"
+    dropout = values.get("dropout")
+    if dropout is not None and (
+        isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1
+    ):
+        return f"dropout is {dropout!r}, not in [0, 1)"
+    if not isinstance(values.get("encoder"), str):
+        return f"encoder is {values.get('encoder')!r}, not a name"
+    return None
+
+
+def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved.
+    A missing, damaged or inconsistent file is a one-line UserError naming it."""
+    directory = Path(directory)
+    config = read_model_config(directory)
+    try:
         weights = ckpt.read_tensors(directory / WEIGHTS_FILE)
     except ckpt.DamagedFileError as error:
-        raise UserError(f"{error}; {fix}") from None
-    except TypeError as error:  # a required key missing, a value of the wrong kind
-        raise UserError(f"{config_file} is damaged ({_first_line(error)}); {fix}") from None
+        raise UserError(f"{error}; {CHECKPOINT_FIX}") from None
     config_for_load = ModelConfig(**{**asdict(config), "encoder": str(directory)})
     encoder = load_encoder(str(directory), trust_remote_code, weights=False)
     model = SequenceClassifier(config_for_load, encoder)
@@ -268,7 +367,7 @@ def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
     except RuntimeError as error:
         raise UserError(
             f"{directory / WEIGHTS_FILE} does not fit its {MODEL_CONFIG_FILE} "
-            f"({_first_line(error)}); {fix}"
+            f"({_first_line(error)}); {CHECKPOINT_FIX}"
         ) from None
     tokenizer = load_tokenizer(str(directory), trust_remote_code)
     return model.eval(), tokenizer

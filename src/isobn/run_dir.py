@@ -142,6 +142,16 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
 
 
+def _step(line: str) -> int | None:
+    """The step of a log.jsonl line; None for a line that is not an entry (cut by a kill)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    step = entry.get("step", 0) if isinstance(entry, dict) else None
+    return step if isinstance(step, int | float) and not isinstance(step, bool) else None
+
+
 class RunLog:
     """Append-only log.jsonl; on resume, entries after the checkpoint's step are dropped."""
 
@@ -154,8 +164,8 @@ class RunLog:
         elif self.path.exists():
             kept = [
                 line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= keep_until_step
+                for line in self.path.read_text(errors="replace").splitlines()
+                if _step(line) is not None and _step(line) <= keep_until_step
             ]
             self.path.write_text("".join(line + "\n" for line in kept))
 

@@ -9,7 +9,6 @@ the pooling it was trained on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -84,12 +83,11 @@ def parse_sources(specs: Sequence[str]) -> list[ModelSource]:
 
 def default_pooling(sources: Sequence[ModelSource]) -> str:
     """The pooling of the first checkpoint compared, else the HF pooler."""
-    from isobn.model import MODEL_CONFIG_FILE
+    from isobn.model import read_model_config
 
     for source in sources:
-        if source.checkpoint:
-            config = json.loads((Path(source.path) / MODEL_CONFIG_FILE).read_text())
-            return config.get("pooling", "pooler")
+        if source.checkpoint:  # validated: a damaged isobn_model.json is one line
+            return read_model_config(source.path).pooling
     return "pooler"
 
 
