@@ -141,3 +141,14 @@ def test_deleting_a_damaged_last_starts_again(trained_run, tiny_bert, sentiment_
         train(cfg)
     shutil.rmtree(out / "last")
     assert train(cfg)["dev"] == json.loads((trained_run / "metrics.json").read_text())["dev"]
+
+
+def test_a_log_line_cut_by_a_kill_does_not_stop_resume(
+    trained_run, tiny_bert, sentiment_files, tmp_path
+):
+    out = interrupted_copy(trained_run, tmp_path)
+    with open(out / "log.jsonl", "a") as handle:
+        handle.write('{"step": 99, "lo')
+    train(resume_config(out, tiny_bert, sentiment_files))
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["step"] <= 6 for line in lines)

@@ -91,6 +91,7 @@ def run_experiment(
     """Run this shard's share of the grid, skipping finished runs (metrics.json present) and
     resuming interrupted ones; then write results.{json,csv,md} over every finished run in
     `base.out` (other shards' included). Returns the aggregated results."""
+    from isobn.checkpoint import ensure_writable_directory
     from isobn.report import write_results
     from isobn.run_dir import finished_result
     from isobn.train import train
@@ -102,6 +103,9 @@ def run_experiment(
     mine = [cfg for i, cfg in enumerate(configs) if i % n == k - 1]
     # a finished run is reused only when it ran these settings (else a one-line error)
     finished = {cfg.out for cfg in mine if finished_result(cfg, Path(cfg.out)) is not None}
+    ensure_writable_directory(Path(base.out))  # the tables go there, whatever this shard runs
+    if not mine:
+        logger.warning("shard %d/%d has no runs: the grid has %d", k, n, len(configs))
     for number, cfg in enumerate(mine, 1):
         label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
         if cfg.out in finished:
