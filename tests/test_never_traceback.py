@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import sentiment_rows, write_csv, write_jsonl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from isobn.cli.main import main
@@ -501,6 +501,15 @@ def test_predict_never_prints_a_traceback(
     prior=st.booleans(),
     extra=numbers(["--epochs", "--batch-size", "--lr"]),
 )
+@example(  # the issue's `--tasks mr,trec --train F --dev G`, into a finished experiment
+    data="tasks_and_files",
+    tasks="sst2",
+    methods="none",
+    seeds="1",
+    shard=None,
+    prior=True,
+    extra=[],
+)
 def test_experiment_never_prints_a_traceback(
     tmp_path_factory,
     tiny_bert,
@@ -563,7 +572,7 @@ seeds = [1]
 
 @settings(max_examples=EXAMPLES["study"], **SETTINGS)
 @given(
-    damage=st.sampled_from(
+    damage=mostly(
         [
             "none",
             "truncate",
@@ -576,12 +585,14 @@ seeds = [1]
             "unknown_key",
         ]
     ),
+    cell=mostly(["none", "not_json", "a_list", "no_keys"]),
     extra=st.lists(
         st.sampled_from(
             [
                 ["--jobs", "0"],
                 ["--shard", "2/1"],
                 ["--plan"],
+                ["--report-only"],
                 ["--threads", "-1"],
                 ["--max-cells", "x"],
             ]
@@ -589,10 +600,16 @@ seeds = [1]
         max_size=1,
     ),
 )
+@example(damage="none", cell="not_json", extra=[["--report-only"]])
 def test_study_never_prints_a_traceback(
-    tmp_path_factory, tiny_bert, sentiment_files, damage, extra
+    tmp_path_factory, tiny_bert, sentiment_files, damage, cell, extra
 ):
+    """`cell`: --out already holds the record of the study's one cell, damaged."""
     where = fresh(tmp_path_factory)
+    if cell != "none":
+        record = where / "out" / "cells" / "sent" / "n24" / "none" / "seed1.json"
+        record.parent.mkdir(parents=True)
+        record.write_text({"not_json": "{", "a_list": "[]", "no_keys": "{}"}[cell])
     path = where / "study.toml"
     text = STUDY.format(model=tiny_bert, train=sentiment_files["train"], dev=sentiment_files["dev"])
     text = {

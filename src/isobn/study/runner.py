@@ -45,9 +45,26 @@ def cell_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / f"{cell.key}.json"
 
 
+# what every reader of a cell record indexes
+_RECORD_KEYS = ("task", "size", "method", "seed", "config", "dev_score")
+
+
 def finished_cells(out: Path) -> list[dict]:
-    """Every finished cell's record in the study directory."""
-    return [json.loads(p.read_text()) for p in sorted((out / "cells").rglob("*.json"))]
+    """Every finished cell's record in the study directory; a damaged one (not a JSON object
+    with _RECORD_KEYS) is a one-line UserError naming it."""
+    from isobn import checkpoint as ckpt
+
+    records = []
+    for path in sorted((out / "cells").rglob("*.json")):
+        try:
+            record = ckpt.read_json(path)
+            missing = [key for key in _RECORD_KEYS if key not in record]
+            if missing:
+                raise ckpt.DamagedFileError(path, f"is damaged (no {', '.join(missing)})")
+        except ckpt.DamagedFileError as error:
+            raise UserError(f"{error}; delete it to run that cell again") from None
+        records.append(record)
+    return records
 
 
 @contextmanager
