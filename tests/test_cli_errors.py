@@ -349,3 +349,25 @@ def test_real_subprocesses(files, tiny_bert, tmp_path, capsys):
         _, err = process.communicate(timeout=300)
         prefix = f"isobn {cases[name][0][0]}: error: "
         assert_one_line_error(process.returncode, err, cases[name][1], prefix=prefix)
+
+
+def test_damaged_study_cell_record_is_one_line(files, tiny_bert, tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text(
+        f'[study]\nname = "s"\nmodel = "{tiny_bert}"\n'
+        f'[tasks.sent]\ntrain_file = "{files["train"]}"\ndev_file = "{files["dev"]}"\n'
+        '[[block]]\nname = "main"\ntasks = ["sent"]\nsizes = [8]\nmethods = ["none"]\n'
+        "seeds = [1]\n"
+    )
+    record = tmp_path / "out" / "cells" / "sent" / "n8" / "none" / "seed1.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("[]")
+    argv = ["study", str(study), "--out", str(tmp_path / "out"), "--report-only"]
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(
+        code,
+        err,
+        f"{record} is damaged (holds list",
+        "delete it to run that cell again",
+        prefix="isobn study: error: ",
+    )

@@ -72,6 +72,12 @@ MODEL_DAMAGE = {
         lambda d: (d / "config.json").write_text('{"model_type": "bert", '),
         ["config.json is damaged (not JSON", "save the model there again"],
     ),
+    "config of another size": (
+        lambda d: (d / "config.json").write_text(
+            json.dumps({**json.loads((d / "config.json").read_text()), "hidden_size": 64})
+        ),
+        ["do not fit its config.json", "save the model there again"],
+    ),
     "config.json a list": (
         lambda d: (d / "config.json").write_text("[1]"),
         ["config.json is damaged (holds list, not a JSON object)"],
