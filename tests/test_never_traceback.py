@@ -7,7 +7,7 @@ in-process on a tiny model, and asserts exit 0, or exit 2 with one `isobn CMD: e
 line, and that a `--out` that existed before is unchanged by a failing command.
 
 Examples are derandomized (the same cases every run, no example database): EXAMPLES gives
-the number per command, 311 in all (report's grammar has 11 cases, all tried), in about 40 s
+the number per command, 311 in all (report's grammar has 11 cases, all tried), in about 65 s
 on two CPU cores. Each dimension draws its good value in about half the draws (`mostly`), so
 that most cases hold one or two bad inputs and reach their own check; about one case in ten
 is valid and runs for real, so the grammar keeps runs small (24 training rows, 1 epoch) and
