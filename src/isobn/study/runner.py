@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -231,7 +232,7 @@ def run_jobs(
     threads = threads or max(1, (cores or 1) // jobs)
     before = len(finished_cells(out))
     started, start_time = time.perf_counter(), time.time()
-    session_id = f"{platform.node()}-{os.getpid()}-{int(start_time)}"
+    session_id = f"{platform.node()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # unique per call
     os.environ[SESSION_VARIABLE] = session_id  # read by cell_record, inherited by workers
     _append_session(
         out,
