@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli_errors import assert_one_line_error as one_line_error
 from test_tasks import jsonl, write  # the data-file helpers of the task tests
 
 from isobn.cli import predict
@@ -46,14 +47,7 @@ def run_predict(run_dir: Path, input_path: str, capsys, *extra: str) -> tuple[in
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(ERROR), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return one_line_error(code, err, *fragments, prefix=ERROR)
 
 
 @pytest.fixture
