@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from isobn.functional import batch_statistics, isobn_scale
+from isobn.running import (
+    RunningEstimates,
+    check_eps,
+    check_momentum,
+    check_num_features,
+    check_statistics_dtype,
+)
 
-_STAT_BUFFERS = ("running_std", "running_cov")
 
-
-class IsoBN(nn.Module):
+class IsoBN(RunningEstimates):
     r"""Isotropic Batch Normalization (Zhou, Lin, Ren, AAAI 2021).
 
     Rescales each feature of x by a detached per-dimension factor that shrinks dimensions with a
@@ -54,76 +57,37 @@ class IsoBN(nn.Module):
         device=None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__()
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        if momentum is not None and not 0 < momentum <= 1:
-            raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
+        check_num_features(num_features)
+        check_momentum(momentum)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"statistics dtype must be float32 or float64, got {dtype}")
-        self.num_features = num_features
-        self.momentum = momentum
+        check_eps(eps)
+        check_statistics_dtype(dtype)
+        factory = {"device": device, "dtype": dtype}
+        statistics = {
+            "running_std": torch.zeros(num_features, **factory),
+            "running_cov": torch.zeros(num_features, num_features, **factory),
+        }
+        super().__init__(
+            num_features, momentum, eps, bias_correction, process_group, statistics, device
+        )
         self.beta = beta
-        self.eps = eps
-        self.bias_correction = bias_correction
         self.use_correlation = use_correlation
-        self.process_group = process_group
-        self._warned_batch_of_one = False
-        self.register_buffer("running_std", torch.zeros(num_features, device=device, dtype=dtype))
-        self.register_buffer(
-            "running_cov", torch.zeros(num_features, num_features, device=device, dtype=dtype)
-        )
-        self.register_buffer(
-            "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
-        )
-
-    def reset_running_stats(self) -> None:
-        """Forget all statistics: the layer is the identity again until the next update."""
-        self.running_std.zero_()
-        self.running_cov.zero_()
-        self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        """IsoBN has no parameters; kept for parity with ``nn.BatchNorm``."""
-        self.reset_running_stats()
 
     @torch.no_grad()
     def update_running_stats(self, x: Tensor) -> None:
         """Fold the statistics of a batch x (N, D) (all ranks) into the running estimates."""
         n, std, cov = batch_statistics(x, self.process_group)
-        if n < 2:
-            if not self._warned_batch_of_one:
-                warnings.warn(
-                    "IsoBN got a training batch of one row: its statistics are left unchanged",
-                    stacklevel=3,
-                )
-                self._warned_batch_of_one = True
+        if not self._count_batch(n):  # one row: no statistics (warns once)
             return
-        self.num_batches_tracked.add_(1)
         dtype = self.running_std.dtype
-        if self.momentum is None:  # cumulative average: weight 1 / t
-            weight = self.num_batches_tracked.reciprocal().to(dtype)
-        else:
-            weight = self.momentum
+        weight = self._update_weight(dtype)
         self.running_std.lerp_(std.to(dtype), weight)  # est + w (batch - est)
         self.running_cov.lerp_(cov.to(dtype), weight)
 
-    def _correction(self) -> Tensor | float:
-        """Bias correction c = 1 - (1 - m)^t of the zero-initialised EMAs (1 when off)."""
-        if not self.bias_correction or self.momentum is None:
-            return 1.0
-        t = self.num_batches_tracked.to(self.running_std.dtype)
-        return 1.0 - (1.0 - self.momentum) ** t
-
     def estimates(self) -> tuple[Tensor, Tensor]:
         """The (std (D,), cov (D, D)) the scale uses: bias-corrected unless disabled."""
-        c = self._correction()
-        if isinstance(c, Tensor):
-            c = torch.where(c > 0, c, 1.0)  # t = 0: the (zero) estimates as they are
+        c = self._safe_correction(self.running_std.dtype)
         return self.running_std / c, self.running_cov / c
 
     def scale(self) -> Tensor:
@@ -135,13 +99,12 @@ class IsoBN(nn.Module):
             self.beta,
             self.eps,
             self.use_correlation,
-            self._correction(),
+            self._correction(self.running_std.dtype),  # c = 0 at t = 0: masked below
         )
         return torch.where(self.num_batches_tracked > 0, scale, torch.ones_like(scale))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.num_features:
-            raise ValueError(f"expected last dimension {self.num_features}, got {tuple(x.shape)}")
+        self._check_input(x)
         if self.training:
             self.update_running_stats(x.reshape(-1, self.num_features))
         scale = self.scale().detach()  # (D,)
@@ -156,17 +119,6 @@ class IsoBN(nn.Module):
             f"{self.num_features}, momentum={self.momentum}, beta={self.beta}, eps={self.eps}, "
             f"bias_correction={self.bias_correction}, use_correlation={self.use_correlation}"
         )
-
-    def _apply(self, fn, recurse=True):
-        # Like BatchNorm in mixed precision, statistics must not be rounded to half precision:
-        # follow the device of `fn` (e.g. .cuda(), .to(device)) but keep the float32/64 dtype.
-        kept = {name: getattr(self, name) for name in _STAT_BUFFERS}
-        super()._apply(fn, recurse)
-        for name, before in kept.items():
-            after = self._buffers[name]
-            if after is not None and after.dtype not in (torch.float32, torch.float64):
-                self._buffers[name] = before.to(device=after.device)
-        return self
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

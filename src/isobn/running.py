@@ -1,0 +1,145 @@
+"""Running estimates of batch statistics, shared by IsoBN and ZCA whitening.
+
+Modelled on PyTorch's ``_NormBase``. Each estimate is a raw exponential moving average that
+starts at zero, divided by the bias correction when read:
+
+    est <- est + w (batch - est),   w = m, or 1 / t when momentum is None (cumulative average)
+    c   = 1 - (1 - m)^t             (1 without bias correction or for a cumulative average)
+
+with t = ``num_batches_tracked`` (a long buffer) counting the batches folded in. The math is in
+the pure functions; :class:`RunningEstimates` holds the buffers: float32/64 statistics that
+follow the module's device but never a half-precision dtype. The argument checks and the count
+buffer serve the other method modules too (I-STAR's reference).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+
+def check_num_features(num_features: int) -> None:
+    if num_features < 1:
+        raise ValueError(f"num_features must be >= 1, got {num_features}")
+
+
+def check_momentum(momentum: float | None) -> None:
+    if momentum is not None and not 0 < momentum <= 1:
+        raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
+
+
+def check_eps(eps: float) -> None:
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+
+
+def check_statistics_dtype(dtype: torch.dtype, what: str = "statistics") -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{what} dtype must be float32 or float64, got {dtype}")
+
+
+def counter(device=None) -> Tensor:
+    """A count buffer: a long scalar 0 (long, like ``num_batches_tracked``, so it never rounds)."""
+    return torch.tensor(0, dtype=torch.long, device=device)
+
+
+def update_weight(momentum: float | None, t: Tensor, dtype: torch.dtype) -> Tensor | float:
+    """w of est <- est + w (batch - est) for batch t >= 1: m, or 1 / t in `dtype` when m is None."""
+    return t.reciprocal().to(dtype) if momentum is None else momentum
+
+
+def bias_correction(momentum: float, t: Tensor, dtype: torch.dtype) -> Tensor:
+    """c = 1 - (1 - m)^t in `dtype`: the total weight the zero-initialised average has given
+    to batches after t updates (0 at t = 0)."""
+    return 1.0 - (1.0 - momentum) ** t.to(dtype)
+
+
+class RunningEstimates(nn.Module):
+    """Base of the modules that keep running estimates (IsoBN, Whitening), like ``_NormBase``.
+
+    Subclasses check their arguments (with the ``check_*`` functions, in their own order), then
+    call this ``__init__``, which stores the shared hyperparameters and registers `statistics`
+    (float buffers, in order) and then ``num_batches_tracked``. Every float buffer is a
+    statistic: ``.half()`` and the like move it but keep its float32/64 dtype.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        momentum: float | None,
+        eps: float,
+        bias_correction: bool,
+        process_group,
+        statistics: dict[str, Tensor],
+        device=None,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.momentum = momentum
+        self.eps = eps
+        self.bias_correction = bias_correction
+        self.process_group = process_group
+        self._warned_batch_of_one = False
+        for name, value in statistics.items():
+            self.register_buffer(name, value)
+        self.register_buffer("num_batches_tracked", counter(device))
+
+    def _statistics(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self._buffers.items() if v is not None and v.is_floating_point()}
+
+    def reset_running_stats(self) -> None:
+        """Forget all statistics (zero estimates, t = 0): the module is the identity again."""
+        for value in self._statistics().values():
+            value.zero_()
+        self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        """No parameters; kept for parity with ``nn.BatchNorm``: resets the statistics."""
+        self.reset_running_stats()
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.shape[-1] != self.num_features:
+            raise ValueError(f"expected last dimension {self.num_features}, got {tuple(x.shape)}")
+
+    def _count_batch(self, n: int) -> bool:
+        """t += 1 for a batch of n >= 2 rows (True); a batch of one row has no statistics: it
+        is not counted (False) and warns once."""
+        if n >= 2:
+            self.num_batches_tracked.add_(1)
+            return True
+        if not self._warned_batch_of_one:
+            warnings.warn(
+                f"{type(self).__name__} got a training batch of one row: its statistics are "
+                "left unchanged",
+                stacklevel=4,  # the frame the subclasses' warning named before it moved here
+            )
+            self._warned_batch_of_one = True
+        return False
+
+    def _update_weight(self, dtype: torch.dtype) -> Tensor | float:
+        """w of this update (t already counted): m, or 1 / t for a cumulative average."""
+        return update_weight(self.momentum, self.num_batches_tracked, dtype)
+
+    def _correction(self, dtype: torch.dtype) -> Tensor | float:
+        """c = 1 - (1 - m)^t in `dtype` (0 at t = 0); 1 when off or for a cumulative average."""
+        if not self.bias_correction or self.momentum is None:
+            return 1.0
+        return bias_correction(self.momentum, self.num_batches_tracked, dtype)
+
+    def _safe_correction(self, dtype: torch.dtype) -> Tensor | float:
+        """c where it is > 0, else 1 (t = 0, or underflow): the (zero) estimates as they are."""
+        c = self._correction(dtype)
+        return torch.where(c > 0, c, 1.0) if isinstance(c, Tensor) else c
+
+    def _apply(self, fn, recurse=True):
+        # Like BatchNorm in mixed precision, statistics must not be rounded to half precision:
+        # follow the device of `fn` (e.g. .cuda(), .to(device)) but keep the float32/64 dtype.
+        kept = self._statistics()
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            if after is not None and after.dtype not in (torch.float32, torch.float64):
+                self._buffers[name] = before.to(device=after.device)
+        return self
