@@ -16,15 +16,18 @@ evaluation apply the same kind of map and a batch of any size can be whitened.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from isobn.functional import statistics_dtype
 from isobn.methods.moments import moments
-
-_STAT_BUFFERS = ("running_mean", "running_cov", "whitening_matrix")
+from isobn.running import (
+    RunningEstimates,
+    check_eps,
+    check_momentum,
+    check_num_features,
+    check_statistics_dtype,
+)
 
 
 class _InverseSqrtPSD(torch.autograd.Function):
@@ -76,7 +79,7 @@ def whiten(x: Tensor, mean: Tensor, matrix: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-class Whitening(nn.Module):
+class Whitening(RunningEstimates):
     r"""ZCA whitening with running estimates, the norm of Decorrelated BN (Huang et al. 2018).
 
     x_hat = (x - mu) Sigma^{-1/2}; see the module docstring for the estimates and the eps
@@ -130,50 +133,28 @@ class Whitening(nn.Module):
         device=None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        super().__init__()
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        if momentum is not None and not 0 < momentum <= 1:
-            raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        check_num_features(num_features)
+        check_momentum(momentum)
+        check_eps(eps)
         if isinstance(update_every, bool) or int(update_every) != update_every or update_every < 1:
             raise ValueError(f"update_every must be an integer >= 1, got {update_every}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"statistics dtype must be float32 or float64, got {dtype}")
-        self.num_features = num_features
-        self.momentum = momentum
-        self.eps = eps
-        self.bias_correction = bias_correction
+        check_statistics_dtype(dtype)
+        factory = {"device": device, "dtype": dtype}
+        statistics = {
+            "running_mean": torch.zeros(num_features, **factory),
+            "running_cov": torch.zeros(num_features, num_features, **factory),
+            "whitening_matrix": torch.eye(num_features, **factory),
+        }
+        super().__init__(
+            num_features, momentum, eps, bias_correction, process_group, statistics, device
+        )
         self.backprop = backprop
         self.update_every = int(update_every)
-        self.process_group = process_group
-        self._warned_batch_of_one = False
-        factory = {"device": device, "dtype": dtype}
-        self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-        self.register_buffer("running_cov", torch.zeros(num_features, num_features, **factory))
-        self.register_buffer("whitening_matrix", torch.eye(num_features, **factory))
-        self.register_buffer(
-            "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
-        )
 
     def reset_running_stats(self) -> None:
         """Forget all statistics: the module is the identity again until the next update."""
-        self.running_mean.zero_()
-        self.running_cov.zero_()
+        super().reset_running_stats()
         self.whitening_matrix.copy_(torch.eye(self.num_features))
-        self.num_batches_tracked.zero_()
-
-    def reset_parameters(self) -> None:
-        """Whitening has no parameters; kept for parity with ``nn.BatchNorm``."""
-        self.reset_running_stats()
-
-    def _correction(self, t: Tensor) -> Tensor | float:
-        """c = 1 - (1 - m)^t for t >= 1 (1 when off, for a cumulative average, or at t = 0)."""
-        if not self.bias_correction or self.momentum is None:
-            return 1.0
-        c = 1.0 - (1.0 - self.momentum) ** t.to(self._compute_dtype())
-        return torch.where(c > 0, c, 1.0)
 
     def _compute_dtype(self) -> torch.dtype:
         """float64 (float32 on MPS, which has no float64), as IsoBN's batch statistics."""
@@ -181,27 +162,19 @@ class Whitening(nn.Module):
 
     def estimates(self) -> tuple[Tensor, Tensor]:
         """The bias-corrected running (mean (D,), covariance (D, D)), float64."""
-        c = self._correction(self.num_batches_tracked)
         dtype = self._compute_dtype()
+        c = self._safe_correction(dtype)
         return self.running_mean.to(dtype) / c, self.running_cov.to(dtype) / c
 
     def _update(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
         """Fold the batch x (N, D) (all ranks) into the running estimates; return this step's
         bias-corrected (mean, W), differentiable with `backprop`, or None for a batch of one."""
         n, batch_mean, scatter = moments(x, self.process_group, differentiable=self.backprop)
-        if n < 2:
-            if not self._warned_batch_of_one:
-                warnings.warn(
-                    "Whitening got a training batch of one row: its statistics are left unchanged",
-                    stacklevel=3,
-                )
-                self._warned_batch_of_one = True
+        if not self._count_batch(n):  # one row: no statistics (warns once)
             return None
         batch_cov = scatter / n  # (D, D), population
-        self.num_batches_tracked.add_(1)
-        t = self.num_batches_tracked
         dtype = self._compute_dtype()
-        weight = t.reciprocal().to(dtype) if self.momentum is None else self.momentum
+        weight = self._update_weight(dtype)
         previous_mean = self.running_mean.to(dtype)
         previous_cov = self.running_cov.to(dtype)
         raw_mean = previous_mean + weight * (batch_mean - previous_mean)  # (D,)
@@ -209,8 +182,9 @@ class Whitening(nn.Module):
         with torch.no_grad():
             self.running_mean.copy_(raw_mean)
             self.running_cov.copy_(raw_cov)
-        c = self._correction(t)
+        c = self._safe_correction(dtype)
         mean = raw_mean / c
+        t = self.num_batches_tracked  # read on the host only when W is not recomputed each step
         if self.update_every == 1 or (int(t) - 1) % self.update_every == 0:
             matrix = inverse_sqrt(raw_cov / c, self.eps)  # (D, D), float64
             with torch.no_grad():
@@ -220,14 +194,13 @@ class Whitening(nn.Module):
         return mean, matrix
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.num_features:
-            raise ValueError(f"expected last dimension {self.num_features}, got {tuple(x.shape)}")
+        self._check_input(x)
         updated = None
         if self.training:
             updated = self._update(x.reshape(-1, self.num_features))
         if updated is None:
-            c = self._correction(self.num_batches_tracked)
-            mean = self.running_mean.to(self._compute_dtype()) / c
+            dtype = self._compute_dtype()
+            mean = self.running_mean.to(dtype) / self._safe_correction(dtype)
             matrix = self.whitening_matrix
         else:
             mean, matrix = updated
@@ -241,13 +214,3 @@ class Whitening(nn.Module):
             f"bias_correction={self.bias_correction}, backprop={self.backprop}, "
             f"update_every={self.update_every}"
         )
-
-    def _apply(self, fn, recurse=True):
-        # as in IsoBN: follow the device of `fn` but keep the float32/64 statistics dtype
-        kept = {name: getattr(self, name) for name in _STAT_BUFFERS}
-        super()._apply(fn, recurse)
-        for name, before in kept.items():
-            after = self._buffers[name]
-            if after is not None and after.dtype not in (torch.float32, torch.float64):
-                self._buffers[name] = before.to(device=after.device)
-        return self
