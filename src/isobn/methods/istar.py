@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from isobn.functional import statistics_dtype
 from isobn.methods.moments import moments
+from isobn.running import check_num_features, check_statistics_dtype, counter
 
 
 def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
@@ -103,14 +104,12 @@ class IStar(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        check_num_features(num_features)
         if not math.isfinite(weight):
             raise ValueError(f"weight must be a finite number, got {weight}")
         if not 0 <= zeta <= 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"reference dtype must be float32 or float64, got {dtype}")
+        check_statistics_dtype(dtype, "reference")
         self.num_features = num_features
         self.weight = weight
         self.zeta = zeta
@@ -118,7 +117,7 @@ class IStar(nn.Module):
         self.register_buffer(
             "reference_cov", torch.zeros(num_features, num_features, device=device, dtype=dtype)
         )
-        self.register_buffer("reference_count", torch.tensor(0, dtype=torch.long, device=device))
+        self.register_buffer("reference_count", counter(device))
 
     @property
     def has_reference(self) -> bool:
