@@ -128,12 +128,7 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
     for name, options in variants.items():
         optimizer = models.optimizer_like_train(model, **options)
         optimizer.step()  # state allocation
-        iters = timing.calibrate(optimizer.step, device, 0.05 if settings.quick else 0.3)
-
-        def arm(optimizer=optimizer, iters=iters) -> float:
-            return timing.time_call(optimizer.step, device, iters)
-
-        arms[name] = arm
+        arms[name] = timing.calibrated_arm(optimizer.step, device, 0.05 if settings.quick else 0.3)
     samples = timing.interleaved(arms, settings.repeats)
     baseline = samples["AdamW fused=False (before 8a9a662)"]
     rows = [
@@ -146,9 +141,5 @@ def optimizer_arms(settings: common.Settings, model) -> dict:
     return {k: timing.median(v) * 1e3 for k, v in samples.items()}
 
 
-def main() -> None:
-    common.run_standalone(run, __doc__)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_standalone(run, __doc__)

@@ -36,36 +36,17 @@ def run(settings: common.Settings) -> dict:
     batches = BATCHES[:1] if settings.quick else BATCHES
     target_s = 0.02 if settings.quick else 0.15  # layer time per sample
 
-    model = models.classifier(settings, norm="none")
-    optimizer = models.optimizer_like_train(model)
-    hidden = models.encoder_shape(model)[1]
+    steps, hidden = models.step_arms(settings, batches)
     arms = {}
     for b in batches:
-        batch = models.random_batch(settings, b, models.SEQ_LEN)
-        models.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
-
-        def step(batch=batch) -> float:
-            return timing.time_call(lambda: models.train_step(model, optimizer, batch), device)
-
-        arms[f"step B={b}"] = step
+        arms[f"step B={b}"] = steps[b]
         for d in dims:
             x = torch.randn(b, d, device=device, requires_grad=True)  # (B, D) pooled vectors
-            layers = {
-                "isobn": IsoBN(d),
-                "bn": nn.BatchNorm1d(d),
-            }
-            for kind, layer in layers.items():
+            for kind, layer in {"isobn": IsoBN(d), "bn": nn.BatchNorm1d(d)}.items():
                 layer.to(device).train()
-
-                def forward(layer=layer, x=x):
-                    return layer(x)
-
-                iters = timing.calibrate(forward, device, target_s)
-
-                def sample(forward=forward, iters=iters) -> float:
-                    return timing.time_call(forward, device, iters)
-
-                arms[f"{kind} D={d} B={b}"] = sample
+                arms[f"{kind} D={d} B={b}"] = timing.calibrated_arm(
+                    lambda layer=layer, x=x: layer(x), device, target_s
+                )
     samples = timing.interleaved(arms, settings.target_repeats)
 
     rows, results = [], []
@@ -73,18 +54,16 @@ def run(settings: common.Settings) -> dict:
         step = samples[f"step B={b}"]
         for d in dims:
             iso, bn = samples[f"isobn D={d} B={b}"], samples[f"bn D={d} B={b}"]
-            overhead = timing.ratio(iso, step)
             vs_bn = timing.ratio(iso, bn)
+            figures, cells = timing.share_of_step(iso, step)
             results.append(
                 {
                     "dim": d,
                     "batch": b,
                     "isobn_us": timing.median(iso) * 1e6,
                     "batchnorm_us": timing.median(bn) * 1e6,
-                    "step_ms": timing.median(step) * 1e3,
                     "isobn_over_batchnorm": vs_bn[0],
-                    "overhead_pct": overhead[0] * 100,
-                    "overhead_pct_rounds": (overhead[1] * 100, overhead[2] * 100),
+                    **figures,
                     "width_matched": d == hidden,
                 }
             )
@@ -95,9 +74,8 @@ def run(settings: common.Settings) -> dict:
                     f"{timing.median(iso) * 1e6:.1f}",
                     f"{timing.median(bn) * 1e6:.1f}",
                     timing.format_ratio(vs_bn),
-                    f"{timing.median(step) * 1e3:.1f}",
-                    timing.format_ratio(tuple(100 * v for v in overhead), "%"),
-                    "yes" if d == hidden else f"no ({hidden}-wide step)",
+                    *cells,
+                    models.width_cell(d, hidden),
                 ]
             )
     common.table(
@@ -114,15 +92,10 @@ def run(settings: common.Settings) -> dict:
         ],
     )
     print(
-        f"  median of {settings.target_repeats} interleaved samples; step = {settings.model} "
-        f"classifier, length {models.SEQ_LEN}, forward+backward+clip+AdamW"
+        f"  median of {settings.target_repeats} interleaved samples; {models.step_note(settings)}"
     )
     return {"rows": results, "encoder_hidden": hidden}
 
 
-def main() -> None:
-    common.run_standalone(run, __doc__)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_standalone(run, __doc__)

@@ -72,27 +72,14 @@ def run(settings: common.Settings) -> dict:
     specs = SPECS[:4] + SPECS[6:] if settings.quick else SPECS
     target_s = 0.02 if settings.quick else 0.15  # method time per sample
 
-    model = models.classifier(settings, norm="none")
-    optimizer = models.optimizer_like_train(model)
-    hidden = models.encoder_shape(model)[1]
+    steps, hidden = models.step_arms(settings, batches)
     arms = {}
     for b in batches:
-        batch = models.random_batch(settings, b, models.SEQ_LEN)
-        models.train_step(model, optimizer, batch)  # warm-up: allocator, kernels
-
-        def step(batch=batch) -> float:
-            return timing.time_call(lambda: models.train_step(model, optimizer, batch), device)
-
-        arms[f"step B={b}"] = step
+        arms[f"step B={b}"] = steps[b]
         for d in dims:
             for spec in specs:
                 call = method_call(spec, d, b, device)
-                iters = timing.calibrate(call, device, target_s)
-
-                def sample(call=call, iters=iters) -> float:
-                    return timing.time_call(call, device, iters)
-
-                arms[f"{spec} D={d} B={b}"] = sample
+                arms[f"{spec} D={d} B={b}"] = timing.calibrated_arm(call, device, target_s)
     samples = timing.interleaved(arms, settings.target_repeats)
 
     rows, results = [], []
@@ -102,18 +89,16 @@ def run(settings: common.Settings) -> dict:
             floor = samples[f"none D={d} B={b}"]
             for spec in specs:
                 times = samples[f"{spec} D={d} B={b}"]
-                overhead = timing.ratio(times, step)
                 vs_none = timing.ratio(times, floor)
+                figures, cells = timing.share_of_step(times, step)
                 results.append(
                     {
                         "method": spec,
                         "dim": d,
                         "batch": b,
                         "method_us": timing.median(times) * 1e6,
-                        "step_ms": timing.median(step) * 1e3,
-                        "overhead_pct": overhead[0] * 100,
-                        "overhead_pct_rounds": (overhead[1] * 100, overhead[2] * 100),
                         "over_none_module": vs_none[0],
+                        **figures,
                         "width_matched": d == hidden,
                     }
                 )
@@ -124,9 +109,8 @@ def run(settings: common.Settings) -> dict:
                         str(b),
                         f"{timing.median(times) * 1e6:.1f}",
                         timing.format_ratio(vs_none),
-                        f"{timing.median(step) * 1e3:.1f}",
-                        timing.format_ratio(tuple(100 * v for v in overhead), "%"),
-                        "yes" if d == hidden else f"no ({hidden}-wide step)",
+                        *cells,
+                        models.width_cell(d, hidden),
                     ]
                 )
     common.table(
@@ -134,15 +118,10 @@ def run(settings: common.Settings) -> dict:
         ["method", "D", "B", "us", "/none module", "step ms", "method/step", "D = encoder width"],
     )
     print(
-        f"  median of {settings.target_repeats} interleaved samples; step = {settings.model} "
-        f"classifier with norm none, length {models.SEQ_LEN}, forward+backward+clip+AdamW"
+        f"  median of {settings.target_repeats} interleaved samples; {models.step_note(settings)}"
     )
     return {"rows": results, "encoder_hidden": hidden}
 
 
-def main() -> None:
-    common.run_standalone(run, __doc__)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_standalone(run, __doc__)

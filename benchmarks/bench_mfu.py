@@ -104,9 +104,5 @@ def run(settings: common.Settings, train_results: dict | None = None) -> dict:
     return results
 
 
-def main() -> None:
-    common.run_standalone(run, __doc__)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_standalone(run, __doc__)

@@ -90,6 +90,36 @@ def train_step(model, optimizer, batch: dict, precision: str = "fp32") -> None:
     training_step(model, batch, opt)
 
 
+def step_arms(settings, batch_sizes) -> tuple[dict, int]:
+    """The reference step of the layer and method benchmarks: {B: arm} timing one training
+    step (train_step, warmed up) of the classifier with norm none at batch B, length SEQ_LEN,
+    all real tokens; and the encoder's width."""
+    import timing
+
+    model = classifier(settings, norm="none")
+    optimizer = optimizer_like_train(model)
+    arms = {}
+    for b in batch_sizes:
+        batch = random_batch(settings, b, SEQ_LEN)
+        arms[b] = timing.warmed_arm(
+            lambda batch=batch: train_step(model, optimizer, batch), settings.device
+        )
+    return arms, encoder_shape(model)[1]
+
+
+def step_note(settings) -> str:
+    """What step_arms time, for the line under a table."""
+    return (
+        f"step = {settings.model} classifier with norm none, length {SEQ_LEN}, "
+        "forward+backward+clip+AdamW"
+    )
+
+
+def width_cell(dim: int, hidden: int) -> str:
+    """Table cell: is a module of width `dim` timed against a step of its own width?"""
+    return "yes" if dim == hidden else f"no ({hidden}-wide step)"
+
+
 def non_embedding_parameters(model) -> int:
     """N of the FLOP estimate: every parameter but the embedding tables (lookups, no matmul)."""
     return sum(p.numel() for name, p in model.named_parameters() if "embeddings." not in name)

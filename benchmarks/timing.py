@@ -37,6 +37,20 @@ def calibrate(fn: Callable[[], object], device: torch.device, target_s: float) -
     return max(1, min(100_000, round(target_s / max(once, 1e-7))))
 
 
+def calibrated_arm(fn: Callable[[], object], device: torch.device, target_s: float):
+    """An arm for interleaved(): seconds per call of `fn`, over as many back-to-back calls as
+    take about `target_s` (calibrated once, here)."""
+    iters = calibrate(fn, device, target_s)
+    return lambda: time_call(fn, device, iters)
+
+
+def warmed_arm(fn: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """An arm for interleaved(): seconds of one call of `fn` (a training step), after one
+    warm-up call here (allocator, kernel choice)."""
+    fn()
+    return lambda: time_call(fn, device)
+
+
 def interleaved(arms: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
     """One sample of every arm per round, `repeats` rounds. The order rotates by one arm each
     round and runs backwards every other round, so that no arm always goes first and none
@@ -69,6 +83,19 @@ def paired_median(numerator: list[float], denominator: list[float]) -> float:
     """Median of the per-round ratios: steadier than the ratio of medians when the machine's
     load changes between rounds but not within one."""
     return median([a / b for a, b in zip(numerator, denominator)])
+
+
+def share_of_step(times: list[float], step: list[float]) -> tuple[dict, list[str]]:
+    """A module's seconds against a training step's, sampled in the same rounds: the figures
+    (step_ms, overhead_pct = module / step in %, with its per-round range) and their table
+    cells (step ms, module/step)."""
+    overhead = tuple(100 * v for v in ratio(times, step))
+    figures = {
+        "step_ms": median(step) * 1e3,
+        "overhead_pct": overhead[0],
+        "overhead_pct_rounds": overhead[1:],
+    }
+    return figures, [f"{figures['step_ms']:.1f}", format_ratio(overhead, "%")]
 
 
 def format_ratio(value: tuple[float, float, float], suffix: str = "x") -> str:
