@@ -1,28 +1,41 @@
 """Benchmarks 2 and 3: training throughput of `isobn train` against Hugging Face's Trainer, and
 IsoBN's overhead inside our loop (--method none against --method isobn).
 
-Same model directory, data (an mr subset), batch size 32, max length 128, AdamW (lr 2e-5,
-weight decay 0.01, clipping at 1.0), linear schedule with 10% warm-up, seed 42, one epoch, no
-evaluation during training, float32. Arms, one sample each per round:
+Same model directory, data (a seeded, stratified mr subset, 1,200 sentences unless
+--train-size: big enough that set-up is a few percent of a whole call), batch 32, max length
+128, AdamW (lr 2e-5, weight decay 0.01, clipping at 1.0), linear schedule with 10% warm-up,
+seed 42, one epoch, no evaluation during training, float32. Arms (--train-arms picks; by
+default isobn, isobn_none and trainer_dynamic, all five with --quick), one sample each per
+round:
 
-* isobn train, method isobn / none: isobn.train.train(TrainConfig(...)) in-process; the figure
-  is its train_samples_per_second (time of collate + forward + backward + optimizer steps).
-* Trainer, run_glue defaults: AutoModelForSequenceClassification + isobn.attach, inputs padded
-  to max_length 128 at tokenisation, default_data_collator, random sampler.
-* Trainer, dynamic padding: the same model, unpadded inputs, DataCollatorWithPadding and
+* isobn, isobn_none: isobn.train.train(TrainConfig(...)) in-process, method isobn / none;
+* isobn_unfused: the same with AdamW forced to fused=False (train.py before 8a9a662);
+* trainer_padded: Trainer, run_glue defaults: AutoModelForSequenceClassification +
+  isobn.attach, inputs padded to max_length 128 at tokenisation, default_data_collator,
+  random sampler;
+* trainer_dynamic: the same model, unpadded inputs, DataCollatorWithPadding and
   train_sampling_strategy="group_by_length" (transformers 5's name for group_by_length=True).
 
-What is timed: the training loop, the same span for both. isobn train: its
-train_samples_per_second (sum over batches of collate + forward + backward + clip + optimizer
-step). Trainer: sentences / time from on_train_begin to on_train_end (a callback; the loop
-after Trainer has built its optimizer, scheduler and dataloader and run accelerate.prepare,
-data loading and collation included). Excluded for every arm: model loading, tokenisation,
-building the model's optimizer and the Trainer, and isobn train's end-of-run evaluation and
-checkpoint writing (the Trainer arms evaluate and save nothing). The whole trainer.train()
-call (its set-up included) is printed too. Trainer keeps its own defaults otherwise (optim
-adamw_torch_fused, dataloader settings).
+Two figures per arm and round, both sentences / seconds:
+
+* per step (the loop): isobn train's train_samples_per_second (the sum over its batches of
+  collate + forward + backward + clip + optimizer step); Trainer: on_train_begin to
+  on_train_end (a callback: its loop after the optimizer, scheduler, dataloader and
+  accelerate are set up; data loading and collation included);
+* whole call: what a user runs, from text to a trained model. isobn: train(cfg) from the CSV
+  files (reading, tokenising, loading the model, the epoch, evaluating 16 dev and 16 test
+  rows, writing best/ and last/); Trainer: tokenising, from_pretrained + isobn.attach,
+  Trainer(...) and trainer.train() (it evaluates and saves nothing).
+
+Set-up share = 1 - loop seconds / whole-call seconds, per arm. Real-token share = real tokens
+/ computed (padded) tokens of the batches each arm forms: isobn's from
+isobn.data.length_grouped_batches (the pure function of seed and epoch that train_epoch
+calls), Trainer's counted while its collator forms them in the timed call (the sum of
+attention_mask per batch), checked identical in every round. Trainer keeps its own defaults
+otherwise (optim adamw_torch_fused, dataloader settings).
 
     .venv/bin/python benchmarks/bench_train.py [--quick] [--gpu] [--train-size N]
+        [--train-arms isobn trainer_dynamic ...]
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import contextlib
 import itertools
 import shutil
 import time
+from dataclasses import dataclass, field
 
 import common
 import models
@@ -40,11 +54,78 @@ import torch
 
 BATCH = 32
 MAX_LENGTH = 128
-EVAL_ROWS = 16  # dev/test rows of isobn train's end-of-run evaluation (untimed)
+EVAL_ROWS = 16  # dev/test rows of isobn train's end-of-run evaluation
+SETUP_LIMIT = 0.05  # set-up share of a whole call above which per-step figures mislead
 _counter = itertools.count()
 
+ARMS = {
+    "isobn": "isobn train --method isobn",
+    "isobn_none": "isobn train --method none",
+    "isobn_unfused": "isobn train --method isobn, AdamW fused=False (before 8a9a662)",
+    "trainer_padded": "Trainer + IsoBN, run_glue defaults (pad to 128)",
+    "trainer_dynamic": "Trainer + IsoBN, dynamic padding + group_by_length",
+}
+DEFAULT_ARMS = ("isobn", "isobn_none", "trainer_dynamic")
+# (numerator, denominator, text) of the printed ratios, where both arms ran
+PAIRS = {
+    "vs_trainer_dynamic": ("isobn", "trainer_dynamic", "isobn / Trainer dynamic padding"),
+    "vs_trainer_padded": ("isobn", "trainer_padded", "isobn / Trainer run_glue defaults"),
+    "trainer_dynamic_vs_padded": (
+        "trainer_dynamic",
+        "trainer_padded",
+        "Trainer dynamic / Trainer run_glue defaults",
+    ),
+    "fused_vs_unfused": ("isobn", "isobn_unfused", "isobn (fused AdamW) / isobn fused=False"),
+    "none_vs_isobn": ("isobn_none", "isobn", "isobn --method none / --method isobn"),
+}
 
-def isobn_arm(settings: common.Settings, files: dict, method: str, adamw: dict | None = None):
+
+@dataclass
+class Batches:
+    """The batches of one epoch as computed: (rows, padded length) each, and real tokens."""
+
+    shapes: list[tuple[int, int]] = field(default_factory=list)
+    real: int = 0
+
+    def add(self, rows: int, width: int, real: int) -> None:
+        self.shapes.append((rows, width))
+        self.real += real
+
+    @property
+    def padded(self) -> int:
+        return sum(rows * width for rows, width in self.shapes)
+
+    @property
+    def share(self) -> float:
+        return self.real / self.padded
+
+    @classmethod
+    def of(cls, lengths: np.ndarray, batches: list[np.ndarray]) -> Batches:
+        """The batches `batches` (index arrays) of sequences of `lengths`, padded per batch."""
+        out = cls()
+        for b in batches:
+            out.add(len(b), int(lengths[b].max()), int(lengths[b].sum()))
+        return out
+
+
+@dataclass
+class Record:
+    """What an arm measured besides its per-step samples/s: one entry per round."""
+
+    whole_call: list[float] = field(default_factory=list)  # samples/s of the whole call
+    setup_share: list[float] = field(default_factory=list)  # 1 - loop / whole call
+    batches: Batches | None = None
+    batches_vary: bool = False  # Trainer formed other batches in another round
+
+
+def isobn_arm(
+    settings: common.Settings,
+    files: dict,
+    method: str,
+    n: int,
+    record: Record,
+    adamw: dict | None = None,
+):
     """isobn.train.train() as shipped, on the mr subset written as files (models.task_files);
     with `adamw` (e.g. models.PREVIOUS_ADAMW), the same call while torch.optim.AdamW is
     swapped for a subclass that forces those options, to measure an optimizer setting of
@@ -71,12 +152,20 @@ def isobn_arm(settings: common.Settings, files: dict, method: str, adamw: dict |
             log_every_steps=10**6,
             cpu=not settings.cuda,
         )
+        result = {}
+
+        def call() -> None:
+            result.update(train(cfg))
+
         try:
             with forced_adamw(adamw) if adamw else contextlib.nullcontext():
-                result = train(cfg)
+                seconds = timing.time_call(call, settings.device)
         finally:
             shutil.rmtree(out, ignore_errors=True)
-        return result["train_samples_per_second"]
+        rate = result["train_samples_per_second"]
+        record.whole_call.append(n / seconds)
+        record.setup_share.append(1 - (n / rate) / seconds)
+        return rate
 
     return arm
 
@@ -120,7 +209,21 @@ def loop_timer_class():
     return LoopTimer
 
 
-def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, norm: str):
+class CountingCollator:
+    """A data collator that counts the batches it forms (rows, padded length, real tokens =
+    the sum of attention_mask) before Trainer computes them."""
+
+    def __init__(self, collator) -> None:
+        self.collator, self.batches = collator, Batches()
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        mask = batch["attention_mask"]  # (B, T)
+        self.batches.add(mask.shape[0], mask.shape[1], int(mask.sum()))
+        return batch
+
+
+def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record: Record):
     from accelerate.utils import set_seed
     from transformers import (
         AutoModelForSequenceClassification,
@@ -135,23 +238,24 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, norm: 
     LoopTimer = loop_timer_class()
     examples = task.splits["train"]
     texts, labels = [e.text for e in examples], [int(e.label) for e in examples]
-    if padded:  # run_glue: pad_to_max_length=True by default
-        encoded = tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, truncation=True)
-        collator = default_data_collator
-    else:
-        encoded = tokenizer(texts, max_length=MAX_LENGTH, truncation=True)
-        collator = DataCollatorWithPadding(tokenizer)
-    rows = [
-        {**{k: v[i] for k, v in encoded.items()}, "labels": labels[i]} for i in range(len(texts))
-    ]
 
-    def arm() -> float:
+    def build() -> tuple:
+        """Everything before trainer.train(): tokenising, the model, the Trainer."""
+        if padded:  # run_glue: pad_to_max_length=True by default
+            encoded = tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, truncation=True)
+            collator = default_data_collator
+        else:
+            encoded = tokenizer(texts, max_length=MAX_LENGTH, truncation=True)
+            collator = DataCollatorWithPadding(tokenizer)
+        rows = [
+            {**{k: v[i] for k, v in encoded.items()}, "labels": labels[i]}
+            for i in range(len(texts))
+        ]
         set_seed(42)
         model = AutoModelForSequenceClassification.from_pretrained(
             settings.model_dir(), num_labels=2
         )
-        if norm == "isobn":
-            isobn.attach(model)  # IsoBN defaults = TrainConfig defaults (beta 0.5, momentum 0.05)
+        isobn.attach(model)  # IsoBN defaults = TrainConfig defaults (beta 0.5, momentum 0.05)
         args = TrainingArguments(
             output_dir=str(settings.tmp / f"trainer-{next(_counter)}"),
             per_device_train_batch_size=BATCH,
@@ -169,199 +273,195 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, norm: 
             use_cpu=not settings.cuda,
             disable_tqdm=True,
         )
-        trainer = common.silent_trainer(
-            Trainer(
-                model=model,
-                args=args,
-                train_dataset=rows,
-                data_collator=collator,
-                processing_class=tokenizer,
-            )
+        counting = CountingCollator(collator)
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=rows,
+            data_collator=counting,
+            processing_class=tokenizer,
         )
-        timer = LoopTimer(settings.device)
-        trainer.add_callback(timer)
-        call_seconds = timing.time_call(trainer.train, settings.device)
-        shutil.rmtree(args.output_dir, ignore_errors=True)
-        whole_call.append(len(rows) / call_seconds)
-        return len(rows) / (timer.end - timer.begin)
+        return common.silent_trainer(trainer), counting
 
-    whole_call: list[float] = []
-    arm.whole_call = whole_call  # samples/s of the whole trainer.train() call, per round
+    def arm() -> float:
+        timer = LoopTimer(settings.device)
+        built: list = []
+
+        def call() -> None:
+            built.extend(build())
+            trainer = built[0]
+            trainer.add_callback(timer)
+            trainer.train()
+
+        seconds = timing.time_call(call, settings.device)
+        trainer, counting = built
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+        loop = timer.end - timer.begin
+        record.whole_call.append(len(texts) / seconds)
+        record.setup_share.append(1 - loop / seconds)
+        if record.batches is None:
+            record.batches = counting.batches
+        elif counting.batches != record.batches:
+            record.batches_vary = True
+        return len(texts) / loop
+
     return arm
 
 
-def batch_shapes(lengths: np.ndarray) -> dict[str, list[tuple[int, int]]]:
-    """(rows, padded length) of each training batch: dynamic (ours; Trainer's group_by_length
-    builds the same batches while the subset fits one mega-batch of 50 x 32) and padded."""
-    from isobn.data import length_grouped_batches
-
-    dynamic = [
-        (len(b), int(lengths[b].max())) for b in length_grouped_batches(lengths, BATCH, 42, 0)
-    ]
-    n = len(lengths)
-    padded = [(min(BATCH, n - i), MAX_LENGTH) for i in range(0, n, BATCH)]
-    return {"dynamic": dynamic, "padded": padded}
-
-
-def collate_cost(task, tokenizer, lengths) -> float:
+def collate_cost(split, batches) -> float:
     """Milliseconds of isobn.data.collate per training batch (median over the epoch's)."""
-    from isobn.data import collate, encode, length_grouped_batches
+    from isobn.data import collate
 
-    split = encode(task.splits["train"], tokenizer, MAX_LENGTH, False)
-    batches = length_grouped_batches(lengths, BATCH, 42, 0)
     times = []
     for indices in batches * 20:
         start = time.perf_counter()
-        collate(split, indices, tokenizer.pad_token_id or 0)
+        collate(split, indices, 0)
         times.append(time.perf_counter() - start)
     return timing.median(times) * 1e3
 
 
-ARMS = {
-    "isobn": "isobn train --method isobn",
-    "isobn_none": "isobn train --method none",
-    "isobn_unfused": "isobn train --method isobn, AdamW fused=False (before 8a9a662)",
-    "trainer_padded": "Trainer + IsoBN, run_glue defaults (pad to 128)",
-    "trainer_dynamic": "Trainer + IsoBN, dynamic padding + group_by_length",
-}
+def chosen_arms(settings: common.Settings) -> tuple[str, ...]:
+    if settings.train_arms:
+        unknown = sorted(set(settings.train_arms) - set(ARMS))
+        if unknown:
+            raise SystemExit(
+                f"--train-arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}"
+            )
+        return tuple(name for name in ARMS if name in settings.train_arms)
+    return tuple(ARMS) if settings.quick else DEFAULT_ARMS
 
 
 def run(settings: common.Settings) -> dict:
     common.header(
         "2./3. Training throughput: isobn train vs HF Trainer; IsoBN overhead in our loop"
     )
-    from isobn.data import encode
+    from isobn.data import encode, length_grouped_batches
     from isobn.model import load_tokenizer
 
     task = models.load_mr(settings.train_size, EVAL_ROWS)
     files = models.task_files(task, settings.tmp / "mr-files")
     tokenizer = load_tokenizer(settings.model_dir())
-    lengths = encode(task.splits["train"], tokenizer, MAX_LENGTH, False).lengths
-    shapes = batch_shapes(lengths)
+    split = encode(task.splits["train"], tokenizer, MAX_LENGTH, False)
+    lengths, n = split.lengths, len(split)
+    ours = length_grouped_batches(lengths, BATCH, 42, 0)  # what train_epoch forms, epoch 0
+    names = chosen_arms(settings)
+    records = {name: Record() for name in names}
+    for name in names:
+        if name.startswith("isobn"):
+            records[name].batches = Batches.of(lengths, ours)
+    factories = {
+        "isobn": lambda r: isobn_arm(settings, files, "isobn", n, r),
+        "isobn_none": lambda r: isobn_arm(settings, files, "none", n, r),
+        "isobn_unfused": lambda r: isobn_arm(
+            settings, files, "isobn", n, r, adamw=models.PREVIOUS_ADAMW
+        ),
+        "trainer_padded": lambda r: trainer_arm(settings, task, tokenizer, True, r),
+        "trainer_dynamic": lambda r: trainer_arm(settings, task, tokenizer, False, r),
+    }
+    samples = timing.interleaved(
+        {name: factories[name](records[name]) for name in names}, settings.target_repeats
+    )
+
     n_params, layers, hidden = models.model_dims(settings)
 
     def per_token(seq: int) -> float:
         return models.train_flops_per_token(n_params, layers, hidden, seq)
 
-    flops = {kind: models.batch_flops(s, per_token) for kind, s in shapes.items()}
-    tokens = {kind: sum(r * w for r, w in s) for kind, s in shapes.items()}
-    kind_of = {
-        "isobn": "dynamic",
-        "isobn_none": "dynamic",
-        "isobn_unfused": "dynamic",
-        "trainer_padded": "padded",
-        "trainer_dynamic": "dynamic",
-    }
-
-    arms = {
-        "isobn": isobn_arm(settings, files, "isobn"),
-        "isobn_none": isobn_arm(settings, files, "none"),
-        "isobn_unfused": isobn_arm(settings, files, "isobn", adamw=models.PREVIOUS_ADAMW),
-        "trainer_padded": trainer_arm(settings, task, tokenizer, padded=True, norm="isobn"),
-        "trainer_dynamic": trainer_arm(settings, task, tokenizer, padded=False, norm="isobn"),
-    }
-    samples = timing.interleaved(arms, settings.target_repeats)
-
-    n = len(lengths)
     results = {"train_sentences": n, "real_tokens": int(lengths.sum()), "arms": {}}
     rows = []
-    for name, label in ARMS.items():
-        kind = kind_of[name]
-        rate = timing.median(samples[name])  # samples/s
-        seconds = n / rate
-        achieved = flops[kind] / seconds
+    for name in names:
+        record, rate = records[name], timing.median(samples[name])  # samples/s
+        batches = record.batches
+        flops = models.batch_flops(batches.shapes, per_token)
+        achieved = flops / (n / rate)
+        whole = timing.median(record.whole_call)
+        setup = timing.median(record.setup_share)
         results["arms"][name] = {
-            "label": label,
+            "label": ARMS[name],
             "samples_per_s": rate,
             "samples": samples[name],
-            "padded_tokens": tokens[kind],
-            "flops_per_epoch": flops[kind],
+            "whole_call_samples_per_s": whole,
+            "whole_call_samples": record.whole_call,
+            "setup_share": setup,
+            "steps": len(batches.shapes),
+            "real_tokens": batches.real,
+            "padded_tokens": batches.padded,
+            "real_token_share": batches.share,
+            "batches_vary": record.batches_vary,
+            "flops_per_epoch": flops,
             "achieved_flops": achieved,
         }
         rows.append(
             [
-                label,
+                ARMS[name],
                 f"{rate:.2f}",
                 " ".join(f"{s:.2f}" for s in samples[name]),
-                f"{tokens[kind] / seconds:.0f}",
-                f"{lengths.sum() / tokens[kind]:.0%}",
+                f"{whole:.2f}",
+                f"{setup:.1%}",
+                str(len(batches.shapes)),
+                f"{batches.share:.1%}" + (" (varied)" if record.batches_vary else ""),
                 f"{achieved / 1e9:.1f}",
             ]
         )
     common.table(
         rows,
-        ["arm", "samples/s", "rounds", "tokens/s", "real/padded", "GFLOP/s"],
+        [
+            "arm",
+            "per step /s",
+            "rounds",
+            "whole call /s",
+            "set-up",
+            "steps",
+            "real tokens",
+            "GFLOP/s",
+        ],
     )
     print(
         f"  {n} mr sentences ({lengths.sum()} real tokens), batch {BATCH}, max length "
-        f"{MAX_LENGTH}, 1 epoch, median of {settings.target_repeats} interleaved rounds"
+        f"{MAX_LENGTH}, 1 epoch, median of {settings.target_repeats} interleaved rounds; "
+        "samples/s per step (the loop) and of the whole call (set-up included)"
     )
-    for name in ("trainer_padded", "trainer_dynamic"):
-        whole = arms[name].whole_call
-        results["arms"][name]["whole_call_samples_per_s"] = timing.median(whole)
+    worst = max(names, key=lambda name: results["arms"][name]["setup_share"])
+    share = results["arms"][worst]["setup_share"]
+    verdict = "met" if share < SETUP_LIMIT else "NOT met: raise --train-size"
+    print(
+        f"  set-up share of a whole call: at most {share:.1%} ({ARMS[worst]}); "
+        f"< {SETUP_LIMIT:.0%}: {verdict}"
+    )
+    results["setup_share_max"] = share
+
+    results["ratios"], results["paired_medians"], results["whole_call_ratios"] = {}, {}, {}
+    for key, (a, b, text) in PAIRS.items():
+        if a not in samples or b not in samples:
+            continue
+        ratio = timing.ratio(samples[a], samples[b])
+        whole = timing.ratio(records[a].whole_call, records[b].whole_call)
+        paired = timing.paired_median(samples[a], samples[b])
+        results["ratios"][key], results["paired_medians"][key] = ratio, paired
+        results["whole_call_ratios"][key] = whole
         print(
-            f"  {ARMS[name]}: whole trainer.train() call, set-up included: "
-            f"{timing.median(whole):.2f} samples/s"
+            f"  {text + ':':46} per step {timing.format_ratio(ratio)}, paired median "
+            f"{paired:.3f}x; whole call {timing.format_ratio(whole)}"
         )
-    collate_ms = collate_cost(task, tokenizer, lengths)
-    step_ms = 1e3 * BATCH / timing.median(samples["isobn"])
+    if "none_vs_isobn" in results["ratios"]:
+        overhead = tuple(100 * (v - 1) for v in results["ratios"]["none_vs_isobn"])
+        results["isobn_overhead_pct"] = overhead[0]
+        paired = 100 * (results["paired_medians"]["none_vs_isobn"] - 1)
+        print(
+            f"  3. IsoBN overhead in our loop (samples/s none / isobn - 1): "
+            f"{timing.format_ratio(overhead, '%')}, paired median {paired:.2f}%"
+        )
+
+    collate_ms = collate_cost(split, ours)
     results["collate_ms"] = collate_ms
-    print(
-        f"  isobn.data.collate of one batch of {BATCH}: {collate_ms:.2f} ms "
-        f"({collate_ms / step_ms:.2%} of an average isobn step of {step_ms:.0f} ms)"
-    )
-    pairs = {
-        "vs_trainer_padded": ("isobn", "trainer_padded"),
-        "vs_trainer_dynamic": ("isobn", "trainer_dynamic"),
-        "trainer_dynamic_vs_padded": ("trainer_dynamic", "trainer_padded"),
-        "fused_vs_unfused": ("isobn", "isobn_unfused"),
-        "unfused_vs_trainer_padded": ("isobn_unfused", "trainer_padded"),
-        "unfused_vs_trainer_dynamic": ("isobn_unfused", "trainer_dynamic"),
-        "none_vs_isobn": ("isobn_none", "isobn"),
-    }
-    results["paired_medians"] = {
-        key: timing.paired_median(samples[a], samples[b]) for key, (a, b) in pairs.items()
-    }
-    ratios = {
-        "vs_trainer_padded": timing.ratio(samples["isobn"], samples["trainer_padded"]),
-        "vs_trainer_dynamic": timing.ratio(samples["isobn"], samples["trainer_dynamic"]),
-        "none_vs_isobn": timing.ratio(samples["isobn_none"], samples["isobn"]),
-        "fused_vs_unfused": timing.ratio(samples["isobn"], samples["isobn_unfused"]),
-        "unfused_vs_trainer_padded": timing.ratio(
-            samples["isobn_unfused"], samples["trainer_padded"]
-        ),
-        "unfused_vs_trainer_dynamic": timing.ratio(
-            samples["isobn_unfused"], samples["trainer_dynamic"]
-        ),
-        "trainer_dynamic_vs_padded": timing.ratio(
-            samples["trainer_dynamic"], samples["trainer_padded"]
-        ),
-    }
-    results["ratios"] = ratios
-    for key, text in (
-        ("vs_trainer_padded", "isobn / Trainer run_glue defaults"),
-        ("vs_trainer_dynamic", "isobn / Trainer dynamic padding"),
-        ("trainer_dynamic_vs_padded", "Trainer dynamic / Trainer run_glue defaults"),
-        ("fused_vs_unfused", "isobn (fused AdamW) / isobn with fused=False"),
-        ("unfused_vs_trainer_padded", "isobn fused=False / Trainer run_glue defaults"),
-        ("unfused_vs_trainer_dynamic", "isobn fused=False / Trainer dynamic padding"),
-    ):
-        paired = results["paired_medians"][key]
-        print(f"  {text + ':':48} {timing.format_ratio(ratios[key])}, paired median {paired:.3f}x")
-    none_vs = ratios["none_vs_isobn"]
-    overhead = tuple(100 * (v - 1) for v in none_vs)
-    results["isobn_overhead_pct"] = overhead[0]
-    paired = 100 * (results["paired_medians"]["none_vs_isobn"] - 1)
-    print(
-        f"  3. IsoBN overhead in our loop (samples/s none / isobn - 1): "
-        f"{timing.format_ratio(overhead, '%')}, paired median {paired:.2f}%"
-    )
+    if "isobn" in samples:
+        step_ms = 1e3 * BATCH / timing.median(samples["isobn"])
+        print(
+            f"  isobn.data.collate of one batch of {BATCH}: {collate_ms:.2f} ms "
+            f"({collate_ms / step_ms:.2%} of an average isobn step of {step_ms:.0f} ms)"
+        )
     return results
 
 
-def main() -> None:
-    common.run_standalone(run, __doc__)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_standalone(run, __doc__)

@@ -33,7 +33,10 @@ class Settings:
     repeats: int = 3  # interleaved rounds; medians of this many samples
     target_repeats: int = 5  # rounds of benchmarks 1, 2/3 and 4, which decide the targets
     quick: bool = False  # smoke sizes: every code path, figures not meaningful
-    train_size: int = 128  # mr training sentences of the throughput benchmark (4 batches)
+    # mr training sentences of the throughput benchmark: 38 batches of 32, so that set-up is a
+    # few percent of a whole call (at 128, 4 batches, Trainer's set-up dominated its call)
+    train_size: int = 1200
+    train_arms: tuple[str, ...] | None = None  # arms of the throughput benchmark (None: its own)
     eval_size: int = 256  # mr dev sentences of the evaluation benchmark
     compile: bool = True  # torch.compile arm of the fast-path benchmark
     _tmp: Path | None = None
@@ -136,7 +139,8 @@ def settings_from_args(args) -> Settings:
         repeats=args.repeats,
         target_repeats=args.target_repeats or (args.repeats if quick else max(5, args.repeats)),
         quick=quick,
-        train_size=args.train_size or (64 if quick else 128),
+        train_size=args.train_size or (64 if quick else 1200),
+        train_arms=tuple(args.train_arms) if args.train_arms else None,
         eval_size=args.eval_size or (64 if quick else 256),
         compile=not args.no_compile and not quick,
     )
@@ -168,7 +172,14 @@ def add_common_flags(parser) -> None:
     parser.add_argument(
         "--threads", type=int, help="torch.set_num_threads (default: torch's, one per core)"
     )
-    parser.add_argument("--train-size", type=int, help="mr training sentences (128; quick 64)")
+    parser.add_argument("--train-size", type=int, help="mr training sentences (1200; quick 64)")
+    parser.add_argument(
+        "--train-arms",
+        nargs="+",
+        metavar="ARM",
+        help="arms of the training benchmark: isobn isobn_none isobn_unfused trainer_padded "
+        "trainer_dynamic (default isobn isobn_none trainer_dynamic; --quick all)",
+    )
     parser.add_argument("--eval-size", type=int, help="mr dev sentences (256; quick 64)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile arm")
 
