@@ -100,32 +100,31 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def write_splits(directory: Path, fmt: str, rows, **sizes: int) -> dict[str, str]:
+    """split -> `directory/<split>.<fmt>` (csv or jsonl) holding rows(n, seed), for each
+    split=n given; seeds 0, 1, 2, ... in the order given."""
+    write = {"csv": write_csv, "jsonl": write_jsonl}[fmt]
+    return {
+        split: write(directory / f"{split}.{fmt}", rows(n, seed))
+        for seed, (split, n) in enumerate(sizes.items())
+    }
+
+
 @pytest.fixture(scope="session")
 def sentiment_files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("sentiment")
-    return {
-        "train": write_csv(d / "train.csv", sentiment_rows(96, 0)),
-        "dev": write_csv(d / "dev.csv", sentiment_rows(32, 1)),
-        "test": write_csv(d / "test.csv", sentiment_rows(32, 2)),
-    }
+    return write_splits(d, "csv", sentiment_rows, train=96, dev=32, test=32)
 
 
 @pytest.fixture(scope="session")
 def pair_files(tmp_path_factory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("pairs")
-    return {
-        "train": write_jsonl(d / "train.jsonl", pair_rows(64, 0)),
-        "dev": write_jsonl(d / "dev.jsonl", pair_rows(32, 1)),
-    }
+    return write_splits(tmp_path_factory.mktemp("pairs"), "jsonl", pair_rows, train=64, dev=32)
 
 
 @pytest.fixture(scope="session")
 def regression_files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("regression")
-    return {
-        "train": write_csv(d / "train.csv", regression_rows(64, 0)),
-        "dev": write_csv(d / "dev.csv", regression_rows(32, 1)),
-    }
+    return write_splits(d, "csv", regression_rows, train=64, dev=32)
 
 
 def _write_tsv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -173,6 +172,14 @@ def glue_dir(tmp_path_factory) -> str:
             ],
         )
     return str(root)
+
+
+# The quick training options of the command-line tests (1 epoch, batches of 16, 24 tokens,
+# lr 1e-3, every step logged); quick_config below is the TrainConfig of the library tests.
+QUICK_ARGS = [
+    "--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
+    "--log-every-steps", "1",
+]  # fmt: skip
 
 
 def quick_config(out, model: str, files: dict[str, str], **overrides):

@@ -8,22 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import QUICK_ARGS
 from safetensors.torch import load_file
 
 from isobn.cli.main import main
-
-QUICK = [
-    "--epochs",
-    "1",
-    "--batch-size",
-    "16",
-    "--max-length",
-    "24",
-    "--lr",
-    "1e-3",
-    "--log-every-steps",
-    "1",
-]
 
 
 def test_help_lists_commands(capsys):
@@ -49,7 +37,7 @@ def test_glue_mnli_from_tsv_layout(tmp_path, tiny_bert, glue_dir, capsys):
                 "cls",
                 "--out",
                 str(out),
-                *QUICK,
+                *QUICK_ARGS,
             ]
         )
         == 0
@@ -79,7 +67,7 @@ def test_glue_stsb_regression_from_tsv_layout(tmp_path, tiny_bert, glue_dir):
                 "mean",
                 "--out",
                 str(out),
-                *QUICK,
+                *QUICK_ARGS,
             ]
         )
         == 0

@@ -4,26 +4,14 @@ import json
 import os
 
 import pytest
+from conftest import QUICK_ARGS
 
 from isobn.cli.main import main
 from isobn.experiment import grid, parse_shard
 from isobn.report import aggregate, wilcoxon_p
 from isobn.train import TrainConfig
 
-QUICK = [
-    "--epochs",
-    "1",
-    "--batch-size",
-    "16",
-    "--max-length",
-    "24",
-    "--lr",
-    "1e-3",
-    "--pooling",
-    "cls",
-    "--log-every-steps",
-    "1",
-]
+QUICK = [*QUICK_ARGS, "--pooling", "cls"]
 
 
 def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
