@@ -78,7 +78,7 @@ def summary(results: dict) -> None:
             )
         rows.append(
             [
-                "train: set-up under 5% of a whole call (the size check)",
+                "train: under 5% of a whole call outside the loop (size check)",
                 f"{train['setup_share_max']:.1%} at {train['train_sentences']} sentences",
                 verdict(train["setup_share_max"] < bench_train.SETUP_LIMIT),
             ]
