@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from isobn.config import method_of
 from isobn.train import TrainConfig, train
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
@@ -55,6 +56,11 @@ def assert_same_run(out: Path, golden: Path) -> None:
     close({k: metrics.get(k) for k in STABLE_KEYS}, {k: expected.get(k) for k in STABLE_KEYS})
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     expected_log = [json.loads(line) for line in (golden / "log.jsonl").read_text().splitlines()]
+    method = method_of(json.loads((out / "config.json").read_text()))
+    for entry in log:  # labels of the isotropy added after the recording (not on resumed lines)
+        if "transform" in entry:
+            transform = "identity" if method == "none" else method
+            assert (entry.pop("method"), entry.pop("transform")) == (method, transform)
     close(log, expected_log, "log")
     best = load_file(str(out / "best" / "model.safetensors"))
     expected_best = load_file(str(golden / "best.safetensors"))

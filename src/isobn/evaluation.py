@@ -26,7 +26,8 @@ class EvalSettings:
 
 def evaluate(model, task, encoded: dict[str, EncodedSplit], splits, settings: EvalSettings):
     """(task metrics over `splits`, isotropy of the first split's pooled embedding before and
-    after the norm, or {} without it)."""
+    after the method's norm, the classifier input, or {} without it): {"before_norm":
+    isotropy.report, "after_norm": isotropy.report}, the two equal without a norm."""
     from isobn import isotropy
     from isobn.embeddings import predict
 
@@ -47,11 +48,32 @@ def evaluate(model, task, encoded: dict[str, EncodedSplit], splits, settings: Ev
     metrics = {k: float(v) for k, v in task.score(outputs).items()}
     iso = {}
     if embeddings is not None and len(embeddings["pooled"]) >= 2:
-        iso = {
-            "before_norm": isotropy.report(embeddings["pooled"]),
-            "after_norm": isotropy.report(embeddings["normed"]),
-        }
+        before = isotropy.report(embeddings["pooled"])
+        # without a norm the classifier input is the pooled tensor itself: one measurement
+        identity = transform_labels(model)["transform"] == "identity"
+        after = dict(before) if identity else isotropy.report(embeddings["normed"])
+        iso = {"before_norm": before, "after_norm": after}
     return metrics, iso
+
+
+def transform_labels(model) -> dict[str, str]:
+    """What `evaluate`'s isotropy is of: {"method": the canonical spec, "transform": its norm
+    part's canonical spec, or "identity" when it has none (none, correg, istar: regularisers
+    change the embedding only through training, so "after_norm" is "before_norm")}."""
+    from isobn.methods import parse_method
+
+    spec = parse_method(model.config.method)
+    return {"method": str(spec), "transform": spec.transform}
+
+
+def describe_isotropy(labels: dict[str, str], iso: dict[str, dict]) -> str:
+    """One line for the training log: `transform_labels` and `evaluate`'s isotropy in words
+    (isobn.isotropy_stats.describe_transform)."""
+    from isobn.isotropy_stats import describe_transform
+
+    return describe_transform(
+        labels["method"], labels["transform"], iso["before_norm"], iso["after_norm"]
+    )
 
 
 class TestView:

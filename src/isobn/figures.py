@@ -384,7 +384,7 @@ def _learning_curves(runs: list[Run]):
 
 def _isotropy_curves(runs: list[Run]):
     """IsoScore and CV of std per evaluation epoch: rows metric, columns task; solid before
-    the norm, dashed after it."""
+    the norm, dashed after it (no dashed line without a norm: there after is before)."""
     from matplotlib.lines import Line2D
 
     tasks = list(dict.fromkeys(r.task for r in runs))
@@ -396,7 +396,8 @@ def _isotropy_curves(runs: list[Run]):
             ax = axes[i, j]
             for run in (r for r in runs if r.task == task):
                 colour = NORM_COLOURS.get(run.method, "black")
-                sides = ["before_norm"] if run.method == "none" else ["before_norm", "after_norm"]
+                identity = run.transform == "identity"  # after = before: one line
+                sides = ["before_norm"] if identity else ["before_norm", "after_norm"]
                 for side in sides:
                     points = [
                         (e["epoch"], e["isotropy"][side][key])

@@ -3,6 +3,8 @@
 ``EmbeddingStats.from_embeddings(name, X)`` keeps the ``isobn.isotropy.report`` of X and the
 arrays behind it (per-dimension std, covariance eigenvalues, the correlations), so that
 ``isobn.figures`` can draw and ``isobn.analysis`` can describe an embedding without holding X.
+``before_after`` words the change a method's transform makes to a few of those statistics
+(training's log and ``isobn analyze``'s report use it alike).
 """
 
 from __future__ import annotations
@@ -13,9 +15,22 @@ import numpy as np
 
 from isobn import isotropy
 
-__all__ = ["TOP_DIMS", "EmbeddingStats"]
+__all__ = [
+    "TOP_DIMS",
+    "TRANSFORM_METRICS",
+    "EmbeddingStats",
+    "before_after",
+    "describe_transform",
+]
 
 TOP_DIMS = 64  # correlation heatmap: the highest-variance dimensions
+# isotropy.report keys shown before and after a method's transform, with their short names
+TRANSFORM_METRICS = {
+    "isoscore": "IsoScore",
+    "std_cv": "CV of std",
+    "mean_abs_corr": "mean |rho|",
+    "effective_rank": "effective rank",
+}
 
 
 @dataclass
@@ -75,3 +90,37 @@ class EmbeddingStats:
             return 0
         cumulative = np.cumsum(self.eigvals) / total
         return int(min(np.searchsorted(cumulative, share - 1e-12) + 1, len(cumulative)))
+
+
+def before_after(
+    before: dict[str, float], after: dict[str, float] | None, arrow: str = "->"
+) -> dict[str, str]:
+    """TRANSFORM_METRICS key -> "before -> after" (3 decimals, effective rank 1) of two
+    isotropy.report dicts; only "before" when ``after`` is None (an identity transform, whose
+    output is its input). A key missing from either report is left out."""
+    cells = {}
+    for key in TRANSFORM_METRICS:
+        if key not in before or (after is not None and key not in after):
+            continue
+        fmt = "{:.1f}" if key == "effective_rank" else "{:.3f}"
+        text = fmt.format(before[key])
+        cells[key] = text if after is None else f"{text} {arrow} {fmt.format(after[key])}"
+    return cells
+
+
+def describe_transform(
+    method: str | None, transform: str, before: dict[str, float], after: dict[str, float]
+) -> str:
+    """One line on the isotropy before and after a method's transform, e.g. "isotropy (method
+    whitening), before -> after whitening: IsoScore 0.094 -> 0.310, ..."; for the identity
+    one value per statistic, and it says that the classifier input is the pooled embedding."""
+    identity = transform == "identity"
+    cells = before_after(before, None if identity else after)
+    values = ", ".join(f"{TRANSFORM_METRICS[key]} {text}" for key, text in cells.items())
+    name = f"method {method}" if method else f"norm {transform}"
+    if identity:
+        return (
+            f"isotropy ({name}; transform: identity, the classifier input is the pooled "
+            f"embedding): {values}"
+        )
+    return f"isotropy ({name}), before -> after {transform}: {values}"

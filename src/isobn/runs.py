@@ -5,7 +5,9 @@ One reader for the tables (isobn.report) and the training curves (isobn.figures)
     config.json     the TrainConfig the run was started with (required)
     metrics.json    written when the run finishes; absent while it is unfinished
     log.jsonl       one JSON object a line; evaluation lines carry a "dev" dict of metrics
-                    (and "epoch", "isotropy"); a line cut by a kill is skipped
+                    (and "epoch", "isotropy": {"before_norm", "after_norm"} reports; newer
+                    logs also "method" and "transform", which ``Run.transform`` gives for logs
+                    of every version); a line cut by a kill is skipped
 """
 
 from __future__ import annotations
@@ -111,6 +113,17 @@ class Run:
 
         method = method_of(self.config)
         return ALIAS_OF.get(method, method)
+
+    @property
+    def transform(self) -> str:
+        """The map from the pooled embedding to the classifier input that the log's isotropy
+        "before_norm" / "after_norm" straddles: the norm part of the method's canonical spec,
+        or "identity" without a norm (none, correg, istar), where the two are one embedding.
+        Read from config.json, so logs of every version have it."""
+        from isobn.config import method_of
+        from isobn.methods import parse_method
+
+        return parse_method(method_of(self.config)).transform
 
     @property
     def seed(self) -> int:

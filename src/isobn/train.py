@@ -41,7 +41,14 @@ from isobn.build import (
 from isobn.config import TrainConfig, load_run_task
 from isobn.data import collate, length_grouped_batches
 from isobn.errors import UserError
-from isobn.evaluation import EvalSettings, TestView, evaluate, set_references
+from isobn.evaluation import (
+    EvalSettings,
+    TestView,
+    describe_isotropy,
+    evaluate,
+    set_references,
+    transform_labels,
+)
 from isobn.model import SequenceClassifier
 from isobn.optim import Optimisation, compute_loss, parameter_groups
 
@@ -371,7 +378,8 @@ def evaluate_and_keep(run: Run, epoch_label: float) -> bool:
             run_dir.save_best(run.out, run.raw_model, run.data.tokenizer)
     else:
         state.evals_without_improvement += 1
-    run.log.write(step=state.global_step, epoch=epoch_label, dev=metrics, isotropy=iso)
+    labels = transform_labels(run.raw_model) if iso else {}  # what the isotropy is of
+    run.log.write(step=state.global_step, epoch=epoch_label, dev=metrics, **labels, isotropy=iso)
     _track(run, {"dev": metrics, "isotropy": iso})
     if run.main:
         logger.info(
@@ -382,6 +390,8 @@ def evaluate_and_keep(run: Run, epoch_label: float) -> bool:
             score,
             " (best)" if improved else "",
         )
+        if iso:
+            logger.info("%s", describe_isotropy(labels, iso))
     patience = run.cfg.patience
     return patience is not None and state.evals_without_improvement >= patience
 

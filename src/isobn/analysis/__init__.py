@@ -10,12 +10,16 @@ models and writes into ``out``:
     spectrum.png         covariance eigenvalue spectrum and cumulative variance share
     layers.png           isotropy by layer (layers="all" only)
     report.md            the figures, each with a short reading generated from the numbers,
-                         and a table of the metrics (one column per embedding)
+                         a table of the metrics (one column per embedding) and, for
+                         checkpoints, the isotropy before -> after each method's transform
 
 A model is a pre-trained encoder (``minilm``, a model directory, a hub name) or an ``isobn
 train`` checkpoint (a run directory or its ``best/``). Optional labels: ``label=path``.
 For a checkpoint with a norm layer the embedding is measured before and after the norm
-(the norm in eval mode, i.e. with its running statistics, as at inference).
+(the norm in eval mode, i.e. with its running statistics, as at inference). A checkpoint's
+entry in isotropy.json names its "method" (canonical spec), its "transform" (the method's norm
+part, or "identity" for a method without a norm: none, correg, istar) and the "reports" keys
+"before" and "after" it (the classifier input; one key for the identity, measured once).
 
 Which embeddings (``pooling``):
     cls / pooler / mean   that pooling for every model

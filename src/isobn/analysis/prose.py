@@ -1,11 +1,12 @@
-"""report.md of an isotropy analysis: the metrics table and a two-sentence reading of every
-figure, generated from the numbers of each embedding."""
+"""report.md of an isotropy analysis: the metrics table, each checkpoint's isotropy before and
+after its method's transform, and a two-sentence reading of every figure, generated from the
+numbers of each embedding."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from isobn.isotropy_stats import EmbeddingStats
+from isobn.isotropy_stats import TRANSFORM_METRICS, EmbeddingStats, before_after
 
 TABLE_METRICS = (
     ("isoscore", "IsoScore (1 = isotropic)"),
@@ -50,6 +51,43 @@ def metrics_table(stats: list[EmbeddingStats]) -> str:
         for key, title in TABLE_METRICS
     ]
     return "\n".join([head, rule, *rows])
+
+
+def transform_section(models: list[dict]) -> list[str]:
+    """report.md lines: a row per checkpoint of isotropy.json's "models" whose trained pooling
+    was measured, its method and the statistics before -> after the method's transform (one
+    value for the identity); [] when there is no such checkpoint."""
+    rows = [m for m in models if m.get("before")]
+    if not rows:
+        return []
+    titles = dict(TABLE_METRICS)
+    lines = [
+        "## Before and after each method's transform",
+        "",
+        "| model | method | transform | " + " | ".join(titles[k] for k in TRANSFORM_METRICS) + " |",
+        "|---|---|---|" + "---:|" * len(TRANSFORM_METRICS),
+    ]
+    for m in rows:
+        identity = m["transform"] == "identity"
+        after = None if identity else m["reports"][m["after"]]
+        cells = before_after(m["reports"][m["before"]], after, arrow="→")
+        method = f"`{m['method']}`" if m.get("method") else "-"
+        transform = "identity (after = before)" if identity else f"`{m['transform']}`"
+        values = " | ".join(cells.get(k, "-") for k in TRANSFORM_METRICS)
+        lines.append(f"| {m['label']} | {method} | {transform} | {values} |")
+    lines += [
+        "",
+        "Before: the pooled embedding the checkpoint was trained on; after: the classifier "
+        "input, the output of the method's norm in eval mode (running statistics, as at "
+        "inference).",
+    ]
+    if any(m["transform"] == "identity" for m in rows):
+        lines[-1] += (
+            " A method without a norm (`none`; regularisers such as `correg`, `istar`) applies "
+            "the identity: its regularisers change the embedding only through training, so "
+            "before and after are one embedding, measured once."
+        )
+    return lines + [""]
 
 
 # Each reading is two sentences, generated from the numbers of one embedding.
@@ -135,6 +173,18 @@ def _readings(stats: list[EmbeddingStats], read) -> list[str]:
     return [line for s in stats for line in _reading(s.name, read(s))]
 
 
+def _model_line(m: dict) -> str:
+    """report.md's bullet for one entry of isotropy.json's "models"."""
+    what = "isobn checkpoint" if m["kind"] == "checkpoint" else "pre-trained encoder"
+    norm = f", norm {m['norm']} on {m['norm_pooling']} pooling" if m["norm"] else ""
+    if m.get("method"):
+        norm = f", method `{m['method']}`{norm}"
+    if m.get("transform") == "identity":
+        norm += ", no norm: the classifier input is the pooled embedding"
+    poolings = ", ".join(k for k in m["reports"] if "(after" not in k)
+    return f"- **{m['label']}**: {what} `{m['model']}` (pooling {poolings}{norm})"
+
+
 def render_report(
     payload: dict,
     stats: list[EmbeddingStats],
@@ -150,11 +200,7 @@ def render_report(
         f"(max length {cfg['max_length']} tokens, subsample seed {cfg['seed']})."
     )
     lines.append("")
-    for m in models:
-        what = "isobn checkpoint" if m["kind"] == "checkpoint" else "pre-trained encoder"
-        norm = f", norm {m['norm']} on {m['norm_pooling']} pooling" if m["norm"] else ""
-        poolings = ", ".join(k for k in m["reports"] if "(after" not in k)
-        lines.append(f"- **{m['label']}**: {what} `{m['model']}` (pooling {poolings}{norm})")
+    lines += [_model_line(m) for m in models]
     lines += [
         "",
         "Moments are population moments over the examples; a dimension is dead when its std is "
@@ -164,6 +210,7 @@ def render_report(
         "",
         metrics_table(stats),
         "",
+        *transform_section(models),
     ]
     sections = [
         ("std", "Per-dimension standard deviation", read_std),

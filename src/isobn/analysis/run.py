@@ -151,12 +151,12 @@ def _payload(cfg, task, split, models, names, stats, layer_reports) -> dict:
             "kind": "checkpoint" if m.source.checkpoint else "encoder",
             "norm": m.norm,
             "norm_pooling": m.norm_pooling,
+            **_transform_entry(m),
             "reports": {},
         }
         for (owner, key, _), s in zip(names, stats):
             if owner is m:
-                report_key = f"{m.norm_pooling} (after {m.norm})" if key == "normed" else key
-                entry["reports"][report_key] = s.report
+                entry["reports"][_report_key(m, key)] = s.report
         if cfg.layers == "all":
             prefix = "" if len(sources) == 1 else f"{m.source.label} "
             entry["layers"] = {p: layer_reports[prefix + p] for p in LAYER_POOLINGS}
@@ -165,11 +165,35 @@ def _payload(cfg, task, split, models, names, stats, layer_reports) -> dict:
     return payload
 
 
+def _report_key(m: ModelEmbeddings, key: str) -> str:
+    """The key in isotropy.json's "reports" of the embedding ``m.pooled[key]``."""
+    return f"{m.norm_pooling} (after {m.norm})" if key == "normed" else key
+
+
+def _transform_entry(m: ModelEmbeddings) -> dict:
+    """isotropy.json's account of a checkpoint's method: "method" (canonical spec), "transform"
+    (its norm part, or "identity"), and the "reports" keys "before" it and "after" it (the
+    classifier input: the same key for the identity); None where they do not apply."""
+    pair = m.before_after()
+    before, after = (None, None) if pair is None else (_report_key(m, k) for k in pair)
+    return {"method": m.method, "transform": m.transform, "before": before, "after": after}
+
+
+def _after_title(m: ModelEmbeddings) -> str:
+    """IsoBN, BatchNorm, ... for a norm with its default parameters, else its canonical spec."""
+    transform = m.transform or m.norm
+    if ":" in transform:
+        return transform
+    return NORM_TITLES.get(m.norm, m.norm)
+
+
 def embedding_names(models: list[ModelEmbeddings]) -> list[tuple[ModelEmbeddings, str, str]]:
     """(model, key in model.pooled, display name) for every embedding, in column order.
 
     Names: ``label`` with one model only its pooling; ``pooling`` appended when a model has
-    several; ``(before norm)`` / ``(after IsoBN)`` on the two embeddings of a norm.
+    several; ``(before norm)`` / ``(after IsoBN)`` on the two embeddings of a norm (its
+    canonical spec, e.g. ``(after isobn:beta=0.25)``, when it has parameters of its own). A
+    method without a norm has one embedding: its classifier input is its pooled embedding.
     """
     several_models = len(models) > 1
     rows = []
@@ -183,9 +207,8 @@ def embedding_names(models: list[ModelEmbeddings]) -> list[tuple[ModelEmbeddings
                 parts.append(p)
             base = " ".join(parts)
             if m.norm is not None and p == m.norm_pooling and "normed" in m.pooled:
-                title = NORM_TITLES.get(m.norm, m.norm)
                 rows.append((m, p, f"{base} (before norm)"))
-                rows.append((m, "normed", f"{base} (after {title})"))
+                rows.append((m, "normed", f"{base} (after {_after_title(m)})"))
             else:
                 rows.append((m, p, base))
     return rows

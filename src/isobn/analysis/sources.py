@@ -4,7 +4,8 @@ A model is a pre-trained encoder (``minilm``, a model directory, a hub name) or 
 train`` checkpoint (a run directory or its ``best/``), optionally labelled ``label=path``.
 ``embed`` runs it through ``isobn.embeddings.infer`` and returns float32 (N, H) matrices; a
 checkpoint's norm is applied (in eval mode, with its running statistics, as at inference) to
-the pooling it was trained on.
+the pooling it was trained on. A checkpoint's method without a norm (none, correg, istar) has
+the identity as its transform: its classifier input is the pooled embedding itself.
 """
 
 from __future__ import annotations
@@ -100,6 +101,28 @@ class ModelEmbeddings:
     layers: dict[str, list[np.ndarray]]  # "cls" / "mean" -> L + 1 matrices (N, H); 0: embeddings
     norm: str | None = None  # the checkpoint's norm, None when it has none
     norm_pooling: str | None = None  # the pooling the norm was trained on
+    method: str | None = None  # a checkpoint's method, canonical spec; None for an encoder
+    trained_pooling: str | None = None  # a checkpoint's pooling, with or without a norm
+
+    @property
+    def transform(self) -> str | None:
+        """The map from the pooled embedding to the classifier input: the method's norm part
+        (canonical spec), "identity" for a method without a norm, None for an encoder."""
+        from isobn.methods import parse_method
+
+        if self.method is None:
+            return self.norm  # built without its method (e.g. by hand): the norm's name
+        return parse_method(self.method).transform
+
+    def before_after(self) -> tuple[str, str] | None:
+        """Keys of ``pooled`` before the method's transform and after it (the classifier input;
+        the same key for the identity); None for an encoder or when that pooling is not
+        measured."""
+        if self.norm is not None:
+            return (self.norm_pooling, "normed") if "normed" in self.pooled else None
+        if self.method is not None and self.trained_pooling in self.pooled:
+            return (self.trained_pooling, self.trained_pooling)
+        return None
 
 
 def resolve_poolings(
@@ -137,16 +160,19 @@ class _Loaded:
     norm: str | None = None  # the checkpoint's norm (None: none)
     norm_module: object = None  # its module, applied to `trained` pooling
     trained: str | None = None  # the checkpoint's pooling (None: a pre-trained encoder)
+    method: str | None = None  # the checkpoint's method, canonical spec
 
 
 def _load(source: ModelSource, trust_remote_code: bool) -> _Loaded:
+    from isobn.methods import canonical
     from isobn.model import load_checkpoint, load_encoder, load_tokenizer
 
     if not source.checkpoint:
         encoder = load_encoder(source.path, trust_remote_code)
         return _Loaded(encoder, load_tokenizer(source.path, trust_remote_code))
     model, tokenizer = load_checkpoint(source.path, trust_remote_code)
-    loaded = _Loaded(model.encoder, tokenizer, trained=model.config.pooling)
+    method = canonical(model.config.method)
+    loaded = _Loaded(model.encoder, tokenizer, trained=model.config.pooling, method=method)
     if model.config.norm != "none":
         loaded.norm, loaded.norm_module = model.config.norm, model.norm
     return loaded
@@ -216,4 +242,6 @@ def embed(
         count = len(outputs) // len(LAYER_POOLINGS)
         by_layer = {p: [outputs[f"{p}/{i}"] for i in range(count)] for p in LAYER_POOLINGS}
     trained = loaded.trained if loaded.norm else None
-    return ModelEmbeddings(source, pooled, by_layer, loaded.norm, trained)
+    return ModelEmbeddings(
+        source, pooled, by_layer, loaded.norm, trained, loaded.method, loaded.trained
+    )

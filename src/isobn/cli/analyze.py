@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         description="Embed one split of a task and measure how isotropic the embeddings are; "
         "writes isotropy.json, PNG figures and report.md under --out. Models are `minilm`, a "
         "model directory or hub name, or an `isobn train` run (its directory or best/); "
-        "checkpoints with a norm are measured before and after it.",
+        "checkpoints are measured before and after their method's transform (the identity "
+        "for a method without a norm).",
     )
     parser.add_argument("--out", required=True, help="output directory")
     group = parser.add_argument_group("models")
@@ -73,6 +74,24 @@ def run(args: argparse.Namespace) -> int:
     values["models"] = args.compare or [args.model]
     if values["max_examples"] == 0:
         values["max_examples"] = None
-    analyze(AnalysisConfig(**values))
+    payload = analyze(AnalysisConfig(**values))
+    for line in transform_lines(payload):
+        print(line)
     print(f"wrote isotropy.json, report.md and figures to {args.out}")
     return 0
+
+
+def transform_lines(payload: dict) -> list[str]:
+    """A line per checkpoint of isotropy.json: its isotropy before and after its method's
+    transform (the identity for a method without a norm)."""
+    from isobn.isotropy_stats import describe_transform
+
+    lines = []
+    for m in payload["models"]:
+        if m.get("before"):
+            reports = m["reports"]
+            text = describe_transform(
+                m["method"], m["transform"], reports[m["before"]], reports[m["after"]]
+            )
+            lines.append(f"{m['label']}: {text}")
+    return lines

@@ -175,6 +175,12 @@ class MethodSpec:
     def regularisers(self) -> list[Method]:
         return [part for part in self.parts if part.definition.role == "regulariser"]
 
+    @property
+    def transform(self) -> str:
+        """The map from the pooled embedding to the classifier input: the norm part's canonical
+        spec, or "identity" without a norm (`none`; regularisers act only through training)."""
+        return "identity" if self.norm.name == "none" else str(self.norm)
+
     def __str__(self) -> str:
         return "+".join(str(part) for part in self.parts)
 
