@@ -252,60 +252,75 @@ class CountingCollator:
         return batch
 
 
-def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record: Record):
-    from accelerate.utils import set_seed
-    from transformers import (
-        AutoModelForSequenceClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
+def trainer_data(tokenizer, examples, padded: bool) -> tuple[list[dict], object]:
+    """(rows, collator) of Trainer's two settings: run_glue's (`padded`: padded to 128 at
+    tokenisation, default_data_collator) or dynamic padding (DataCollatorWithPadding)."""
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    texts = [e.text for e in examples]
+    if padded:  # run_glue: pad_to_max_length=True by default
+        encoded = tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, truncation=True)
+        collator = default_data_collator
+    else:
+        encoded = tokenizer(texts, max_length=MAX_LENGTH, truncation=True)
+        collator = DataCollatorWithPadding(tokenizer)
+    rows = [
+        {**{k: v[i] for k, v in encoded.items()}, "labels": int(e.label)}
+        for i, e in enumerate(examples)
+    ]
+    return rows, collator
+
+
+def trainer_arguments(settings: common.Settings, padded: bool):
+    """TrainingArguments as isobn train's settings: run_glue's random sampler (`padded`) or
+    group_by_length; no evaluation, no checkpoints, no progress bar."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(settings.tmp / f"trainer-{next(_counter)}"),
+        per_device_train_batch_size=BATCH,
+        learning_rate=2e-5,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+        warmup_steps=0.1,  # a float below 1 is a ratio of the training steps
+        num_train_epochs=1,
+        seed=42,
+        train_sampling_strategy="random" if padded else "group_by_length",
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not settings.cuda,
+        disable_tqdm=True,
     )
+
+
+def trainer_model(settings: common.Settings):
+    """AutoModelForSequenceClassification (2 labels) + isobn.attach, the head seeded."""
+    from accelerate.utils import set_seed
+    from transformers import AutoModelForSequenceClassification
 
     import isobn
 
+    set_seed(42)
+    model = AutoModelForSequenceClassification.from_pretrained(settings.model_dir(), num_labels=2)
+    isobn.attach(model)  # IsoBN defaults = TrainConfig defaults (beta 0.5, momentum 0.05)
+    return model
+
+
+def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record: Record):
+    from transformers import Trainer
+
     LoopTimer = loop_timer_class()
     examples = task.splits["train"]
-    texts, labels = [e.text for e in examples], [int(e.label) for e in examples]
 
     def build() -> tuple:
         """Everything before trainer.train(): tokenising, the model, the Trainer."""
-        if padded:  # run_glue: pad_to_max_length=True by default
-            encoded = tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, truncation=True)
-            collator = default_data_collator
-        else:
-            encoded = tokenizer(texts, max_length=MAX_LENGTH, truncation=True)
-            collator = DataCollatorWithPadding(tokenizer)
-        rows = [
-            {**{k: v[i] for k, v in encoded.items()}, "labels": labels[i]}
-            for i in range(len(texts))
-        ]
-        set_seed(42)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            settings.model_dir(), num_labels=2
-        )
-        isobn.attach(model)  # IsoBN defaults = TrainConfig defaults (beta 0.5, momentum 0.05)
-        args = TrainingArguments(
-            output_dir=str(settings.tmp / f"trainer-{next(_counter)}"),
-            per_device_train_batch_size=BATCH,
-            learning_rate=2e-5,
-            weight_decay=0.01,
-            max_grad_norm=1.0,
-            lr_scheduler_type="linear",
-            warmup_steps=0.1,  # a float below 1 is a ratio of the training steps
-            num_train_epochs=1,
-            seed=42,
-            train_sampling_strategy="random" if padded else "group_by_length",
-            eval_strategy="no",
-            save_strategy="no",
-            report_to="none",
-            use_cpu=not settings.cuda,
-            disable_tqdm=True,
-        )
+        rows, collator = trainer_data(tokenizer, examples, padded)
         counting = CountingCollator(collator)
         trainer = Trainer(
-            model=model,
-            args=args,
+            model=trainer_model(settings),
+            args=trainer_arguments(settings, padded),
             train_dataset=rows,
             data_collator=counting,
             processing_class=tokenizer,
@@ -327,7 +342,7 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record
         trainer, counting = built
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
         loop = timer.end - timer.begin
-        record.whole_call.append(len(texts) / seconds)
+        record.whole_call.append(len(examples) / seconds)
         record.setup_share.append(1 - loop / seconds)
         record.before.append((timer.begin - start) / seconds)
         record.after.append(max(0.0, start + seconds - timer.end) / seconds)
@@ -335,7 +350,7 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record
             record.batches = counting.batches
         elif counting.batches != record.batches:
             record.batches_vary = True
-        return len(texts) / loop
+        return len(examples) / loop
 
     return arm
 

@@ -8,8 +8,8 @@ shared machine, where two threads per process wait on each other):
 * isobn: isobn.train.training_step (the step `isobn train` runs, without accelerate) on the
   batches isobn.data.length_grouped_batches forms, collated by isobn.data.collate, then
   loss.item() as train_epoch does;
-* Trainer: AutoModelForSequenceClassification + isobn.attach, DataCollatorWithPadding,
-  group_by_length, its own loop.
+* Trainer: its dynamic-padding arm of bench_train.py (AutoModelForSequenceClassification +
+  isobn.attach, DataCollatorWithPadding, group_by_length), its own loop.
 
 The first step of each is left out of the profile (allocation, kernel choice). Self time of
 every aten operator is summed into categories; the rest of the profiled wall time is time
@@ -20,8 +20,10 @@ outside operators (Python, the loops' own code, data loading).
 
 from __future__ import annotations
 
+import shutil
 import time
 
+import bench_train
 import common
 import models
 import torch
@@ -86,41 +88,9 @@ def isobn_profile(settings, split, vocab_shape) -> tuple[dict, int]:
 
 def trainer_profile(settings, task, tokenizer, vocab_shape) -> tuple[dict, int]:
     from torch.profiler import ProfilerActivity, profile
-    from transformers import (
-        AutoModelForSequenceClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    from transformers import Trainer, TrainerCallback
 
-    import isobn
-
-    examples = task.splits["train"]
-    encoded = tokenizer([e.text for e in examples], max_length=MAX_LENGTH, truncation=True)
-    rows = [
-        {**{k: v[i] for k, v in encoded.items()}, "labels": int(e.label)}
-        for i, e in enumerate(examples)
-    ]
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(settings.model_dir(), num_labels=2)
-    isobn.attach(model)
-    args = TrainingArguments(
-        output_dir=str(settings.tmp / "profile-trainer"),
-        per_device_train_batch_size=BATCH,
-        learning_rate=2e-5,
-        weight_decay=0.01,
-        max_grad_norm=1.0,
-        warmup_steps=0.1,
-        num_train_epochs=1,
-        seed=42,
-        train_sampling_strategy="group_by_length",
-        eval_strategy="no",
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not settings.cuda,
-        disable_tqdm=True,
-    )
+    rows, collator = bench_train.trainer_data(tokenizer, task.splits["train"], padded=False)
     prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
     window = {}
 
@@ -138,14 +108,15 @@ def trainer_profile(settings, task, tokenizer, vocab_shape) -> tuple[dict, int]:
             window["steps"] = state.global_step - 1
 
     trainer = Trainer(
-        model=model,
-        args=args,
+        model=bench_train.trainer_model(settings),
+        args=bench_train.trainer_arguments(settings, padded=False),
         train_dataset=rows,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[AfterFirstStep()],
     )
     common.silent_trainer(trainer).train()
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
     return shares(prof, window["wall"], vocab_shape), window["steps"]
 
 
