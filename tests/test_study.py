@@ -183,6 +183,60 @@ def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert
         run_jobs(load_study(path), out)
 
 
+def test_cell_record_without_the_new_settings_has_their_defaults(
+    tmp_path, tiny_bert, sentiment_files
+):
+    """A cell recorded before adam_epsilon and drop_last existed was trained with their
+    defaults: the same settings as a study that leaves them out, not as one that sets them."""
+    from dataclasses import asdict
+
+    from isobn.study.runner import check_study_directory
+
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
+    study = load_study(path)
+    out = tmp_path / "out"
+    cell = study.cells()[0]
+    config = asdict(study.config(cell, out=str(out / "runs" / cell.key)))
+    del config["adam_epsilon"], config["drop_last"]
+    record = {"task": cell.task, "size": cell.size, "method": cell.method, "seed": cell.seed}
+    cell_path(out, cell).parent.mkdir(parents=True)
+    cell_path(out, cell).write_text(json.dumps({**record, "config": config, "dev_score": 50.0}))
+    (out / "study.toml").write_text(study.source + "# an earlier version of the file\n")
+    check_study_directory(study, out)  # the same settings: accepted
+    for setting, message in [
+        ("drop_last = true", "drop_last False -> True"),
+        ("adam_epsilon = 1e-6", "adam_epsilon 1e-08 -> 1e-06"),
+    ]:
+        path.write_text(study.source.replace("[train]\n", f"[train]\n{setting}\n"))
+        with pytest.raises(UserError, match=message):
+            check_study_directory(load_study(path), out)
+
+
+def test_offline_study_record_of_an_earlier_version_is_still_done(tmp_path, capsys):
+    """A real cell of results/offline (an earlier version's record: the method as `norm` and
+    isobn_* keys, no adam_epsilon, drop_last, name, report_to) still has the study's settings
+    and counts as done."""
+    from isobn.cli.main import main
+    from isobn.study.runner import check_study_directory
+
+    root = Path(__file__).parents[1]
+    key = "mr/n500/none/seed1"
+    record = json.loads((root / "results" / "offline" / "cells" / f"{key}.json").read_text())
+    assert "adam_epsilon" not in record["config"] and "drop_last" not in record["config"]
+    out = tmp_path / "offline"
+    (out / "cells" / "mr" / "n500" / "none").mkdir(parents=True)
+    (out / "cells" / f"{key}.json").write_text(json.dumps(record))
+    study = load_study(root / "studies" / "offline.toml")
+    (out / "study.toml").write_text(study.source + "# an earlier version of the file\n")
+    check_study_directory(study, out)
+    assert main(["study", str(root / "studies" / "offline.toml"), "--out", str(out), "--plan"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("done")] == [
+        line for line in lines if line.startswith(f"done  {key}  (")
+    ]
+    assert lines[-1] == f"{len(study.cells())} cells, 1 finished"
+
+
 def test_bootstrap_interval_and_paired_statistics():
     assert stats.bootstrap_interval([1.0]) is None
     assert stats.bootstrap_interval([1.0, 2.0]) is None
@@ -214,6 +268,8 @@ def test_committed_study_files_validate_and_plan(name, cells):
         assert {c.size for c in planned} == {None}
         cfg = study.config(planned[0], out="x")
         assert (cfg.model, cfg.batch_size, cfg.max_length) == ("bert-base-cased", 16, 256)
+        assert (cfg.learning_rate, cfg.adam_epsilon, cfg.drop_last) == (5e-5, 1e-6, True)
+        assert (cfg.weight_decay, cfg.warmup_ratio, cfg.epochs) == (0.0, 0.06, 10)
 
 
 def test_cells_of_one_task_share_their_tokenised_data(tmp_path, tiny_bert, sentiment_files):

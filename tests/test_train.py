@@ -410,3 +410,137 @@ def test_method_given_twice_is_one_line():
 
     with pytest.raises(UserError, match="isobn beta is given twice"):
         TrainConfig(out="x", method="isobn:beta=0.25", isobn_beta=0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# Adam epsilon and drop_last (the released IsoBN train.py's 1e-6 and drop_last), and run
+# directories written before these settings existed
+
+
+def test_adam_epsilon_reaches_adamw():
+    from isobn.optim import adamw
+
+    model = nn.Linear(4, 2)
+    assert {g["eps"] for g in adamw(model, 1e-3, 0.0).param_groups} == {1e-8}  # torch's
+    assert {g["eps"] for g in adamw(model, 1e-3, 0.0, 1e-6).param_groups} == {1e-6}
+
+
+def test_drop_last_keeps_only_full_batches():
+    from isobn.data import length_grouped_batches
+
+    lengths = np.arange(100) % 7 + 1
+    kept = length_grouped_batches(lengths, 16, 3, 0)
+    full = length_grouped_batches(lengths, 16, 3, 0, drop_last=True)
+    assert len(kept) == 7 and sorted(map(len, kept)) == [4] + [16] * 6  # ceil(100 / 16)
+    assert len(full) == 6 and {len(b) for b in full} == {16}  # floor(100 / 16)
+    seen = set(np.concatenate(full).tolist())
+    assert len(seen) == 96  # 4 examples left out, each once at most
+    again = length_grouped_batches(lengths, 16, 3, 1, drop_last=True)
+    assert set(np.concatenate(again).tolist()) != seen  # other ones the next epoch
+    # a multiple of the batch size loses nothing, in the same order
+    even = lengths[:96]
+    for a, b in zip(
+        length_grouped_batches(even, 16, 3, 0),
+        length_grouped_batches(even, 16, 3, 0, drop_last=True),
+        strict=True,
+    ):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(("drop_last", "per_epoch"), [(False, 7), (True, 6)])
+def test_drop_last_sets_the_schedule_length(drop_last, per_epoch):
+    """100 examples in batches of 16, 2 epochs: 7 (ceil) or 6 (floor) steps an epoch; the
+    linear schedule warms up for half of them and reaches 0 at the last one."""
+    from types import SimpleNamespace
+
+    from isobn.build import build_optimisation
+
+    cfg = TrainConfig(
+        out="x", batch_size=16, epochs=2, warmup_ratio=0.5, drop_last=drop_last, adam_epsilon=1e-6
+    )
+    data = SimpleNamespace(encoded={"train": SimpleNamespace(lengths=np.full(100, 5))})
+    accelerator = SimpleNamespace(num_processes=1, device=torch.device("cpu"))
+    opt, micro_per_rank = build_optimisation(cfg, nn.Linear(4, 2), data, accelerator)
+    assert micro_per_rank == per_epoch
+    total, warmup = 2 * per_epoch, per_epoch  # int(0.5 * total)
+    factor = opt.scheduler.lr_lambdas[0]
+    assert factor(warmup - 1) < 1 and factor(warmup) == 1
+    assert factor(total - 1) > 0 and factor(total) == 0
+    assert {g["eps"] for g in opt.optimizer.param_groups} == {1e-6}
+
+
+def test_new_settings_on_the_command_line():
+    assert (parsed_config().adam_epsilon, parsed_config().drop_last) == (1e-8, False)
+    cfg = parsed_config("--adam-epsilon", "1e-6", "--drop-last")
+    assert (cfg.adam_epsilon, cfg.drop_last) == (1e-6, True)
+
+
+def test_drop_last_run_counts_steps_and_resumes_exactly(tmp_path, tiny_bert, sentiment_files):
+    """96 rows in batches of 20: 4 steps an epoch (not 5), 80 rows seen; killed in the second
+    epoch and resumed, the same log and weights as the run that was not interrupted."""
+    from safetensors.torch import load_file
+
+    import isobn.run_dir
+
+    settings = dict(batch_size=20, drop_last=True, save_every_steps=1, isotropy_examples=0)
+    reference = tmp_path / "reference"
+    train(quick_config(reference, tiny_bert, sentiment_files, **settings))
+    log = read_log(reference)
+    assert [e["step"] for e in log if "dev" in e] == [4, 8]
+    assert [e["epoch"] for e in log if "loss" in e] == [0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+    config = json.loads((reference / "config.json").read_text())
+    assert (config["drop_last"], config["adam_epsilon"]) == (True, 1e-8)
+
+    out = tmp_path / "killed"
+    original = isobn.run_dir.save_training_state
+
+    def stop_at_step_6(out, model, optimizer, scheduler, state, rng):
+        original(out, model, optimizer, scheduler, state, rng)
+        if state["global_step"] >= 6:
+            raise KeyboardInterrupt
+
+    isobn.run_dir.save_training_state = stop_at_step_6
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(quick_config(out, tiny_bert, sentiment_files, **settings))
+    finally:
+        isobn.run_dir.save_training_state = original
+    state = json.loads((out / "last" / "trainer_state.json").read_text())
+    assert (state["epoch"], state["micro_step"], state["samples"]) == (1, 2, 120)
+    train(quick_config(out, tiny_bert, sentiment_files, **settings, resume=True))
+    assert (out / "log.jsonl").read_text() == (reference / "log.jsonl").read_text()
+    got, expected = (load_file(str(d / "best" / "model.safetensors")) for d in (out, reference))
+    for name, tensor in expected.items():
+        assert torch.equal(got[name], tensor), name
+
+
+def test_run_directory_without_the_new_settings_resumes(
+    tmp_path, tiny_bert, sentiment_files, trained_run
+):
+    """A config.json written before adam_epsilon and drop_last existed: they are at their
+    defaults (the behaviour of that version), so the run resumes and its result is reused;
+    asking for other values is refused."""
+    from isobn.config import saved_settings
+    from isobn.errors import UserError
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run, out)
+    config = json.loads((out / "config.json").read_text())
+    for key in ("adam_epsilon", "drop_last"):
+        del config[key]
+    (out / "config.json").write_text(json.dumps(config))
+    saved = TrainConfig.from_dict(config)
+    assert (saved.adam_epsilon, saved.drop_last) == (1e-8, False)
+    assert saved_settings(config)["adam_epsilon"] == 1e-8
+    settings = dict(epochs=1, eval_every_steps=3, resume=True)
+    finished = json.loads((out / "metrics.json").read_text())
+    assert train(run_config(tmp_path, tiny_bert, sentiment_files, **settings)) == finished
+    (out / "metrics.json").unlink()  # as if killed after the last checkpoint
+    for changed, message in [
+        (dict(drop_last=True), "drop_last False -> True"),
+        (dict(adam_epsilon=1e-6), "adam_epsilon 1e-08 -> 1e-06"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            train(run_config(tmp_path, tiny_bert, sentiment_files, **settings, **changed))
+    resumed = train(run_config(tmp_path, tiny_bert, sentiment_files, **settings))
+    assert resumed["dev"] == finished["dev"] and resumed["test"] == finished["test"]

@@ -89,6 +89,7 @@ def load_data(cfg: TrainConfig) -> RunData:
     rows = task.splits["train"]
     if len(rows) < 2:
         raise UserError("the training split has fewer than 2 rows: give more training data")
+    check_full_batch(cfg, len(rows))  # before the model loads
     pairs = any(e.text_pair is not None for e in rows)
     encoder_config = load_encoder_config(cfg.model, cfg.trust_remote_code)
     check_max_length(cfg.max_length, cfg.model, tokenizer, encoder_config, pairs)
@@ -98,6 +99,15 @@ def load_data(cfg: TrainConfig) -> RunData:
     }
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return RunData(task, tokenizer, encoded, pad_id)
+
+
+def check_full_batch(cfg: TrainConfig, examples: int) -> None:
+    """With --drop-last, a UserError when the training split fills no batch."""
+    if cfg.drop_last and examples < cfg.batch_size:
+        raise UserError(
+            f"--drop-last leaves no training batch: {examples} training examples, fewer "
+            f"than --batch-size {cfg.batch_size}; lower --batch-size or drop --drop-last"
+        )
 
 
 def build_classifier(cfg: TrainConfig, task, device: torch.device) -> SequenceClassifier:
@@ -125,12 +135,13 @@ def build_optimisation(cfg: TrainConfig, model, data: RunData, accelerator):
 
     world = accelerator.num_processes
     lengths = data.encoded["train"].lengths
-    micro_batches = len(length_grouped_batches(lengths, cfg.batch_size, cfg.seed, 0))
-    micro_per_rank = micro_batches // world
+    check_full_batch(cfg, len(lengths))  # again: a study passes data loaded for other cells
+    batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, 0, drop_last=cfg.drop_last)
+    micro_per_rank = len(batches) // world  # the same every epoch, and on resume
     if micro_per_rank == 0:
-        raise UserError(f"fewer training batches ({micro_batches}) than processes ({world})")
+        raise UserError(f"fewer training batches ({len(batches)}) than processes ({world})")
     total_steps = math.ceil(micro_per_rank / cfg.grad_accum) * cfg.epochs
-    optimizer = adamw(model, cfg.learning_rate, cfg.weight_decay)
+    optimizer = adamw(model, cfg.learning_rate, cfg.weight_decay, cfg.adam_epsilon)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
     )

@@ -233,6 +233,10 @@ class TrainConfig(DataOptions):
     method: str = setting("isobn", _method_help, group="method")
     max_length: int = setting(128, "tokens per text, as run_glue", rule=POSITIVE)
     batch_size: int = setting(32, "training batch size (the paper's)", rule=POSITIVE)
+    drop_last: bool = setting(
+        False,  # off: every example every epoch; the released IsoBN train.py drops it
+        "drop each epoch's last incomplete training batch (and the examples left over)",
+    )
     eval_batch_size: int = setting(128, "evaluation batch size", rule=POSITIVE, resume_free=True)
     learning_rate: float = setting(
         2e-5, "AdamW learning rate", flag="--lr", rule=Rule(lambda v: v > 0, "> 0", True)
@@ -241,6 +245,11 @@ class TrainConfig(DataOptions):
         0.01,
         "AdamW weight decay, not on biases and norm weights",
         rule=Rule(lambda v: v >= 0, ">= 0", True),
+    )
+    adam_epsilon: float = setting(
+        1e-8,  # torch's and the HF Trainer's; the released IsoBN train.py uses 1e-6
+        "AdamW epsilon, added to the root of the second moment",
+        rule=Rule(lambda v: v > 0, "> 0", True),
     )
     warmup_ratio: float = setting(0.1, "share of the steps warming the lr up", rule=FRACTION)
     epochs: int = setting(3, "passes over the training set", rule=POSITIVE)
@@ -312,7 +321,8 @@ class TrainConfig(DataOptions):
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """A config from config.json of this or an earlier version (unknown keys ignored)."""
+        """A config from config.json of this or an earlier version (unknown keys ignored, a
+        setting it lacks at its default: see saved_settings)."""
         return cls(**_known(cls, migrate_config(values)))
 
     def resume_changes(self, saved: TrainConfig) -> list[str]:
@@ -453,6 +463,15 @@ def migrate_config(values: dict) -> dict:
     if values.get("train_file"):
         values["task"] = values["data_dir"] = None  # earlier versions ignored them silently
     return values
+
+
+def saved_settings(values: dict) -> dict:
+    """Every setting of a saved config (config.json, a study cell record's `config`) of any
+    version, in today's keys. A setting it lacks is at its default: a setting is added with
+    the earlier behaviour as its default (adam_epsilon, drop_last), so that is what the run
+    used."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    return {**defaults, **migrate_config(values)}
 
 
 def method_of(config: dict) -> str:

@@ -44,16 +44,26 @@ def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSpl
 
 
 def length_grouped_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group: int = 50
+    lengths: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    group: int = 50,
+    drop_last: bool = False,
 ) -> list[np.ndarray]:
     """Shuffled batches of similar lengths, a pure function of (seed, epoch).
 
     Indices are shuffled, cut into mega-batches of `group` x batch_size, sorted by length inside
     each, cut into batches, and the batch order is shuffled again (as HF's group_by_length), so
     padding is small while every epoch sees a fresh order. Resuming regenerates the same order.
+    ceil(N / batch_size) batches; with `drop_last`, floor(N / batch_size) full ones: the last
+    N mod batch_size indices of the shuffled order are left out (random ones, as a DataLoader's
+    drop_last after a random sampler, not the shortest of a mega-batch).
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
+    if drop_last:
+        order = order[: len(order) - len(order) % batch_size]
     mega = batch_size * group
     batches = []
     for start in range(0, len(order), mega):

@@ -287,7 +287,7 @@ def train_epoch(run: Run) -> bool:
     cfg, state, accelerator = run.cfg, run.state, run.accelerator
     epoch, world = state.epoch, accelerator.num_processes
     batches = length_grouped_batches(
-        run.data.encoded["train"].lengths, cfg.batch_size, cfg.seed, epoch
+        run.data.encoded["train"].lengths, cfg.batch_size, cfg.seed, epoch, drop_last=cfg.drop_last
     )
     mine = batches[: run.micro_per_rank * world][accelerator.process_index :: world]
     if state.micro_step == 0:

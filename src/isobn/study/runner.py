@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from isobn.checkpoint import write_json_atomically
+from isobn.config import saved_settings
 from isobn.errors import UserError
 from isobn.study.spec import Cell, Study
 
@@ -98,7 +99,7 @@ def check_study_directory(study: Study, out: Path) -> None:
             planned = asdict(study.config(cell, out=""))
             changed = [
                 f"{k} {v!r} -> {planned.get(k)!r}"
-                for k, v in record["config"].items()
+                for k, v in saved_settings(record["config"]).items()  # missing: default
                 if k not in _FREE_SETTINGS and k in planned and planned[k] != v
             ]
             if changed:
