@@ -96,6 +96,15 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
             "seeds=[1]\n",
             "--epochs must be a positive integer",
         ),
+        (  # a quoted "false" would be a true boolean
+            "[train]\ndrop_last = 'false'\n",
+            "drop_last must be true or false (unquoted), got 'false'; write e.g. drop_last = true",
+        ),
+        ("[train]\nepochs = '3'\n", "epochs must be an integer, got '3'"),
+        ("[train]\nepochs = 2.5\n", "epochs must be an integer, got 2.5"),
+        ("[tasks.mr]\nmax_length = true\n", "[tasks.mr]: max_length must be an integer"),
+        ("[train]\npooling = 3\n", "pooling must be a string, got 3"),
+        ("[train]\nlearning_rate = 'fast'\n", "learning_rate must be a number"),
     ],
 )
 def test_bad_study_files_give_one_line(tmp_path, text, message):
@@ -104,6 +113,17 @@ def test_bad_study_files_give_one_line(tmp_path, text, message):
     with pytest.raises(UserError) as error:
         load_study(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_integer_for_a_float_setting_is_a_float(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        "[train]\nlearning_rate = 1\nweight_decay = 0\n"
+        "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n"
+    )
+    train = load_study(path).train
+    assert train == {"learning_rate": 1.0, "weight_decay": 0.0}
+    assert all(isinstance(value, float) for value in train.values())
 
 
 def test_missing_study_file(tmp_path):

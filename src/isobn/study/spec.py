@@ -16,7 +16,8 @@ data order.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+import typing
+from dataclasses import InitVar, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,40 @@ def _settings(values: Any, where: str) -> dict[str, Any]:
         raise UserError(
             f"{where}: unknown setting(s) {unknown}; allowed: {', '.join(sorted(known))}"
         )
-    return dict(values)
+    return {name: _typed(name, value, where) for name, value in values.items()}
+
+
+def _typed(name: str, value: Any, where: str) -> Any:
+    """A TOML value checked against its TrainConfig field's type (a quoted "false" would
+    otherwise be a true boolean, a quoted "3" a traceback); an integer given for a float
+    field becomes a float."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if isinstance(hint, InitVar):
+        hint = hint.type
+    kinds = [k for k in (typing.get_args(hint) or (hint,)) if k is not type(None)]
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    expected = " or ".join(_TOML_KIND[k] for k in kinds if k in _TOML_KIND) or "another value"
+    raise UserError(
+        f"{where}: {name} must be {expected}, got {value!r}; write e.g. "
+        f"{name} = {_TOML_EXAMPLE[kinds[0]] if kinds[0] in _TOML_EXAMPLE else '...'}"
+    )
+
+
+_TOML_KIND = {
+    bool: "true or false (unquoted)",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
+_TOML_EXAMPLE = {bool: "true", int: "3", float: "0.1", str: '"text"'}
 
 
 def _block(raw: Any, number: int, path: Path) -> Block:
