@@ -1,4 +1,5 @@
-"""Stateless IsoBN math: batch statistics, running-estimate updates and the IsoBN scale.
+"""Stateless IsoBN math: batch statistics and the IsoBN scale (the running estimates and their
+updates are in `isobn.running`).
 
 Notation (Zhou, Lin, Ren, "IsoBN: Fine-Tuning BERT with Isotropic Batch Normalization", AAAI 2021):
 x is a batch of shape (B, D); every statistic is a population (biased, divide by B) moment.
