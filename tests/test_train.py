@@ -23,6 +23,25 @@ def read_log(out) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+def train_until_interrupted(cfg, step: int) -> None:
+    """Train cfg and interrupt it (KeyboardInterrupt) once the resume point at `step` is saved."""
+    import isobn.run_dir
+
+    original = isobn.run_dir.save_training_state
+
+    def stop_at_step(out, model, optimizer, scheduler, state, rng):
+        original(out, model, optimizer, scheduler, state, rng)
+        if state["global_step"] >= step:
+            raise KeyboardInterrupt
+
+    isobn.run_dir.save_training_state = stop_at_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        isobn.run_dir.save_training_state = original
+
+
 def test_single_sentence_run_writes_everything(trained_run):
     out = trained_run
     saved = json.loads((out / "metrics.json").read_text())
@@ -322,26 +341,12 @@ def test_regulariser_state_resumes_exactly(tmp_path, tiny_bert, sentiment_files,
     """Killed in the second epoch (after its reference was set), resumed: the same end."""
     from safetensors.torch import load_file
 
-    import isobn.run_dir
-
     settings = dict(method=toy_method, isotropy_examples=40, save_every_steps=1)
     reference = tmp_path / "reference"
     train(quick_config(reference, tiny_bert, sentiment_files, **settings))
 
     out = tmp_path / "killed"
-    original = isobn.run_dir.save_training_state
-
-    def stop_at_step_9(out, model, optimizer, scheduler, state, rng):
-        original(out, model, optimizer, scheduler, state, rng)
-        if state["global_step"] >= 9:
-            raise KeyboardInterrupt
-
-    isobn.run_dir.save_training_state = stop_at_step_9
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(quick_config(out, tiny_bert, sentiment_files, **settings))
-    finally:
-        isobn.run_dir.save_training_state = original
+    train_until_interrupted(quick_config(out, tiny_bert, sentiment_files, **settings), 9)
     train(quick_config(out, tiny_bert, sentiment_files, **settings, resume=True))
     assert (out / "log.jsonl").read_text() == (reference / "log.jsonl").read_text()
     got, expected = (load_file(str(d / "best" / "model.safetensors")) for d in (out, reference))
@@ -480,8 +485,6 @@ def test_drop_last_run_counts_steps_and_resumes_exactly(tmp_path, tiny_bert, sen
     epoch and resumed, the same log and weights as the run that was not interrupted."""
     from safetensors.torch import load_file
 
-    import isobn.run_dir
-
     settings = dict(batch_size=20, drop_last=True, save_every_steps=1, isotropy_examples=0)
     reference = tmp_path / "reference"
     train(quick_config(reference, tiny_bert, sentiment_files, **settings))
@@ -492,19 +495,7 @@ def test_drop_last_run_counts_steps_and_resumes_exactly(tmp_path, tiny_bert, sen
     assert (config["drop_last"], config["adam_epsilon"]) == (True, 1e-8)
 
     out = tmp_path / "killed"
-    original = isobn.run_dir.save_training_state
-
-    def stop_at_step_6(out, model, optimizer, scheduler, state, rng):
-        original(out, model, optimizer, scheduler, state, rng)
-        if state["global_step"] >= 6:
-            raise KeyboardInterrupt
-
-    isobn.run_dir.save_training_state = stop_at_step_6
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(quick_config(out, tiny_bert, sentiment_files, **settings))
-    finally:
-        isobn.run_dir.save_training_state = original
+    train_until_interrupted(quick_config(out, tiny_bert, sentiment_files, **settings), 6)
     state = json.loads((out / "last" / "trainer_state.json").read_text())
     assert (state["epoch"], state["micro_step"], state["samples"]) == (1, 2, 120)
     train(quick_config(out, tiny_bert, sentiment_files, **settings, resume=True))
