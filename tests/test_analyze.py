@@ -17,6 +17,7 @@ from isobn.analysis import (
     parse_model_spec,
     read_layers,
 )
+from isobn.analysis.run import warn_if_rank_limited
 from isobn.cli.main import main
 from isobn.errors import UserError
 from isobn.isotropy import report
@@ -261,6 +262,19 @@ def test_column_names_with_several_poolings(tiny_bert):
         "mean (before norm)",
         "mean (after IsoBN)",
     ]
+
+
+def test_fewer_examples_than_dimensions_warn(caplog):
+    def warned(n, d):
+        source = ModelSource("pre", "pre", "pre", False)
+        caplog.clear()
+        warn_if_rank_limited([ModelEmbeddings(source, {"cls": np.zeros((n, d))}, {})])
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    (message,) = warned(20, 32)
+    assert "pre: 20 examples for 32 dimensions" in message and "rank at most 19" in message
+    assert "--max-examples above 32" in message
+    assert warned(32, 32) and not warned(33, 32)
 
 
 def test_layer_reading_names_constant_layers():

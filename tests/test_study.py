@@ -230,6 +230,10 @@ def test_cell_record_without_the_new_settings_has_their_defaults(
         path.write_text(study.source.replace("[train]\n", f"[train]\n{setting}\n"))
         with pytest.raises(UserError, match=message):
             check_study_directory(load_study(path), out)
+    # settings that do not change a cell's result are free to change
+    for setting in ('report_to = "tensorboard"', "eval_batch_size = 7", "log_every_steps = 3"):
+        path.write_text(study.source.replace("[train]\n", f"[train]\n{setting}\n"))
+        check_study_directory(load_study(path), out)
 
 
 def test_offline_study_record_of_an_earlier_version_is_still_done(tmp_path, capsys):

@@ -122,6 +122,7 @@ def write_analysis(
     ensure_writable_directory(out)
     layer_reports = layer_reports or {}
     names = embedding_names(models)
+    warn_if_rank_limited(models)
     stats = [EmbeddingStats.from_embeddings(name, m.pooled[key]) for m, key, name in names]
     payload = _payload(cfg, task, split, models, names, stats, layer_reports)
     written = figures.analysis_figures(stats, layer_reports, out)
@@ -131,6 +132,24 @@ def write_analysis(
     )
     logger.info("wrote %s, %s and %d figures to %s", JSON_FILE, REPORT_FILE, len(written), out)
     return payload
+
+
+def warn_if_rank_limited(models: list[ModelEmbeddings]) -> None:
+    """Warn when N examples <= D dimensions: the (D, D) covariance then has rank <= N - 1, so
+    IsoScore, effective rank and the spectrum describe the sample as much as the model."""
+    for m in models:
+        n, d = next(iter(m.pooled.values())).shape
+        if n <= d:
+            logger.warning(
+                "%s: %d examples for %d dimensions: the covariance has rank at most %d, so "
+                "IsoScore, effective rank and the spectrum are bounded by the sample; use "
+                "--max-examples above %d (and a split that large) for statistics of the model",
+                m.source.label,
+                n,
+                d,
+                n - 1,
+                d,
+            )
 
 
 def _payload(cfg, task, split, models, names, stats, layer_reports) -> dict:

@@ -40,7 +40,15 @@ logger = logging.getLogger(__name__)
 
 SESSION_VARIABLE = "ISOBN_STUDY_SESSION"
 # TrainConfig fields that do not change a cell's result
-_FREE_SETTINGS = {"out", "resume", "cpu", "log_every_steps", "eval_batch_size", "save_every_steps"}
+_FREE_SETTINGS = {
+    "out",
+    "resume",
+    "cpu",
+    "log_every_steps",
+    "eval_batch_size",
+    "save_every_steps",
+    "report_to",
+}
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
