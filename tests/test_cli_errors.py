@@ -138,7 +138,7 @@ CASES = [
     ("zero-epochs", "train", "dev", ["--epochs", "0"], ["--epochs must be a positive integer"]),
     ("nan-weight-decay", "train", "dev", ["--weight-decay", "nan"], ["--weight-decay must be a"]),
     ("negative-weight-decay", "train", "dev", ["--weight-decay", "-0.1"], ["must be >= 0"]),
-    ("zero-max-grad-norm", "train", "dev", ["--max-grad-norm", "0"], ["--max-grad-norm must be"]),
+    ("negative-max-grad-norm", "train", "dev", ["--max-grad-norm", "-1"], ["--max-grad-norm must"]),
     ("zero-adam-epsilon", "train", "dev", ["--adam-epsilon", "0"], ["--adam-epsilon must be > 0"]),
     ("inf-adam-epsilon", "train", "dev", ["--adam-epsilon", "inf"], ["must be a finite number"]),
     ("nan-adam-epsilon", "train", "dev", ["--adam-epsilon", "nan"], ["--adam-epsilon must be a"]),

@@ -294,6 +294,7 @@ def test_committed_study_files_validate_and_plan(name, cells):
         assert (cfg.model, cfg.batch_size, cfg.max_length) == ("bert-base-cased", 16, 256)
         assert (cfg.learning_rate, cfg.adam_epsilon, cfg.drop_last) == (5e-5, 1e-6, True)
         assert (cfg.weight_decay, cfg.warmup_ratio, cfg.epochs) == (0.0, 0.06, 10)
+        assert cfg.max_grad_norm == 0.0 and isinstance(cfg.max_grad_norm, float)  # no clipping
 
 
 def test_cells_of_one_task_share_their_tokenised_data(tmp_path, tiny_bert, sentiment_files):

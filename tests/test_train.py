@@ -211,6 +211,30 @@ def test_training_step_alone(tiny_bert):
     assert model.classifier.weight.grad is None  # zeroed after the step
 
 
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1e-3])
+def test_max_grad_norm_zero_does_not_clip(tiny_bert, max_grad_norm):
+    """One SGD step of lr 1 moves the weights by minus the gradient: unclipped with 0 (as the
+    released IsoBN code), scaled to total norm 1e-3 otherwise."""
+    from isobn.optim import Optimisation
+    from isobn.train import training_step
+
+    model = tiny_classifier(tiny_bert).train()
+    grads = {}
+
+    def keep(weight):
+        grads["w"] = weight.grad.clone()
+
+    model.classifier.weight.register_post_accumulate_grad_hook(keep)
+    before = model.classifier.weight.detach().clone()
+    opt = Optimisation(torch.optim.SGD(model.parameters(), lr=1.0), max_grad_norm=max_grad_norm)
+    training_step(model, tiny_batch(tiny_bert), opt, boundary=True)
+    moved = before - model.classifier.weight.detach()
+    if max_grad_norm == 0:
+        torch.testing.assert_close(moved, grads["w"])
+    else:
+        assert moved.norm() < 1e-3 < grads["w"].norm()
+
+
 def test_non_finite_loss_is_refused_before_the_backward(tiny_bert):
     from isobn.optim import Optimisation, adamw
     from isobn.train import NonFiniteLossError, training_step

@@ -254,7 +254,11 @@ class TrainConfig(DataOptions):
     warmup_ratio: float = setting(0.1, "share of the steps warming the lr up", rule=FRACTION)
     epochs: int = setting(3, "passes over the training set", rule=POSITIVE)
     grad_accum: int = setting(1, "micro-batches per optimizer step", rule=POSITIVE)
-    max_grad_norm: float = setting(1.0, "gradient clipping norm", rule=POSITIVE_NUMBER)
+    max_grad_norm: float = setting(
+        1.0,
+        "gradient clipping norm (0: no clipping, as the released IsoBN code)",
+        rule=NON_NEGATIVE,
+    )
     precision: str = setting("fp32", "autocast precision (fp16: GPU only)", choices=PRECISIONS)
     eval_every_steps: int | None = setting(
         None, "also evaluate every N steps (default: at the end of every epoch)", rule=POSITIVE

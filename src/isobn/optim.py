@@ -90,7 +90,7 @@ class Optimisation:
     optimizer: torch.optim.Optimizer
     scheduler: Any = None  # stepped after every optimizer step
     precision: Precision = field(default_factory=Precision)
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
     grad_accum: int = 1  # micro-batches per optimizer step
     accelerator: Any = None
 
@@ -105,13 +105,14 @@ class Optimisation:
             loss.backward()
 
     def step(self, model: nn.Module) -> None:
-        """Clip the gradients to max_grad_norm, step the optimizer and the schedule, zero."""
+        """Clip the gradients to max_grad_norm (unless 0), step the optimizer and the schedule,
+        zero."""
         scaler = self.precision.scaler
         if scaler is not None:
             scaler.unscale_(self.optimizer)
-        if self.accelerator is not None:
+        if self.max_grad_norm > 0 and self.accelerator is not None:
             self.accelerator.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-        else:
+        elif self.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
         if scaler is not None:
             scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
