@@ -56,7 +56,26 @@ def bias_correction(momentum: float, t: Tensor, dtype: torch.dtype) -> Tensor:
     return 1.0 - (1.0 - momentum) ** t.to(dtype)
 
 
-class RunningEstimates(nn.Module):
+class KeepsStatisticsDtype(nn.Module):
+    """A module whose float buffers are statistics: ``.half()``, ``.to(torch.bfloat16)`` and
+    the like move them to the new device but keep their float32/64 dtype."""
+
+    def _statistics(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self._buffers.items() if v is not None and v.is_floating_point()}
+
+    def _apply(self, fn, recurse=True):
+        # Like BatchNorm in mixed precision, statistics must not be rounded to half precision:
+        # follow the device of `fn` (e.g. .cuda(), .to(device)) but keep the float32/64 dtype.
+        kept = self._statistics()
+        super()._apply(fn, recurse)
+        for name, before in kept.items():
+            after = self._buffers[name]
+            if after is not None and after.dtype not in (torch.float32, torch.float64):
+                self._buffers[name] = before.to(device=after.device)
+        return self
+
+
+class RunningEstimates(KeepsStatisticsDtype):
     """Base of the modules that keep running estimates (IsoBN, Whitening), like ``_NormBase``.
 
     Subclasses check their arguments (with the ``check_*`` functions, in their own order), then
@@ -85,9 +104,6 @@ class RunningEstimates(nn.Module):
         for name, value in statistics.items():
             self.register_buffer(name, value)
         self.register_buffer("num_batches_tracked", counter(device))
-
-    def _statistics(self) -> dict[str, Tensor]:
-        return {k: v for k, v in self._buffers.items() if v is not None and v.is_floating_point()}
 
     def reset_running_stats(self) -> None:
         """Forget all statistics (zero estimates, t = 0): the module is the identity again."""
@@ -132,14 +148,3 @@ class RunningEstimates(nn.Module):
         """c where it is > 0, else 1 (t = 0, or underflow): the (zero) estimates as they are."""
         c = self._correction(dtype)
         return torch.where(c > 0, c, 1.0) if isinstance(c, Tensor) else c
-
-    def _apply(self, fn, recurse=True):
-        # Like BatchNorm in mixed precision, statistics must not be rounded to half precision:
-        # follow the device of `fn` (e.g. .cuda(), .to(device)) but keep the float32/64 dtype.
-        kept = self._statistics()
-        super()._apply(fn, recurse)
-        for name, before in kept.items():
-            after = self._buffers[name]
-            if after is not None and after.dtype not in (torch.float32, torch.float64):
-                self._buffers[name] = before.to(device=after.device)
-        return self

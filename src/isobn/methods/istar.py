@@ -21,11 +21,16 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from isobn.functional import statistics_dtype
 from isobn.methods.moments import moments
-from isobn.running import check_num_features, check_statistics_dtype, counter
+from isobn.running import (
+    KeepsStatisticsDtype,
+    check_num_features,
+    check_statistics_dtype,
+    counter,
+)
 
 
 def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
@@ -75,7 +80,7 @@ def isoscore_star(
         return isoscore_from_eigenvalues(torch.linalg.eigvalsh(cov))
 
 
-class IStar(nn.Module):
+class IStar(KeepsStatisticsDtype):
     """I-STAR loss term: ``forward(pooled (B, D)) -> weight * (1 - IsoScore*(X_b))``.
 
     See :func:`isoscore_star`. The returned scalar is already weighted: the trainer adds it to
@@ -89,7 +94,8 @@ class IStar(nn.Module):
         device, dtype: of the C0 buffer (float32 or float64).
 
     Buffers:
-        reference_cov (D, D): C0, the unbiased covariance of the rows given to `set_reference`.
+        reference_cov (D, D): C0, the unbiased covariance of the rows given to `set_reference`;
+            float32/64 whatever the module is cast to.
         reference_count: long scalar, how many rows C0 comes from; 0 before any reference,
             and then zeta is treated as 0 (IsoScore* of the batch covariance alone).
     """
