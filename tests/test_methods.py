@@ -378,8 +378,11 @@ def test_correg_gradient_matches_finite_differences_and_decorrelates():
 
 
 def test_correg_validation():
-    with pytest.raises(ValueError, match="weight"):
-        CorReg(4, weight=-0.1)
+    for weight in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+            CorReg(4, weight=weight)
+    with pytest.raises(ValueError, match="num_features must be >= 1"):
+        CorReg(0)
     with pytest.raises(ValueError, match="expected"):
         CorReg(4)(torch.randn(3, 5))
     assert "weight=0.06" in repr(CorReg(4, 0.06))

@@ -11,11 +11,14 @@ with Corr the Pearson correlation matrix of the batch X_b (B, D) over its live d
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from isobn.functional import statistics_dtype
 from isobn.isotropy import DEAD_RTOL
+from isobn.running import check_num_features
 
 
 def correlation_penalty(x: Tensor) -> Tensor:
@@ -67,10 +70,9 @@ class CorReg(nn.Module):
 
     def __init__(self, num_features: int, weight: float = 0.04) -> None:
         super().__init__()
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        check_num_features(num_features)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight must be a finite number >= 0, got {weight}")
         self.num_features = num_features
         self.weight = weight
 
