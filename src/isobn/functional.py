@@ -1,5 +1,5 @@
-"""Stateless IsoBN math: batch statistics and the IsoBN scale (the running estimates and their
-updates are in `isobn.running`).
+"""Stateless math: batch moments (shared by every method) and the IsoBN scale (the running
+estimates and their updates are in `isobn.running`).
 
 Notation (Zhou, Lin, Ren, "IsoBN: Fine-Tuning BERT with Isotropic Batch Normalization", AAAI 2021):
 x is a batch of shape (B, D); every statistic is a population (biased, divide by B) moment.
@@ -27,31 +27,63 @@ def statistics_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor]:
-    """Count, batch std and batch covariance of x over all ranks of `process_group`.
+def _synced(local: Tensor, process_group, differentiable: bool) -> Tensor:
+    """Sum of `local` over ranks; with `differentiable`, the gradient reaches this rank's term.
+
+    The value is the all-reduced sum of detached tensors; ``local - local.detach()`` (zero in
+    value) then carries this rank's gradient, so other ranks' rows act as constants. On one
+    process this is exactly the local tensor with its full gradient.
+    """
+    if not differentiable:
+        return all_reduce_sum(local, process_group)  # a fresh tensor: reduced in place
+    total = all_reduce_sum(local.detach().clone(), process_group)
+    return total + (local - local.detach())
+
+
+def moments(
+    x: Tensor, process_group=None, differentiable: bool = False
+) -> tuple[int, Tensor, Tensor]:
+    """Count, mean and scatter matrix of the rows of x over all ranks of `process_group`.
 
     Args:
-        x: (N, D) rows; detached and promoted to float64 (float32 on MPS), autocast off.
+        x: (N, D) rows; promoted to float64 (float32 on MPS) with autocast off.
         process_group: torch.distributed group; a no-op on one process.
+        differentiable: keep x's graph (otherwise x is detached first): the regularisers and
+            whitening's backprop option need moments that carry gradients.
 
     Returns:
-        n: global number of rows; s_b: (D,) population std; C_b: (D, D) population covariance.
+        n: global number of rows (a Python int);
+        mean: (D,) global mean;
+        scatter: (D, D) sum over all rows of (x - mean)(x - mean)^T, centred on the global mean
+            (divide by n for the population covariance, by n - 1 for the unbiased one).
 
-    Two all-reduces of additive statistics: (n, sum x), then sum (x - mean)(x - mean)^T around
-    the global mean, so the result equals single-process statistics of the concatenated batch
-    and stays exact for data far from zero.
+    Two all-reduces of additive statistics: (n, sum x), then the scatter around the global
+    mean, so the result equals the single-process moments of the concatenated batch and stays
+    exact for data far from zero.
     """
     assert x.dim() == 2, f"expected (N, D), got {tuple(x.shape)}"
     dtype = statistics_dtype(x.device)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        x = x.detach().to(dtype)  # (N, D)
+        x = (x if differentiable else x.detach()).to(dtype)  # (N, D)
         count_and_sum = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)])  # (1 + D,)
-        count_and_sum = all_reduce_sum(count_and_sum, process_group)
+        count_and_sum = _synced(count_and_sum, process_group, differentiable)
         # the local row count needs no device-to-host copy; the global one does
         n = x.shape[0] if world_size(process_group) == 1 else int(count_and_sum[0].item())
         mean = count_and_sum[1:] / max(n, 1)  # (D,)
         y = x - mean  # (N, D)
-        cov = all_reduce_sum(y.T @ y, process_group) / max(n, 1)  # (D, D)
+        scatter = _synced(y.T @ y, process_group, differentiable)  # (D, D)
+    return n, mean, scatter
+
+
+def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor]:
+    """Count, batch std and batch covariance of x (N, D), detached, over all ranks of
+    `process_group` (see :func:`moments`).
+
+    Returns:
+        n: global number of rows; s_b: (D,) population std; C_b: (D, D) population covariance.
+    """
+    n, _, scatter = moments(x, process_group)
+    cov = scatter / max(n, 1)  # (D, D)
     std = cov.diagonal().clamp_min(0).sqrt()  # (D,)
     return n, std, cov
 

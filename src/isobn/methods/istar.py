@@ -23,8 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from isobn.functional import statistics_dtype
-from isobn.methods.moments import moments
+from isobn.functional import moments, statistics_dtype
 from isobn.running import (
     KeepsStatisticsDtype,
     check_num_features,

@@ -19,8 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isobn.functional import statistics_dtype
-from isobn.methods.moments import moments
+from isobn.functional import moments, statistics_dtype
 from isobn.running import (
     RunningEstimates,
     check_eps,
