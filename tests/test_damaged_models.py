@@ -76,7 +76,11 @@ MODEL_DAMAGE = {
         lambda d: (d / "config.json").write_text(
             json.dumps({**json.loads((d / "config.json").read_text()), "hidden_size": 64})
         ),
-        ["do not fit its config.json", "save the model there again"],
+        [
+            "do not fit its config.json (embeddings.position_embeddings.weight is (256, 32) in "
+            "the weights, (256, 64) by config.json)",
+            "save the model there again",
+        ],
     ),
     "config.json a list": (
         lambda d: (d / "config.json").write_text("[1]"),
@@ -172,3 +176,32 @@ def test_damaged_checkpoints_are_one_line(
         argv += ["--train", sentiment_files["train"], "--dev", sentiment_files["dev"]]
     code, err = run_cli(argv, capsys)
     assert_one_line(code, err, command, *fragments)
+
+
+def test_transformers_warnings_are_passed_on_only_when_loading_succeeds():
+    """transformers' multi-line load report would stand before the one-line error: it is held
+    while loading, passed on when loading succeeds, dropped when it fails."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from isobn.model import held_transformers_warnings
+
+    library, seen = hf_logging.get_logger(), []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    library.addHandler(handler)
+    try:
+        with held_transformers_warnings():
+            hf_logging.get_logger("transformers.modeling_utils").warning("a report")
+            assert seen == []  # held
+        assert [record.getMessage() for record in seen] == ["a report"]
+        with pytest.raises(OSError), held_transformers_warnings():
+            hf_logging.get_logger("transformers.modeling_utils").warning("dropped")
+            raise OSError("loading failed")
+        with held_transformers_warnings(pass_on=False):
+            hf_logging.get_logger("transformers.modeling_utils").warning("dropped too")
+        assert [record.getMessage() for record in seen] == ["a report"]
+        assert handler in library.handlers
+    finally:
+        library.removeHandler(handler)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import InitVar, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -152,9 +154,10 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
     if local:
         check_weight_files(Path(path))  # name a damaged file before transformers reads it
     try:
-        encoder, info = AutoModel.from_pretrained(
-            path, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
+        with held_transformers_warnings():  # its load report only where loading succeeds
+            encoder, info = AutoModel.from_pretrained(
+                path, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
     except Exception as error:  # safetensors', torch's and transformers' own error types
         if not isinstance(error, OSError | ValueError) and not local:
             raise
@@ -169,7 +172,7 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
             ) from None
         if "mismatch" in str(error):
             raise UserError(
-                f"the weights in {name} do not fit its config.json ({_first_line(error)}); "
+                f"the weights in {name} do not fit its config.json ({_first_mismatch(path)}); "
                 "save the model there again with save_pretrained"
             ) from None
         raise UserError(  # no weights
@@ -190,6 +193,43 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
             f"saved with save_pretrained{hint}"
         )
     return encoder
+
+
+@contextmanager
+def held_transformers_warnings(pass_on: bool = True):
+    """Hold what transformers logs inside the block (its multi-line load report, say) and
+    pass it on when the block succeeds (unless not `pass_on`); when the block raises, the
+    caller's one-line error is all the user sees."""
+    from transformers.utils import logging as hf_logging
+
+    library = hf_logging.get_logger()  # "transformers": its own handler, no propagation
+    handlers, held = library.handlers[:], []
+    holder = logging.Handler()
+    holder.emit = held.append
+    library.handlers = [holder]
+    try:
+        yield
+    finally:
+        library.handlers = handlers
+    for record in held if pass_on else ():
+        library.handle(record)
+
+
+def _first_mismatch(path: str) -> str:
+    """'KEY is SHAPE in the weights, SHAPE by config.json' for the first parameter whose shape
+    differs (loads the model once more, ignoring mismatched sizes: an error path only)."""
+    from transformers import AutoModel
+
+    with held_transformers_warnings(pass_on=False):
+        try:
+            _, info = AutoModel.from_pretrained(
+                path, ignore_mismatched_sizes=True, output_loading_info=True
+            )
+        except Exception as error:  # noqa: BLE001 -- the message must not fail
+            return _first_line(error)
+    mismatched = info.get("mismatched_keys") or [("weights", "?", "?")]
+    key, saved, expected = min(mismatched, key=lambda m: (-len(m[1]), m[0]))  # a matrix first
+    return f"{key} is {tuple(saved)} in the weights, {tuple(expected)} by config.json"
 
 
 def load_encoder_config(name: str, trust_remote_code: bool = False):
