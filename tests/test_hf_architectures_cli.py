@@ -82,12 +82,45 @@ def test_train_and_analyze(arch, encoder_dirs, pair_files, tmp_path):
     assert all(report["n"] == 20 for report in entry["reports"].values())
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_the_architecture_tells_whether_there_is_a_pooler(arch):
+    from transformers import MODEL_MAPPING
+
+    from isobn.model import returns_pooler_output
+
+    config = ARCHS[arch].config(ARCHS[arch].tokenizer())
+    assert returns_pooler_output(MODEL_MAPPING[type(config)]) is ARCHS[arch].has_pooler
+
+
+def test_a_forward_without_a_model_output_annotation_does_not_tell():
+    from isobn.model import returns_pooler_output
+
+    class Unannotated:
+        def forward(self, input_ids): ...
+
+    class Unresolvable:
+        def forward(self, input_ids) -> NoSuchOutput:  # noqa: F821
+            ...
+
+    assert returns_pooler_output(Unannotated) is None
+    assert returns_pooler_output(Unresolvable) is None
+
+
 @pytest.mark.parametrize("arch", NO_POOLER)
-def test_pooler_without_a_pooler_is_one_line(arch, encoder_dirs, pair_files, tmp_path, capsys):
+def test_pooler_without_a_pooler_is_one_line(
+    arch, encoder_dirs, pair_files, tmp_path, capsys, monkeypatch
+):
+    import isobn.build
+
+    def never(*args, **kwargs):
+        raise AssertionError("tokenised before the pooler was checked")
+
     model_dir = encoder_dirs(arch)
     out = tmp_path / "run"
     args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", "pooler"]
-    assert main([*args, "--out", str(out), *QUICK]) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr(isobn.build, "encode", never)  # refused before the data is tokenised
+        assert main([*args, "--out", str(out), *QUICK]) == 2
     err = capsys.readouterr().err
     assert (
         "isobn train: error: the encoder has no pooler: use --pooling cls or --pooling mean" in err

@@ -24,6 +24,7 @@ from isobn.model import (
     ModelConfig,
     SequenceClassifier,
     build_model,
+    check_pooler,
     load_encoder_config,
     load_tokenizer,
 )
@@ -92,6 +93,7 @@ def load_data(cfg: TrainConfig) -> RunData:
     check_full_batch(cfg, len(rows))  # before the model loads
     pairs = any(e.text_pair is not None for e in rows)
     encoder_config = load_encoder_config(cfg.model, cfg.trust_remote_code)
+    check_pooler(encoder_config, cfg.pooling)
     check_max_length(cfg.max_length, cfg.model, tokenizer, encoder_config, pairs)
     encoded = {
         name: encode(examples, tokenizer, cfg.max_length, task.regression)
