@@ -16,3 +16,16 @@ def test_readme_has_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, capsys):
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), {})
+
+
+TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
+def test_readme_study_files_validate_and_plan(index, tmp_path):
+    from isobn.study.spec import load_study
+
+    path = tmp_path / "study.toml"
+    path.write_text(TOML_BLOCKS[index])
+    study = load_study(path)
+    assert len(study.cells()) == 50  # 2 sizes x 5 methods x 5 seeds

@@ -50,6 +50,22 @@ seeds = [1]
     return path
 
 
+def test_a_size_above_the_training_set_is_refused(tmp_path, tiny_bert, sentiment_files, capsys):
+    """The loader takes at most `size` rows: a cell named n500 trained on 96 rows would be
+    mislabelled (and the same as the full set), so it is refused with the fix."""
+    from isobn.cli.main import main
+
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
+    path.write_text(path.read_text().replace("sizes = [48]", "sizes = [500]", 1))
+    assert main(["study", str(path), "--out", str(tmp_path / "out")]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert line == (
+        "isobn study: error: task sent has 96 training rows, fewer than the study's size 500: "
+        f'use sizes up to 96, or "full", in {path}'
+    )
+    assert not (tmp_path / "out" / "cells").exists()
+
+
 def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_files):
     study = load_study(write_study(tmp_path / "s.toml", tiny_bert, sentiment_files))
     keys = [c.key for c in study.cells()]

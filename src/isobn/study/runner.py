@@ -128,6 +128,12 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     cfg = study.config(cell, out=str(run_dir))
     started = time.perf_counter()
     data = cell_data(cfg)
+    rows = len(data.task.splits["train"])
+    if cell.size is not None and rows < cell.size:  # the loader takes "at most" size rows
+        raise UserError(
+            f"task {cell.task} has {rows} training rows, fewer than the study's size "
+            f'{cell.size}: use sizes up to {rows}, or "full", in {study.path}'
+        )
     data_seconds = time.perf_counter() - started
     metrics = train(cfg, data)
     record = cell_record(cell, cfg, metrics, run_dir, time.perf_counter() - started)
