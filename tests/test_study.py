@@ -107,6 +107,10 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
             "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\nseeds=[1, 1]\n",
             "lists an item twice",
         ),
+        (  # one cell under two names
+            "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['isobn', 'isobn:beta=0.5']\nseeds=[1]\n",
+            "names one method twice: 'isobn' and 'isobn:beta=0.5' are both 'isobn'; keep one",
+        ),
         (
             "[train]\nepochs = 0\n[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\n"
             "seeds=[1]\n",

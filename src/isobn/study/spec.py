@@ -230,11 +230,24 @@ def _block(raw: Any, number: int, path: Path) -> Block:
         name=str(raw.get("name", f"block{number}")),
         tasks=_list(raw["tasks"], str, f"{where} tasks"),
         sizes=[_size(s, where) for s in _list(raw["sizes"], (int, str), f"{where} sizes")],
-        methods=[
-            canonical(m, f"{where} methods") for m in _list(raw["methods"], str, f"{where} methods")
-        ],
+        methods=_methods(_list(raw["methods"], str, f"{where} methods"), f"{where} methods"),
         seeds=[_seed(s, where) for s in _list(raw["seeds"], int, f"{where} seeds")],
     )
+
+
+def _methods(specs: list[str], where: str) -> list[str]:
+    """The canonical method specs; two spellings of one method (``isobn`` and
+    ``isobn:beta=0.5``) would be one cell under two names, so they are refused."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        method = canonical(spec, where)
+        if method in seen:
+            raise UserError(
+                f"{where} names one method twice: {seen[method]!r} and {spec!r} are both "
+                f"{method!r}; keep one"
+            )
+        seen[method] = spec
+    return list(seen)
 
 
 def _list(value: Any, kind, where: str) -> list:
