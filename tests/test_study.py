@@ -107,6 +107,11 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
             "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['none']\nseeds=[1, 1]\n",
             "lists an item twice",
         ),
+        (
+            "[[block]]\ntasks=['tickets']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n",
+            "unknown task 'tickets': choose one of cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
+            "mr, trec, sms-spam, or add a [tasks.tickets] table with train_file and dev_file",
+        ),
         (  # one cell under two names
             "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['isobn', 'isobn:beta=0.5']\nseeds=[1]\n",
             "names one method twice: 'isobn' and 'isobn:beta=0.5' are both 'isobn'; keep one",

@@ -160,8 +160,24 @@ def load_study(path: str | Path) -> Study:
         path=str(path),
     )
     for cell in {(c.task, c.size): c for c in study.cells()}.values():
-        study.config(cell, out="unused").validate()  # every setting before hours of compute
+        cfg = study.config(cell, out="unused")
+        cfg.validate()  # every setting before hours of compute
+        if cfg.task is not None:
+            _check_task_name(cfg.task, path)
     return study
+
+
+def _check_task_name(name: str, path: Path) -> None:
+    """A block's task without files of its own must be one isobn ships (or GLUE)."""
+    from isobn.tasks import TASK_NAMES, task_key
+
+    try:
+        task_key(name)
+    except UserError:
+        raise UserError(
+            f"{path}: unknown task {name!r}: choose one of {', '.join(TASK_NAMES)}, or add a "
+            f"[tasks.{name}] table with train_file and dev_file"
+        ) from None
 
 
 def _table(data: dict, name: str, path: Path) -> dict:
