@@ -22,9 +22,13 @@ TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
 
 
 @pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
-def test_readme_study_files_validate_and_plan(index, tmp_path):
+def test_readme_study_files_validate_and_plan(index, tmp_path, monkeypatch):
     from isobn.study.spec import load_study
 
+    monkeypatch.chdir(tmp_path)  # the files it names, relative to where the study runs
+    for name in re.findall(r'_file = "(.*?)"', TOML_BLOCKS[index]):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("body,queue\nhello,a\n")
     path = tmp_path / "study.toml"
     path.write_text(TOML_BLOCKS[index])
     study = load_study(path)

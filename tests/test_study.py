@@ -109,8 +109,14 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
         ),
         (
             "[[block]]\ntasks=['tickets']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n",
-            "unknown task 'tickets': choose one of cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
-            "mr, trec, sms-spam, or add a [tasks.tickets] table with train_file and dev_file",
+            "unknown task 'tickets': choose one of cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
+            "wnli, mr, trec, sms-spam, or add a [tasks.tickets] table with train_file and dev_file",
+        ),
+        (
+            "[tasks.t]\ntrain_file = 'no/such.csv'\ndev_file = 'no/dev.csv'\n[[block]]\n"
+            "tasks=['t']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n",
+            "[tasks.t] train_file: file not found: no/such.csv (a relative path is read from the "
+            "directory isobn study runs in); check the path",
         ),
         (  # one cell under two names
             "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['isobn', 'isobn:beta=0.5']\nseeds=[1]\n",
