@@ -66,6 +66,25 @@ def test_a_size_above_the_training_set_is_refused(tmp_path, tiny_bert, sentiment
     assert not (tmp_path / "out" / "cells").exists()
 
 
+def test_missing_task_files_are_refused_before_any_cell_runs(
+    tmp_path, tiny_bert, sentiment_files, capsys
+):
+    """Checked when cells are to run (not by --report-only, which needs no data)."""
+    from isobn.cli.main import main
+
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
+    missing = tmp_path / "moved" / "dev.csv"
+    path.write_text(path.read_text().replace(sentiment_files["dev"], str(missing)))
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out)]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert line == (
+        f"isobn study: error: {path} [tasks.sent] dev_file: file not found: {missing} (a "
+        "relative path is read from the directory isobn study runs in); check the path"
+    )
+    assert not (out / "cells").exists()
+
+
 def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_files):
     study = load_study(write_study(tmp_path / "s.toml", tiny_bert, sentiment_files))
     keys = [c.key for c in study.cells()]
@@ -111,12 +130,6 @@ def test_cells_are_planned_once_in_running_order(tmp_path, tiny_bert, sentiment_
             "[[block]]\ntasks=['tickets']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n",
             "unknown task 'tickets': choose one of cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
             "wnli, mr, trec, sms-spam, or add a [tasks.tickets] table with train_file and dev_file",
-        ),
-        (
-            "[tasks.t]\ntrain_file = 'no/such.csv'\ndev_file = 'no/dev.csv'\n[[block]]\n"
-            "tasks=['t']\nsizes=[10]\nmethods=['none']\nseeds=[1]\n",
-            "[tasks.t] train_file: file not found: no/such.csv (a relative path is read from the "
-            "directory isobn study runs in); check the path",
         ),
         (  # one cell under two names
             "[[block]]\ntasks=['mr']\nsizes=[10]\nmethods=['isobn', 'isobn:beta=0.5']\nseeds=[1]\n",

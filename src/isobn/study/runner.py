@@ -34,7 +34,7 @@ from pathlib import Path
 from isobn.checkpoint import write_json_atomically
 from isobn.config import saved_settings
 from isobn.errors import UserError
-from isobn.study.spec import Cell, Study
+from isobn.study.spec import Cell, Study, check_task_files
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +239,7 @@ def run_jobs(
     it ends (a killed session has only the first: its cells' `finished_at` bound it)."""
     import torch
 
+    check_task_files(study)
     check_study_directory(study, out)
     gpus = torch.cuda.device_count()
     if gpus and jobs > gpus:

@@ -164,15 +164,19 @@ def load_study(path: str | Path) -> Study:
         cfg.validate()  # every setting before hours of compute
         if cfg.task is not None:
             _check_task_name(cfg.task, path)
-    for name, values in tasks.items():
+    return study
+
+
+def check_task_files(study: Study) -> None:
+    """Every data file the study names exists (before any cell runs; a report needs none)."""
+    for name, values in study.tasks.items():
         for field in _FILE_FIELDS:
             file = values.get(field)
             if file is not None and not Path(file).is_file():
                 raise UserError(
-                    f"{path} [tasks.{name}] {field}: file not found: {file} (a relative path "
-                    "is read from the directory isobn study runs in); check the path"
+                    f"{study.path} [tasks.{name}] {field}: file not found: {file} (a relative "
+                    "path is read from the directory isobn study runs in); check the path"
                 )
-    return study
 
 
 def _check_task_name(name: str, path: Path) -> None:
