@@ -352,3 +352,18 @@ def test_cells_of_one_task_share_their_tokenised_data(tmp_path, tiny_bert, senti
     other = study.config(cells[0], out="c")
     other.max_length = 64
     assert runner.cell_data(other) is not first
+
+
+def test_machine_names_the_cpu_model(monkeypatch):
+    import platform
+
+    from isobn.study.runner import cpu_model
+
+    monkeypatch.setattr(platform, "processor", lambda: "")  # as on Linux
+    lines = (
+        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    )
+    names = [line.partition(":")[2].strip() for line in lines if line.startswith("model name")]
+    assert cpu_model() == (names[0] if names else "")
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert cpu_model() == "arm"

@@ -323,4 +323,19 @@ def machine_description() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.machine()} CPU, {cores} cores ({platform.processor() or 'unknown'})"
+    return f"{platform.machine()} CPU, {cores} cores ({cpu_model() or 'model unknown'})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name: platform.processor(), which is empty on Linux, else the first
+    "model name" line of /proc/cpuinfo; "" when neither says."""
+    if platform.processor():
+        return platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
