@@ -218,6 +218,29 @@ def test_two_processes_share_a_study_without_running_a_cell_twice(
 
 
 @pytest.mark.slow
+def test_blocks_runs_only_the_named_blocks_with_two_jobs(
+    tmp_path, tiny_bert, sentiment_files, capsys
+):
+    """--blocks ablation with --jobs 2 (two spawned workers) runs the ablation's cells, the
+    one it shares with the main block included, and nothing else; --plan lists the same."""
+    from isobn.cli.main import main
+
+    path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1, 2))
+    out = tmp_path / "out"
+    assert main(["study", str(path), "--out", str(out), "--plan", "--blocks", "ablation"]) == 0
+    planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert planned == ["sent/n48/none/seed1", "sent/n48/isobn_bias_correction=false/seed1"]
+    argv = ["study", str(path), "--out", str(out), "--blocks", "ablation", "--jobs", "2"]
+    assert main(argv) == 0
+    assert sorted(r["method"] for r in finished_cells(out)) == [
+        "isobn:bias_correction=false",
+        "none",
+    ]
+    assert main(["study", str(path), "--out", str(out), "--plan", "--blocks", "nope"]) == 2
+    assert "unknown block 'nope'; " in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert, sentiment_files):
     path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
     out = tmp_path / "out"

@@ -28,6 +28,11 @@ def register(subparsers) -> None:
     parser.add_argument("--shard", help="K/N: run every N-th cell starting at the K-th")
     parser.add_argument("--max-cells", type=int, help="stop after this many cells per job")
     parser.add_argument(
+        "--blocks",
+        metavar="NAMES",
+        help="comma-separated block names: run (or --plan) only their cells, e.g. ablation",
+    )
+    parser.add_argument(
         "--keep-checkpoints", action="store_true", help="keep each cell's best/ and last/"
     )
     parser.add_argument(
@@ -53,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     shard = parse_shard(args.shard)
     study = load_study(args.study)
+    blocks = study.block_names(args.blocks)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; choose another --out")
     if args.plan:
-        cells = study.cells()
+        cells = study.cells(blocks)
         done = sum(cell_path(out, c).is_file() for c in cells)
         for cell in cells:
             state = "done" if cell_path(out, cell).is_file() else "todo"
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             args.max_cells,
             args.threads,
             command,
+            blocks,
         )
         print(
             f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",

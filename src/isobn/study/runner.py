@@ -173,10 +173,12 @@ def run_cells(
     shard: tuple[int, int] = (1, 1),
     keep_checkpoints: bool = False,
     max_cells: int | None = None,
+    blocks: tuple[str, ...] | None = None,
 ) -> int:
-    """Walk this shard's cells, running each that is neither finished nor locked; returns
-    the number of cells this process ran. `max_cells` stops after that many (tests, budgets)."""
-    cells = study.cells()
+    """Walk this shard's cells (of `blocks` only, when given), running each that is neither
+    finished nor locked; returns the number of cells this process ran. `max_cells` stops
+    after that many (tests, budgets)."""
+    cells = study.cells(blocks)
     k, n = shard
     mine = [cell for i, cell in enumerate(cells) if i % n == k - 1]
     ran = 0
@@ -205,7 +207,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _worker(study_path: str, out: str, shard, keep, max_cells, threads, gpu) -> None:
+def _worker(study_path: str, out: str, shard, keep, max_cells, blocks, threads, gpu) -> None:
     """Entry point of one job process (spawned: a fresh interpreter)."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -216,7 +218,7 @@ def _worker(study_path: str, out: str, shard, keep, max_cells, threads, gpu) -> 
     from isobn.study.spec import load_study
 
     try:
-        run_cells(load_study(study_path), Path(out), shard, keep, max_cells)
+        run_cells(load_study(study_path), Path(out), shard, keep, max_cells, blocks)
     except UserError as error:
         print(f"isobn study: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -233,10 +235,12 @@ def run_jobs(
     max_cells: int | None = None,
     threads: int | None = None,
     command: str = "",
+    blocks: tuple[str, ...] | None = None,
 ) -> dict:
-    """Run the study with `jobs` processes, the CPU threads divided between them (one GPU
-    each where GPUs exist). sessions.jsonl gets a line when the session starts and one when
-    it ends (a killed session has only the first: its cells' `finished_at` bound it)."""
+    """Run the study's cells (of `blocks` only, when given) with `jobs` processes, the CPU
+    threads divided between them (one GPU each where GPUs exist). sessions.jsonl gets a line
+    when the session starts and one when it ends (a killed session has only the first: its
+    cells' `finished_at` bound it)."""
     import torch
 
     check_task_files(study)
@@ -265,9 +269,9 @@ def run_jobs(
     try:
         if jobs == 1:
             torch.set_num_threads(threads)
-            run_cells(study, out, shard, keep_checkpoints, max_cells)
+            run_cells(study, out, shard, keep_checkpoints, max_cells, blocks)
         else:
-            args = (study.path, str(out), shard, keep_checkpoints, max_cells, threads)
+            args = (study.path, str(out), shard, keep_checkpoints, max_cells, blocks, threads)
             _run_processes(args, jobs, gpus)
     finally:  # an interrupted session records its end too
         end = {

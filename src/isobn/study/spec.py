@@ -83,9 +83,10 @@ class Study:
     source: str = ""  # the file's text
     path: str = ""
 
-    def cells(self) -> list[Cell]:
+    def cells(self, blocks: tuple[str, ...] | None = None) -> list[Cell]:
         """Every distinct cell, in running order: block by block, then size, seed, task,
-        method, so that finished cells always hold complete seed-paired comparisons."""
+        method, so that finished cells always hold complete seed-paired comparisons. With
+        `blocks` (names), only the cells that one of them names."""
         order: dict[tuple, list[str]] = {}
         for block in self.blocks:
             for size in block.sizes:
@@ -93,7 +94,23 @@ class Study:
                     for task in block.tasks:
                         for method in block.methods:
                             order.setdefault((task, size, method, seed), []).append(block.name)
-        return [Cell(*key, blocks=tuple(names)) for key, names in order.items()]
+        cells = [Cell(*key, blocks=tuple(names)) for key, names in order.items()]
+        return cells if blocks is None else [c for c in cells if set(c.blocks) & set(blocks)]
+
+    def block_names(self, text: str | None) -> tuple[str, ...] | None:
+        """The block names of a comma-separated --blocks value (None: every block); an
+        unknown name is a one-line UserError listing the study's blocks."""
+        if text is None:
+            return None
+        names = tuple(name.strip() for name in text.split(",") if name.strip())
+        known = [block.name for block in self.blocks]
+        unknown = [name for name in names if name not in known]
+        if unknown or not names:
+            raise UserError(
+                f"--blocks {text!r}: {'unknown block ' + repr(unknown[0]) if unknown else 'empty'}"
+                f"; {self.path} has {', '.join(known)}"
+            )
+        return names
 
     def config(self, cell: Cell, out: str) -> TrainConfig:
         """The TrainConfig of one cell, written to `out`."""
