@@ -191,6 +191,8 @@ def test_transformers_warnings_are_passed_on_only_when_loading_succeeds():
     handler = logging.Handler()
     handler.emit = seen.append
     library.addHandler(handler)
+    level = library.level
+    library.setLevel(logging.WARNING)  # another test module may have silenced transformers
     try:
         with held_transformers_warnings():
             hf_logging.get_logger("transformers.modeling_utils").warning("a report")
@@ -205,3 +207,4 @@ def test_transformers_warnings_are_passed_on_only_when_loading_succeeds():
         assert handler in library.handlers
     finally:
         library.removeHandler(handler)
+        library.setLevel(level)
