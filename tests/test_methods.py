@@ -1,6 +1,7 @@
 """Whitening, Cor-Reg and I-STAR against independent re-derivations of their formulas."""
 
 import copy
+import math
 import os
 import warnings
 
@@ -348,6 +349,20 @@ def test_correg_excludes_dead_dimensions_and_is_scale_free():
     assert torch.isfinite(with_dead.grad).all() and with_dead.grad[:, 5].abs().max() == 0
     shifted = x * torch.linspace(0.1, 10.0, 5, dtype=torch.float64) - 7.0
     np.testing.assert_allclose(CorReg(5)(shifted).item(), CorReg(5)(x).item(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("rows, dims", [(4, 12), (16, 384), (33, 64), (64, 384)])
+def test_correg_penalty_has_a_floor_below_the_dimension(rows, dims):
+    """A batch of B rows has a correlation matrix of rank <= B - 1 with unit diagonal, so
+    ||Corr - I||_F^2 = sum(lambda^2) - D >= D^2 / (B - 1) - D: at B <= D the penalty cannot
+    reach 0 (97.2 at D = 384, B = 16, the offline study's shape, where independent noise
+    lands within 2% of the floor)."""
+    floor = math.sqrt(dims**2 / (rows - 1) - dims)
+    x = torch.randn(rows, dims, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    penalty = correlation_penalty(x).item()
+    assert penalty >= floor - 1e-9
+    if (rows, dims) == (16, 384):
+        assert penalty <= 1.02 * floor
 
 
 def test_correg_edge_cases_are_zero():
