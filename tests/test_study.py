@@ -345,6 +345,8 @@ def test_bootstrap_interval_and_paired_statistics():
 def test_failed_run_is_no_better_than_the_majority_class():
     assert stats.failed({"dev_score": 60.0, "majority_dev_score": 60.0})
     assert not stats.failed({"dev_score": 60.1, "majority_dev_score": 60.0})
+    # a run predicting the majority class of mr's dev split: the record rounds the majority
+    assert stats.failed({"dev_score": 57.803921568627445, "majority_dev_score": 57.8039})
     assert not stats.failed({"dev_score": 60.0, "majority_dev_score": None})
 
 
