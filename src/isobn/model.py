@@ -172,7 +172,8 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
             ) from None
         if "mismatch" in str(error):
             raise UserError(
-                f"the weights in {name} do not fit its config.json ({_first_mismatch(path)}); "
+                f"the weights in {name} do not fit its config.json "
+                f"({_first_mismatch(path, trust_remote_code)}); "
                 "save the model there again with save_pretrained"
             ) from None
         raise UserError(  # no weights
@@ -215,7 +216,7 @@ def held_transformers_warnings(pass_on: bool = True):
         library.handle(record)
 
 
-def _first_mismatch(path: str) -> str:
+def _first_mismatch(path: str, trust_remote_code: bool) -> str:
     """'KEY is SHAPE in the weights, SHAPE by config.json' for the first parameter whose shape
     differs (loads the model once more, ignoring mismatched sizes: an error path only)."""
     from transformers import AutoModel
@@ -223,7 +224,10 @@ def _first_mismatch(path: str) -> str:
     with held_transformers_warnings(pass_on=False):
         try:
             _, info = AutoModel.from_pretrained(
-                path, ignore_mismatched_sizes=True, output_loading_info=True
+                path,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
             )
         except Exception as error:  # noqa: BLE001 -- the message must not fail
             return _first_line(error)
