@@ -23,7 +23,7 @@ TOML_BLOCKS = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
 
 @pytest.mark.parametrize("index", range(len(TOML_BLOCKS)))
 def test_readme_study_files_validate_and_plan(index, tmp_path, monkeypatch):
-    from isobn.study.spec import load_study
+    from isobn.study.spec import check_task_files, load_study
 
     monkeypatch.chdir(tmp_path)  # the files it names, relative to where the study runs
     for name in re.findall(r'_file = "(.*?)"', TOML_BLOCKS[index]):
@@ -33,3 +33,4 @@ def test_readme_study_files_validate_and_plan(index, tmp_path, monkeypatch):
     path.write_text(TOML_BLOCKS[index])
     study = load_study(path)
     assert len(study.cells()) == 50  # 2 sizes x 5 methods x 5 seeds
+    check_task_files(study)  # found from the directory the study runs in, as the README says
