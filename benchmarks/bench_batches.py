@@ -7,7 +7,7 @@ epoch's batches: real tokens / computed (padded) tokens, and the number of batch
 Randomised strategies are drawn 10 times (epochs 0-9 of seed 42, or torch generator seeds
 0-9 for Trainer's sampler): the median share, and its range when the draws differ.
 
-* isobn, group G: isobn.data.length_grouped_batches (shuffle, mega-batches of G x 32 sorted
+* isobn, group G: isobn.training.data.length_grouped_batches (shuffle, mega-batches of G x 32 sorted
   by length, batches in shuffled order); G = 50 is what `isobn train` uses;
 * isobn, global sort: the same with one mega-batch holding the whole training set;
 * Trainer group_by_length: transformers' get_length_grouped_indices, as its
@@ -74,7 +74,7 @@ def token_budget_batches(lengths: np.ndarray, max_tokens: int, seed: int) -> lis
 
 def strategies(n: int) -> dict:
     """name -> function(lengths, draw) returning an epoch's batches."""
-    from isobn.data import length_grouped_batches
+    from isobn.training.data import length_grouped_batches
 
     ways = {
         f"isobn, group {g}{' (today)' if g == 50 else ''}": (
@@ -96,9 +96,9 @@ def strategies(n: int) -> dict:
 
 def run(settings: common.Settings) -> dict:
     common.header("Real-token share of training batches (deterministic: no timing)")
-    from isobn.data import encode
-    from isobn.model import load_tokenizer
     from isobn.tasks.sampling import subsample
+    from isobn.training.data import encode
+    from isobn.training.model import load_tokenizer
 
     task = models.load_mr(None, 16)
     tokenizer = load_tokenizer(settings.model_dir())

@@ -2,7 +2,8 @@
 
 Arms, one sample each per round (samples/s = dev sentences / wall time of the call):
 
-* isobn predict, norm isobn: isobn.embeddings.predict (the one inference loop: inference_mode,
+* isobn predict, norm isobn: isobn.training.embeddings.predict (the one inference loop:
+  inference_mode,
   batches sorted by length, padded per batch, eval batch 128 = TrainConfig's default) on a
   classifier whose IsoBN holds running statistics, so that its scale is really computed.
 * isobn predict, norm none: the same without IsoBN (IsoBN's cost at inference).
@@ -55,8 +56,8 @@ def with_statistics(model):
 
 
 def dev_split(settings: common.Settings):
-    from isobn.data import encode
-    from isobn.model import load_tokenizer
+    from isobn.training.data import encode
+    from isobn.training.model import load_tokenizer
 
     task = models.load_mr(None, settings.eval_size)
     tokenizer = load_tokenizer(settings.model_dir())
@@ -65,7 +66,7 @@ def dev_split(settings: common.Settings):
 
 
 def predict_arm(settings: common.Settings, encoded, pad_id: int, norm: str, accelerator):
-    from isobn.embeddings import predict
+    from isobn.training.embeddings import predict
 
     model = with_statistics(models.classifier(settings, norm=norm)).eval()
 
@@ -120,7 +121,7 @@ def memory_probe(settings: common.Settings) -> dict:
     """Load the model, run predict over dev once; report memory (this process's figures)."""
     from accelerate import Accelerator
 
-    from isobn.embeddings import predict
+    from isobn.training.embeddings import predict
 
     _, tokenizer, encoded = dev_split(settings)
     pad_id = tokenizer.pad_token_id or 0

@@ -8,7 +8,7 @@ seed 42, one epoch, no evaluation during training, float32. Arms (--train-arms p
 default isobn, isobn_none and trainer_dynamic, all five with --quick), one sample each per
 round:
 
-* isobn, isobn_none: isobn.train.train(TrainConfig(...)) in-process, method isobn / none;
+* isobn, isobn_none: isobn.training.train.train(TrainConfig(...)) in-process, method isobn / none;
 * isobn_unfused: the same with AdamW forced to fused=False (train.py before 8a9a662);
 * trainer_padded: Trainer, run_glue defaults: AutoModelForSequenceClassification +
   isobn.attach, inputs padded to max_length 128 at tokenisation, default_data_collator,
@@ -31,7 +31,7 @@ Share outside the loop = 1 - loop seconds / whole-call seconds, per arm, split i
 the loop (set-up) and after it (isobn: evaluation and checkpoints; for isobn the moments
 train_epoch is entered and left, recorded by wrapping it). Real-token share = real tokens
 / computed (padded) tokens of the batches each arm forms: isobn's from
-isobn.data.length_grouped_batches (the pure function of seed and epoch that train_epoch
+isobn.training.data.length_grouped_batches (the pure function of seed and epoch that train_epoch
 calls), Trainer's counted while its collator forms them in the timed call (the sum of
 attention_mask per batch), checked identical in every round. Trainer keeps its own defaults
 otherwise (optim adamw_torch_fused, dataloader settings).
@@ -130,11 +130,12 @@ def isobn_arm(
     record: Record,
     adamw: dict | None = None,
 ):
-    """isobn.train.train() as shipped, on the mr subset written as files (models.task_files);
+    """isobn.training.train.train() as shipped, on the mr subset written as files
+    (models.task_files);
     with `adamw` (e.g. models.PREVIOUS_ADAMW), the same call while torch.optim.AdamW is
     swapped for a subclass that forces those options, to measure an optimizer setting of
     train.py end to end without editing src."""
-    from isobn.train import TrainConfig, train
+    from isobn.training.train import TrainConfig, train
 
     def arm() -> float:
         out = settings.tmp / f"isobn-train-{method}-{next(_counter)}"
@@ -197,11 +198,12 @@ def forced_adamw(options: dict):
 
 @contextlib.contextmanager
 def epoch_span():
-    """Inside this block isobn.train's train_epoch records when it is first entered and last
+    """Inside this block isobn.training.train's train_epoch records when it is first entered and
+    last
     left (perf_counter) in the dict yielded: what precedes and follows the loop."""
-    import isobn.train
+    import isobn.training.train
 
-    original, span = isobn.train.train_epoch, {}
+    original, span = isobn.training.train.train_epoch, {}
 
     def timed(run):
         span.setdefault("enter", time.perf_counter())
@@ -210,11 +212,11 @@ def epoch_span():
         finally:
             span["exit"] = time.perf_counter()
 
-    isobn.train.train_epoch = timed
+    isobn.training.train.train_epoch = timed
     try:
         yield span
     finally:
-        isobn.train.train_epoch = original
+        isobn.training.train.train_epoch = original
 
 
 def loop_timer_class():
@@ -356,8 +358,8 @@ def trainer_arm(settings: common.Settings, task, tokenizer, padded: bool, record
 
 
 def collate_cost(split, batches) -> float:
-    """Milliseconds of isobn.data.collate per training batch (median over the epoch's)."""
-    from isobn.data import collate
+    """Milliseconds of isobn.training.data.collate per training batch (median over the epoch's)."""
+    from isobn.training.data import collate
 
     times = []
     for indices in batches * 20:
@@ -382,8 +384,8 @@ def run(settings: common.Settings) -> dict:
     common.header(
         "2./3. Training throughput: isobn train vs HF Trainer; IsoBN overhead in our loop"
     )
-    from isobn.data import encode, length_grouped_batches
-    from isobn.model import load_tokenizer
+    from isobn.training.data import encode, length_grouped_batches
+    from isobn.training.model import load_tokenizer
 
     task = models.load_mr(settings.train_size, EVAL_ROWS)
     files = models.task_files(task, settings.tmp / "mr-files")
@@ -508,7 +510,7 @@ def run(settings: common.Settings) -> dict:
     if "isobn" in samples:
         step_ms = 1e3 * BATCH / timing.median(samples["isobn"])
         print(
-            f"  isobn.data.collate of one batch of {BATCH}: {collate_ms:.2f} ms "
+            f"  isobn.training.data.collate of one batch of {BATCH}: {collate_ms:.2f} ms "
             f"({collate_ms / step_ms:.2%} of an average isobn step of {step_ms:.0f} ms)"
         )
     return results

@@ -1,5 +1,5 @@
 """The benchmarked models and steps: model directories, isobn's classifier and its training
-step (isobn.train.training_step itself), AdamW as isobn builds it, random batches, the mr
+step (isobn.training.train.training_step itself), AdamW as isobn builds it, random batches, the mr
 data as files, and FLOP counts."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 SEQ_LEN = 64  # the length of the fixed-shape encoder steps (issue: "length 64")
 # AdamW as before commit 8a9a662 (fused=False), an arm of the training and fast-path benchmarks;
-# today's choice is isobn.optim.adamw's (fused where the torch version and device allow)
+# today's choice is isobn.training.optim.adamw's (fused where the torch version and device allow)
 PREVIOUS_ADAMW = {"fused": False}
 RANDOM_BERT = "bert-base-random"  # BertConfig() defaults, random weights: GPU speed runs
 TINY_BERT = "tiny-random"  # 2 layers, hidden 128, random weights: --quick smoke runs
@@ -22,7 +22,7 @@ def prepare_model_dir(model: str, tmp: Path) -> str:
     """The packaged MiniLM, or a randomly initialised BERT written (weights + MiniLM's
     tokenizer, the same uncased 30522-word vocabulary) under `tmp`, so that every code path
     (isobn train, Trainer, predict) loads a directory the same way."""
-    from isobn.model import load_tokenizer, packaged_minilm_path
+    from isobn.training.model import load_tokenizer, packaged_minilm_path
 
     if model == "minilm":
         return packaged_minilm_path()
@@ -47,7 +47,7 @@ def prepare_model_dir(model: str, tmp: Path) -> str:
 def classifier(settings, norm: str, seed: int = 0):
     """isobn's SequenceClassifier (pooler -> method -> dropout -> linear), on the device,
     training; `norm` is a method spec."""
-    from isobn.model import ModelConfig, build_model
+    from isobn.training.model import ModelConfig, build_model
 
     torch.manual_seed(seed)
     config = ModelConfig(encoder=settings.model_dir(), num_labels=2, method=norm)
@@ -55,10 +55,11 @@ def classifier(settings, norm: str, seed: int = 0):
 
 
 def optimizer_like_train(model, **adamw_options):
-    """AdamW exactly as isobn.train builds it (isobn.optim.adamw: decay on matrices only,
+    """AdamW exactly as isobn.training.train builds it (isobn.training.optim.adamw: decay on
+    matrices only,
     fused where supported) unless `adamw_options` override the implementation (fused=...,
     foreach=...)."""
-    from isobn.optim import adamw, parameter_groups
+    from isobn.training.optim import adamw, parameter_groups
 
     if not adamw_options:
         return adamw(model, 2e-5, 0.01)
@@ -80,10 +81,11 @@ def random_batch(settings, batch: int, length: int, seed: int = 0) -> dict:
 
 
 def train_step(model, optimizer, batch: dict, precision: str = "fp32") -> None:
-    """One step of isobn's loop without accelerate (isobn.train.training_step): forward under
+    """One step of isobn's loop without accelerate (isobn.training.train.training_step): forward
+    under
     the precision's autocast, cross-entropy, backward, clipping at 1.0, AdamW step, zero_grad."""
-    from isobn.optim import Optimisation, Precision
-    from isobn.train import training_step
+    from isobn.training.optim import Optimisation, Precision
+    from isobn.training.train import training_step
 
     device_type = batch["input_ids"].device.type
     opt = Optimisation(optimizer, precision=Precision(precision, device_type), max_grad_norm=1.0)

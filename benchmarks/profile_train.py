@@ -5,8 +5,9 @@ not. Both loops train the classifier (IsoBN on the pooler output) on the same mr
 batch 32, max length 128 (--train-size sentences, 1,200 by default; pass --threads 1 on a
 shared machine, where two threads per process wait on each other):
 
-* isobn: isobn.train.training_step (the step `isobn train` runs, without accelerate) on the
-  batches isobn.data.length_grouped_batches forms, collated by isobn.data.collate, then
+* isobn: isobn.training.train.training_step (the step `isobn train` runs, without accelerate) on the
+  batches isobn.training.data.length_grouped_batches forms, collated by
+  isobn.training.data.collate, then
   loss.item() as train_epoch does;
 * Trainer: its dynamic-padding arm of bench_train.py (AutoModelForSequenceClassification +
   isobn.attach, DataCollatorWithPadding, group_by_length), its own loop.
@@ -65,9 +66,9 @@ def shares(prof, wall: float, vocab_shape: list[int]) -> dict[str, float]:
 def isobn_profile(settings, split, vocab_shape) -> tuple[dict, int]:
     from torch.profiler import ProfilerActivity, profile
 
-    from isobn.data import collate, length_grouped_batches
-    from isobn.optim import Optimisation
-    from isobn.train import training_step
+    from isobn.training.data import collate, length_grouped_batches
+    from isobn.training.optim import Optimisation
+    from isobn.training.train import training_step
 
     model = models.classifier(settings, norm="isobn")
     opt = Optimisation(models.optimizer_like_train(model), max_grad_norm=1.0)
@@ -124,8 +125,8 @@ def run(settings: common.Settings) -> dict:
     common.header("Where a training step's time goes: isobn's loop and Trainer's (profiler)")
     from transformers import AutoConfig
 
-    from isobn.data import encode
-    from isobn.model import load_tokenizer
+    from isobn.training.data import encode
+    from isobn.training.model import load_tokenizer
 
     task = models.load_mr(settings.train_size, 16)
     tokenizer = load_tokenizer(settings.model_dir())

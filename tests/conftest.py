@@ -185,7 +185,7 @@ QUICK_ARGS = [
 def quick_config(out, model: str, files: dict[str, str], **overrides):
     """The quick training settings of the tests: a tiny model, its files, 2 epochs of 6 steps
     (96 rows, batches of 16), lr 1e-3, [CLS] pooling, every step logged."""
-    from isobn.config import TrainConfig
+    from isobn.training.config import TrainConfig
 
     values = dict(
         out=str(out),
@@ -210,8 +210,22 @@ def trained_run(tmp_path_factory, tiny_bert, sentiment_files) -> Path:
     """A finished isobn run of quick_config (1 epoch, evaluations at steps 3 and 6, a test
     split): metrics.json, config.json, log.jsonl, best/ and last/. Trained once per session;
     tests read it, or copy it before changing anything."""
-    from isobn.train import train
+    from isobn.training.train import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     train(quick_config(out, tiny_bert, sentiment_files, epochs=1, eval_every_steps=3))
     return out
+
+
+# data-file helpers of the task and predict tests
+def write(tmp_path: Path, name: str, content: str | bytes) -> str:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+def jsonl(rows) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)

@@ -1,4 +1,5 @@
-"""Record the golden runs of tests/test_golden.py (run once, with the code whose behaviour the
+"""Record the golden runs of tests/training/test_golden.py (run once, with the code whose behaviour
+the
 test keeps; commit 9dc70fc recorded the files in tests/data/golden/).
 
     .venv/bin/python tests/golden_record.py
@@ -26,8 +27,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     import golden_setup
 
-    from isobn import checkpoint as ckpt
-    from isobn.train import TrainConfig, train
+    from isobn.training import checkpoint as ckpt
+    from isobn.training.train import TrainConfig, train
 
     tmp = Path(tempfile.mkdtemp(prefix="isobn-golden-"))
     try:

@@ -1,4 +1,5 @@
-"""Inputs of the golden runs (tests/test_golden.py, tests/golden_record.py): a tiny random BERT
+"""Inputs of the golden runs (tests/training/test_golden.py, tests/golden_record.py): a tiny random
+BERT
 and small sentiment files, both rebuilt deterministically, and the run's settings."""
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``EmbeddingStats.from_embeddings(name, X)`` keeps the ``isobn.isotropy.report`` of X and the
 arrays behind it (per-dimension std, covariance eigenvalues, the correlations), so that
-``isobn.figures`` can draw and ``isobn.analysis`` can describe an embedding without holding X.
+``isobn.analysis.figures`` can draw and ``isobn.analysis`` can describe an embedding without
+holding X.
 ``before_after`` words the change a method's transform makes to a few of those statistics
 (training's log and ``isobn analyze``'s report use it alike).
 """

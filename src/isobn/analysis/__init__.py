@@ -33,8 +33,8 @@ with ``numpy.random.default_rng(seed)`` and kept in their original order, so eve
 and every run sees the same texts.
 
 Modules: ``config`` (AnalysisConfig), ``sources`` (models and their embeddings, through
-isobn.embeddings), ``run`` (the recipe and isotropy.json), ``prose`` (report.md); the
-statistics are isobn.isotropy_stats.EmbeddingStats and the figures isobn.figures.
+isobn.training.embeddings), ``run`` (the recipe and isotropy.json), ``prose`` (report.md); the
+statistics are isobn.isotropy_stats.EmbeddingStats and the figures isobn.analysis.figures.
 """
 
 from isobn.analysis.config import AnalysisConfig

@@ -36,7 +36,7 @@ REPORT_FILE = "report.md"
 
 def load_examples(cfg: AnalysisConfig):
     """(task, examples of cfg.split after the deterministic subsample, split name)."""
-    from isobn.train import load_run_task
+    from isobn.training.train import load_run_task
 
     task = load_run_task(cfg)  # the same task and generic-file options as `isobn train`
     name = cfg.split
@@ -71,7 +71,7 @@ def analysis_device(cpu: bool) -> str:
 
 def analyze(cfg: AnalysisConfig) -> dict:
     """Run the analysis described in isobn.analysis; returns the isotropy.json payload."""
-    from isobn.checkpoint import ensure_writable_directory
+    from isobn.training.checkpoint import ensure_writable_directory
 
     cfg.validate()
     ensure_writable_directory(Path(cfg.out))
@@ -115,8 +115,8 @@ def write_analysis(
 
     ``layer_reports``: series ("pooling" or "label pooling") -> isotropy.report per layer.
     """
-    from isobn import figures
-    from isobn.checkpoint import ensure_writable_directory
+    from isobn.analysis import figures
+    from isobn.training.checkpoint import ensure_writable_directory
 
     out = Path(cfg.out)
     ensure_writable_directory(out)

@@ -2,7 +2,7 @@
 
 A model is a pre-trained encoder (``minilm``, a model directory, a hub name) or an ``isobn
 train`` checkpoint (a run directory or its ``best/``), optionally labelled ``label=path``.
-``embed`` runs it through ``isobn.embeddings.infer`` and returns float32 (N, H) matrices; a
+``embed`` runs it through ``isobn.training.embeddings.infer`` and returns float32 (N, H) matrices; a
 checkpoint's norm is applied (in eval mode, with its running statistics, as at inference) to
 the pooling it was trained on. A checkpoint's method without a norm (none, correg, istar) has
 the identity as its transform: its classifier input is the pooled embedding itself.
@@ -40,8 +40,8 @@ def parse_model_spec(spec: str) -> ModelSource:
 
     Without a label: the directory name (the run's name for a best/ directory) or the name.
     """
-    from isobn.checkpoint import resolve_directory
-    from isobn.model import MODEL_CONFIG_FILE, resolve_model_path
+    from isobn.training.checkpoint import resolve_directory
+    from isobn.training.model import MODEL_CONFIG_FILE, resolve_model_path
 
     label, path = None, spec
     if "=" in spec and not os.path.exists(spec):
@@ -84,7 +84,7 @@ def parse_sources(specs: Sequence[str]) -> list[ModelSource]:
 
 def default_pooling(sources: Sequence[ModelSource]) -> str:
     """The pooling of the first checkpoint compared, else the HF pooler."""
-    from isobn.model import read_model_config
+    from isobn.training.model import read_model_config
 
     for source in sources:
         if source.checkpoint:  # validated: a damaged isobn_model.json is one line
@@ -165,7 +165,7 @@ class _Loaded:
 
 def _load(source: ModelSource, trust_remote_code: bool) -> _Loaded:
     from isobn.methods import canonical
-    from isobn.model import load_checkpoint, load_encoder, load_tokenizer
+    from isobn.training.model import load_checkpoint, load_encoder, load_tokenizer
 
     if not source.checkpoint:
         encoder = load_encoder(source.path, trust_remote_code)
@@ -179,9 +179,10 @@ def _load(source: ModelSource, trust_remote_code: bool) -> _Loaded:
 
 
 def _encoder_forward(loaded: _Loaded, poolings: list[str], with_layers: bool):
-    """isobn.embeddings.Forward: the poolings (B, H), "normed" (B, H) when the checkpoint's norm
+    """isobn.training.embeddings.Forward: the poolings (B, H), "normed" (B, H) when the
+    checkpoint's norm
     applies, and "<pooling>/<layer>" (B, H) for every layer with ``with_layers``."""
-    from isobn.model import pool_hidden, pool_output
+    from isobn.training.model import pool_hidden, pool_output
 
     apply_norm = loaded.norm is not None and loaded.trained in poolings
 
@@ -217,8 +218,8 @@ def embed(
     Returns float32 matrices in the order of ``examples``. A checkpoint's norm is applied to
     its own pooling (key ``"normed"``), in eval mode.
     """
-    from isobn.data import encode
-    from isobn.embeddings import infer
+    from isobn.training.data import encode
+    from isobn.training.embeddings import infer
 
     if not examples:
         raise UserError("no examples to embed: pass at least 2")

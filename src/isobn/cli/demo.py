@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from isobn import isotropy
     from isobn.analysis import embed, load_examples, parse_model_spec
     from isobn.analysis.run import analysis_device
-    from isobn.checkpoint import ensure_writable_directory
+    from isobn.training.checkpoint import ensure_writable_directory
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -119,9 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
 def fine_tune(out: Path, settings: dict, seed: int) -> dict[str, Path]:
     """Steps 2 and 3: none vs isobn, the result tables; returns the run directory per norm."""
-    from isobn.experiment import run_directory, run_experiment
-    from isobn.report import markdown
-    from isobn.train import TrainConfig
+    from isobn.training.experiment import run_directory, run_experiment
+    from isobn.training.report import markdown
+    from isobn.training.train import TrainConfig
 
     print(
         f"\n2. Fine-tuning none vs isobn, seed {seed}: {settings['max_train']} training "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from isobn.cli.options import add_method_options, add_options, config_values
-from isobn.config import LEGACY_METHOD_KEYS, TrainConfig
+from isobn.training.config import LEGACY_METHOD_KEYS, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -30,10 +30,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isobn.config import DEFAULT_TASK
     from isobn.errors import UserError
-    from isobn.experiment import parse_seeds, parse_shard, parse_tasks, run_experiment
-    from isobn.report import markdown
+    from isobn.training.config import DEFAULT_TASK
+    from isobn.training.experiment import parse_seeds, parse_shard, parse_tasks, run_experiment
+    from isobn.training.report import markdown
 
     shard = parse_shard(args.shard)
     seeds = parse_seeds(args.seeds)
@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
 def parse_methods(args: argparse.Namespace) -> list[str]:
     """The canonical specs of --methods, with --isobn-beta, --isobn-momentum and
     --isobn-no-corr folded into each IsoBN method."""
-    from isobn.config import fold_legacy_method
     from isobn.errors import UserError
     from isobn.methods import split_methods
+    from isobn.training.config import fold_legacy_method
 
     legacy = {key: getattr(args, key) for key in LEGACY_METHOD_KEYS if key != "norm"}
     texts = split_methods(args.methods)

@@ -1,4 +1,5 @@
-"""The command line built from the settings' dataclass fields (isobn.config): one option per
+"""The command line built from the settings' dataclass fields (isobn.training.config): one option
+per
 field, with the field's flag, type, default, choices and help. Nothing here repeats a default.
 
     add_options(parser, TrainConfig, exclude={...})   the fields as options, grouped
@@ -13,7 +14,7 @@ import types
 import typing
 from dataclasses import MISSING, fields
 
-from isobn.config import LEGACY_METHOD_KEYS, LEGACY_NORMS, DataOptions, flag_of
+from isobn.training.config import LEGACY_METHOD_KEYS, LEGACY_NORMS, DataOptions, flag_of
 
 # argument groups in the order `--help` shows them
 GROUPS = ("run", "data", "model", "method", "training")
@@ -32,7 +33,8 @@ def add_options(parser: argparse.ArgumentParser, cls, exclude=()) -> None:
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """The data options (isobn.config.DataOptions), shared by train, experiment and analyze."""
+    """The data options (isobn.training.config.DataOptions), shared by train, experiment and
+    analyze."""
     add_options(parser, DataOptions)
 
 
@@ -95,7 +97,7 @@ def config_values(args: argparse.Namespace, cls=None) -> dict:
     """The parsed values of the fields of `cls` (TrainConfig by default) and of the earlier
     method keywords it folds into `method`."""
     if cls is None:
-        from isobn.config import TrainConfig as cls
+        from isobn.training.config import TrainConfig as cls
     names = {f.name for f in fields(cls)} | set(LEGACY_METHOD_KEYS)
     return {k: v for k, v in vars(args).items() if k in names}
 

@@ -47,8 +47,8 @@ def register(subparsers) -> None:
 
 
 def _checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
-    from isobn.checkpoint import resolve_directory
     from isobn.errors import UserError
+    from isobn.training.checkpoint import resolve_directory
 
     if (path / "best").exists() or (path / "best.old").exists():
         run_dir, best = path, resolve_directory(path / "best")
@@ -176,11 +176,11 @@ def check_output(output: str | None, input_path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isobn.data import encode
-    from isobn.embeddings import predict
-    from isobn.max_length import check_max_length
-    from isobn.model import load_checkpoint
     from isobn.tasks import Example
+    from isobn.training.data import encode
+    from isobn.training.embeddings import predict
+    from isobn.training.max_length import check_max_length
+    from isobn.training.model import load_checkpoint
 
     best, run_config = _checkpoint_and_run_config(Path(args.checkpoint))
     text_column, pair_column, max_length = _settings(args, run_config)

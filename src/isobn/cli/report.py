@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
-    from isobn.report import collect_runs, markdown, write_results
+    from isobn.training.report import collect_runs, markdown, write_results
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(results))
     if not args.no_figures:
         try:
-            from isobn.figures import plot_training_curves
+            from isobn.analysis.figures import plot_training_curves
         except ImportError:
             plot_training_curves = None
         if plot_training_curves is not None:

@@ -48,9 +48,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
-    from isobn.experiment import parse_shard
     from isobn.study.runner import cell_path, run_jobs
     from isobn.study.spec import load_study
+    from isobn.training.experiment import parse_shard
 
     for name in ("jobs", "threads", "max_cells"):
         value = getattr(args, name)

@@ -7,7 +7,7 @@ import json
 import os
 
 from isobn.cli.options import add_method_options, add_options, config_from_args
-from isobn.config import TrainConfig
+from isobn.training.config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from isobn.train import train
+    from isobn.training.train import train
 
     result = train(config_from_args(TrainConfig, args))
     if os.environ.get("RANK", "0") == "0":

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from isobn.checkpoint import write_json_atomically
 from isobn.study.spec import Study
+from isobn.training.checkpoint import write_json_atomically
 
 FILE = "pretrained_isotropy.json"
 # task settings that `isobn analyze` takes, and their options

@@ -57,7 +57,7 @@ def _score(values: dict | None, main: str) -> float | None:
 
 def _evaluations(log_path: Path) -> list[dict]:
     """Dev metrics and the isotropy summary of every evaluation in a run's log."""
-    from isobn.runs import read_log
+    from isobn.training.runs import read_log
 
     rows = []
     for entry in read_log(log_path):
@@ -98,7 +98,7 @@ _FACTS: dict[tuple, tuple[dict[str, int], float | None]] = {}  # per process: lo
 
 
 def _task_facts(cfg) -> tuple[dict[str, int], float | None]:
-    from isobn.train import load_run_task
+    from isobn.training.train import load_run_task
 
     task = load_run_task(cfg)
     sizes = {name: len(rows) for name, rows in task.splits.items()}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from isobn.checkpoint import write_json_atomically
 from isobn.study.runner import finished_cells
 from isobn.study.spec import Study
+from isobn.training.checkpoint import write_json_atomically
 
 # flat columns of results.csv, in order; metric dicts are flattened as dev.KEY / test.KEY
 _COLUMNS = (

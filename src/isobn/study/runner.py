@@ -31,10 +31,10 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from isobn.checkpoint import write_json_atomically
-from isobn.config import saved_settings
 from isobn.errors import UserError
 from isobn.study.spec import Cell, Study, check_task_files
+from isobn.training.checkpoint import write_json_atomically
+from isobn.training.config import saved_settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ _RECORD_KEYS = ("task", "size", "method", "seed", "config", "dev_score")
 def finished_cells(out: Path) -> list[dict]:
     """Every finished cell's record in the study directory; a damaged one (not a JSON object
     with _RECORD_KEYS) is a one-line UserError naming it."""
-    from isobn import checkpoint as ckpt
+    from isobn.training import checkpoint as ckpt
 
     records = []
     for path in sorted((out / "cells").rglob("*.json")):
@@ -122,7 +122,7 @@ def check_study_directory(study: Study, out: Path) -> None:
 def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False) -> dict:
     """Train one cell (resuming its run directory) and write its record atomically."""
     from isobn.study.record import cell_record
-    from isobn.train import train
+    from isobn.training.train import train
 
     run_dir = out / "runs" / cell.key
     cfg = study.config(cell, out=str(run_dir))
@@ -155,8 +155,8 @@ def cell_data(cfg):
     process and reused by its other seeds and methods."""
     from dataclasses import fields
 
-    from isobn.build import load_data
-    from isobn.config import DataOptions
+    from isobn.training.build import load_data
+    from isobn.training.config import DataOptions
 
     names = [f.name for f in fields(DataOptions)] + ["model", "max_length", "trust_remote_code"]
     key = tuple(getattr(cfg, name) for name in names)

@@ -25,7 +25,7 @@ import tomllib
 
 from isobn.errors import UserError
 from isobn.methods import canonical
-from isobn.train import TrainConfig
+from isobn.training.train import TrainConfig
 
 # TrainConfig fields a study may not set: the study decides them per cell
 _CELL_FIELDS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isobn.report import summarize, wilcoxon_p
+from isobn.training.report import summarize, wilcoxon_p
 
 BASELINE = "none"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isobn import metrics
+from isobn.tasks import metrics
 
 __all__ = ["Example", "SplitMetrics", "Task"]
 

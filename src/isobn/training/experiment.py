@@ -1,0 +1,116 @@
+"""A grid of tasks x methods x seeds: one run directory each, resumable, shardable."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from isobn.errors import UserError
+from isobn.training.config import ALIAS_OF, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N; None -> (1, 1)."""
+    if text is None:
+        return 1, 1
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise UserError(f"malformed --shard {text!r}: write K/N, e.g. --shard 1/4")
+    k, n = int(match[1]), int(match[2])
+    if not 1 <= k <= n:
+        raise UserError(f"--shard {text}: K must be between 1 and N, e.g. --shard 1/{max(n, 1)}")
+    return k, n
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"--{what} is empty: give a comma-separated list")
+    if len(set(items)) != len(items):
+        raise UserError(f"--{what} lists an item twice: {text}")
+    return items
+
+
+def parse_tasks(text: str) -> list[str]:
+    """--tasks: registered task names (aliases and case resolved), each once."""
+    from isobn.tasks import task_key
+
+    tasks = [task_key(name) for name in parse_list(text, "tasks")]
+    if len(set(tasks)) != len(tasks):
+        raise UserError(f"--tasks names a task twice: {text} is {', '.join(tasks)}")
+    return tasks
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in parse_list(text, "seeds")]
+    except ValueError:
+        raise UserError(f"--seeds must be integers separated by commas, got {text!r}") from None
+
+
+def run_directory(out: Path, data: str, method: str, seed: int) -> Path:
+    """OUT/DATA/METHOD/seedS: DATA is the task, or the name of the files (TrainConfig.data_name)."""
+    return out / data / method_directory(method) / f"seed{seed}"
+
+
+def method_directory(method: str) -> str:
+    """A file-name-safe name of a canonical method: the earlier alias where it has one (so
+    that directories written before method specs are found again), else the spec with every
+    character but letters, digits and _ . = + - replaced by _ (isobn:beta=0.25 ->
+    isobn_beta=0.25)."""
+    return ALIAS_OF.get(method) or re.sub(r"[^A-Za-z0-9_.=+-]", "_", method)
+
+
+def grid(
+    base: TrainConfig, tasks: list[str | None], methods: list[str], seeds: list[int]
+) -> list[TrainConfig]:
+    """One TrainConfig per (task, method, seed), in that nesting order; task None: the
+    files of `base`. Each run's directory is named by the data it trains on."""
+    out = Path(base.out)
+    configs = []
+    for task in tasks:
+        data = replace(base, task=task) if task is not None else base
+        for method in methods:
+            for seed in seeds:
+                where = run_directory(out, data.data_name, method, seed)
+                configs.append(replace(data, method=method, seed=seed, out=str(where), resume=True))
+    return configs
+
+
+def run_experiment(
+    base: TrainConfig,
+    tasks: list[str | None],
+    methods: list[str],
+    seeds: list[int],
+    shard: tuple[int, int] = (1, 1),
+) -> dict:
+    """Run this shard's share of the grid, skipping finished runs (metrics.json present) and
+    resuming interrupted ones; then write results.{json,csv,md} over every finished run in
+    `base.out` (other shards' included). Returns the aggregated results."""
+    from isobn.training.checkpoint import ensure_writable_directory
+    from isobn.training.report import write_results
+    from isobn.training.run_dir import finished_result
+    from isobn.training.train import train
+
+    configs = grid(base, tasks, methods, seeds)
+    for cfg in configs:
+        cfg.validate()  # every run's settings before the first hour of compute
+    k, n = shard
+    mine = [cfg for i, cfg in enumerate(configs) if i % n == k - 1]
+    # a finished run is reused only when it ran these settings (else a one-line error)
+    finished = {cfg.out for cfg in mine if finished_result(cfg, Path(cfg.out)) is not None}
+    ensure_writable_directory(Path(base.out))  # the tables go there, whatever this shard runs
+    if not mine:
+        logger.warning("shard %d/%d has no runs: the grid has %d", k, n, len(configs))
+    for number, cfg in enumerate(mine, 1):
+        label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
+        if cfg.out in finished:
+            logger.info("%s: finished already, skipped", label)
+            continue
+        logger.info("%s -> %s", label, cfg.out)
+        train(cfg)
+    return write_results(Path(base.out))

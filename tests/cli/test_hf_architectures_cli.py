@@ -1,0 +1,137 @@
+"""`isobn train --model DIR` and `isobn analyze --model DIR` on a tiny random encoder of every
+architecture that isobn.attach supports, saved with its own tokenizer like a pre-trained one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from tiny_encoders import ARCHS, write_encoder
+
+from isobn.cli.main import main
+
+CLI_ARCHS = [a for a in ARCHS if a != "modernbert-mean"]  # the same encoder as "modernbert"
+NO_POOLER = [a for a in CLI_ARCHS if not ARCHS[a].has_pooler]
+# The pooling each architecture trains with: every choice on several architectures, `pooler`
+# only where the encoder has one.
+TRAIN_POOLING = {
+    "bert": "pooler",
+    "albert": "mean",
+    "deberta-v2": "cls",
+    "deberta-v3": "mean",
+    "modernbert": "cls",
+    "distilbert": "cls",
+    "roberta": "pooler",
+    "xlm-roberta": "mean",
+    "camembert": "cls",
+    "mpnet": "pooler",
+    "electra": "mean",
+}
+QUICK = [
+    "--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
+    "--max-train", "32", "--max-eval", "16", "--isotropy-examples", "16",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def encoder_dirs(tmp_path_factory):
+    """arch -> a directory with the bare encoder (AutoModel) and its tokenizer, built once."""
+    cache: dict[str, str] = {}
+
+    def get(arch: str) -> str:
+        if arch not in cache:
+            cache[arch] = str(write_encoder(arch, tmp_path_factory.mktemp(arch)))
+        return cache[arch]
+
+    return get
+
+
+def pair_args(pair_files) -> list[str]:
+    return [
+        "--train", pair_files["train"], "--dev", pair_files["dev"],
+        "--text-column", "premise", "--text-pair-column", "hypothesis",
+    ]  # fmt: skip
+
+
+def test_every_architecture_trains_with_a_pooling():
+    assert set(TRAIN_POOLING) == set(CLI_ARCHS)
+    assert {TRAIN_POOLING[a] for a in CLI_ARCHS} == {"pooler", "cls", "mean"}
+    assert all(TRAIN_POOLING[a] != "pooler" for a in NO_POOLER)
+
+
+@pytest.mark.parametrize("arch", CLI_ARCHS)
+def test_train_and_analyze(arch, encoder_dirs, pair_files, tmp_path):
+    model_dir = encoder_dirs(arch)
+    pooling = TRAIN_POOLING[arch]
+    out = tmp_path / "run"
+    args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", pooling]
+    assert main([*args, "--norm", "isobn", "--out", str(out), *QUICK]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["dev"]["accuracy"] <= 1
+    weights = load_file(str(out / "best" / "model.safetensors"))
+    assert weights["norm.num_batches_tracked"].item() == 2  # 32 pairs in batches of 16
+    assert json.loads((out / "best" / "isobn_model.json").read_text())["pooling"] == pooling
+
+    analysis = tmp_path / "analysis"
+    args = ["analyze", "--model", model_dir, *pair_args(pair_files), "--pooling", "all"]
+    assert main([*args, "--split", "dev", "--max-examples", "20", "--out", str(analysis)]) == 0
+    (entry,) = json.loads((analysis / "isotropy.json").read_text())["models"]
+    expected = {"cls", "mean", "pooler"} if ARCHS[arch].has_pooler else {"cls", "mean"}
+    assert set(entry["reports"]) == expected
+    assert all(report["n"] == 20 for report in entry["reports"].values())
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_the_architecture_tells_whether_there_is_a_pooler(arch):
+    from transformers import MODEL_MAPPING
+
+    from isobn.training.model import returns_pooler_output
+
+    config = ARCHS[arch].config(ARCHS[arch].tokenizer())
+    assert returns_pooler_output(MODEL_MAPPING[type(config)]) is ARCHS[arch].has_pooler
+
+
+def test_a_forward_without_a_model_output_annotation_does_not_tell():
+    from isobn.training.model import returns_pooler_output
+
+    class Unannotated:
+        def forward(self, input_ids): ...
+
+    class Unresolvable:
+        def forward(self, input_ids) -> NoSuchOutput:  # noqa: F821
+            ...
+
+    assert returns_pooler_output(Unannotated) is None
+    assert returns_pooler_output(Unresolvable) is None
+
+
+@pytest.mark.parametrize("arch", NO_POOLER)
+def test_pooler_without_a_pooler_is_one_line(
+    arch, encoder_dirs, pair_files, tmp_path, capsys, monkeypatch
+):
+    import isobn.training.build
+
+    def never(*args, **kwargs):
+        raise AssertionError("tokenised before the pooler was checked")
+
+    model_dir = encoder_dirs(arch)
+    out = tmp_path / "run"
+    args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", "pooler"]
+    with monkeypatch.context() as patch:
+        patch.setattr(isobn.training.build, "encode", never)  # refused before the data is tokenised
+        assert main([*args, "--out", str(out), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "isobn train: error: the encoder has no pooler: use --pooling cls or --pooling mean" in err
+    )
+    assert "Traceback" not in err
+    args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", "cls"]
+    assert main([*args, "--out", str(out), *QUICK]) == 0  # the same --out, now with cls
+
+    args = ["analyze", "--model", model_dir, *pair_args(pair_files), "--pooling", "pooler"]
+    assert main([*args, "--split", "dev", "--out", str(tmp_path / "an")]) == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith("isobn analyze: error: ")
+    assert line.endswith("has no pooler: use --pooling cls or --pooling mean")

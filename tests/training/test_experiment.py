@@ -1,0 +1,176 @@
+"""`isobn experiment` on the tiny model: 2 tasks x 2 methods x 2 seeds, tables, resume, shards."""
+
+import json
+import os
+
+import pytest
+from conftest import QUICK_ARGS
+
+from isobn.cli.main import main
+from isobn.training.experiment import grid, parse_shard
+from isobn.training.report import aggregate, wilcoxon_p
+from isobn.training.train import TrainConfig
+
+QUICK = [*QUICK_ARGS, "--pooling", "cls"]
+
+
+def test_grid_tables_and_resume(tmp_path, tiny_bert, glue_dir, capsys):
+    out = tmp_path / "exp"
+    argv = [
+        "experiment",
+        "--tasks",
+        "sst2,rte",
+        "--methods",
+        "none,isobn",
+        "--seeds",
+        "1,2",
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_bert,
+        "--out",
+        str(out),
+        *QUICK,
+    ]
+    assert main(argv) == 0
+    runs = sorted(p.parent for p in out.rglob("metrics.json"))
+    assert len(runs) == 8
+    for name in ("results.json", "results.csv", "results.md"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"] == ["rte", "sst2"] and results["methods"] == ["none", "isobn"]
+    cell = results["cells"]["sst2"]["isobn"]
+    assert cell["n"] == 2 and set(cell) >= {"median", "std", "mean", "best"}
+    assert set(results["average"]) == {"none", "isobn"}
+    assert results["paired_vs_none"]["isobn"]["all"]["n"] == 4
+    table = (out / "results.md").read_text()
+    assert "| isobn |" in table and "Wilcoxon" in table
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 4
+    # a re-run skips every finished run: their files are untouched
+    stamps = {p: os.stat(p / "metrics.json").st_mtime_ns for p in runs}
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert {p: os.stat(p / "metrics.json").st_mtime_ns for p in runs} == stamps
+    # `isobn report` re-renders the same tables
+    (out / "results.md").unlink()
+    assert main(["report", str(out), "--no-figures"]) == 0
+    assert (out / "results.md").read_text() == table
+
+
+def test_shards_partition_the_grid(tmp_path):
+    base = TrainConfig(out=str(tmp_path))
+    configs = grid(base, ["a", "b"], ["none", "isobn"], [1, 2, 3])
+    assert len({c.out for c in configs}) == 12
+    shards = [[c for i, c in enumerate(configs) if i % 3 == k - 1] for k in (1, 2, 3)]
+    assert sorted(c.out for s in shards for c in s) == sorted(c.out for c in configs)
+    assert parse_shard("2/3") == (2, 3)
+
+
+def test_shard_runs_only_its_share(tmp_path, tiny_bert, glue_dir, capsys):
+    out = tmp_path / "exp"
+    argv = [
+        "experiment",
+        "--tasks",
+        "sst2",
+        "--methods",
+        "none,isobn",
+        "--seeds",
+        "1",
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_bert,
+        "--out",
+        str(out),
+        "--shard",
+        "2/2",
+        *QUICK,
+    ]
+    assert main(argv) == 0
+    assert [p.parent.parent.name for p in out.rglob("metrics.json")] == ["isobn"]
+
+
+def test_aggregate_by_hand():
+    runs = [
+        {
+            "task": "t",
+            "norm": norm,
+            "seed": seed,
+            "main_metric": "accuracy",
+            "dev": {"accuracy": value},
+        }
+        for norm, values in (("none", [0.70, 0.72, 0.74]), ("isobn", [0.71, 0.75, 0.74]))
+        for seed, value in zip((1, 2, 3), values)
+    ]
+    results = aggregate(runs)
+    none = results["cells"]["t"]["none"]
+    assert none["median"] == pytest.approx(72.0) and none["std"] == pytest.approx(2.0)
+    assert none["best"] == pytest.approx(74.0) and none["mean"] == pytest.approx(72.0)
+    paired = results["paired_vs_none"]["isobn"]["tasks"]["t"]
+    assert paired["mean_diff"] == pytest.approx((1 + 3 + 0) / 3)
+    assert paired["wins"] == 2
+    assert wilcoxon_p([0.0, 0.0]) == 1.0 and wilcoxon_p([1.0]) is None
+    # 6 positive differences give the smallest exact two-sided p: 2 / 2**6
+    assert wilcoxon_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64)
+
+
+def test_columns_are_the_data_each_run_trained_on(tmp_path, tiny_bert, sentiment_files, capsys):
+    """A run on files is stored and tabled under the name of its data (--name, or the
+    training file's): two data sets in one directory are two columns of n = 2 seeds each."""
+    import shutil
+
+    out = tmp_path / "exp"
+    base = ["experiment", "--model", tiny_bert, "--out", str(out), "--methods", "none"]
+    base += ["--seeds", "1,2", *QUICK]
+    sentiment = ["--train", sentiment_files["train"], "--dev", sentiment_files["dev"]]
+    reviews = tmp_path / "reviews"
+    reviews.mkdir()
+    other = [
+        shutil.copy(sentiment_files[split], reviews / f"{split}.csv") for split in ("train", "dev")
+    ]
+    assert main([*base, *sentiment, "--name", "sentiment"]) == 0
+    assert main([*base, "--train", str(other[0]), "--dev", str(other[1]), "--max-train", "48"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"] == ["reviews", "sentiment"]
+    assert {task: cells["none"]["n"] for task, cells in results["cells"].items()} == {
+        "reviews": 2,
+        "sentiment": 2,
+    }
+    for metrics in out.rglob("metrics.json"):  # OUT/DATA/METHOD/seedS
+        assert json.loads(metrics.read_text())["task"] == metrics.parents[2].name
+    header = (out / "results.md").read_text()
+    assert "reviews" in header and "sentiment" in header and "| file" not in header
+    # the same name for other data is not the same runs: refused, nothing reused
+    capsys.readouterr()
+    argv = [*base, "--train", str(other[0]), "--dev", str(other[1]), "--name", "sentiment"]
+    assert main(argv) == 2
+    assert "holds a finished run with other settings" in capsys.readouterr().err
+
+
+def test_two_runs_of_one_cell_are_never_merged_silently():
+    from isobn.errors import UserError
+
+    run = {"task": "t", "method": "none", "seed": 1, "main_metric": "accuracy"}
+    runs = [{**run, "dev": {"accuracy": 0.5}, "run_dir": d} for d in ("a/none/seed1", "b/x")]
+    with pytest.raises(UserError, match="two runs of task t, method none, seed 1: a/none/seed1"):
+        aggregate(runs)
+
+
+@pytest.mark.parametrize(
+    ("methods", "expected"),
+    [
+        ("none,istar:weight=-3,zeta=0.5", ["none", "istar:weight=-3.0,zeta=0.5"]),
+        ("istar:weight=-3,zeta=0.5,isobn", ["istar:weight=-3.0,zeta=0.5", "isobn"]),
+        ("none, isobn:beta=0.25, eps=0.01 ,layernorm", None),
+    ],
+)
+def test_methods_split_at_commas_that_start_a_method(methods, expected):
+    from isobn.cli.experiment import parse_methods
+    from isobn.cli.main import build_parser
+
+    args = build_parser().parse_args(["experiment", "--out", "x", "--methods", methods])
+    parsed = parse_methods(args)
+    if expected is None:
+        assert len(parsed) == 3 and parsed[1].startswith("isobn:") and "eps=0.01" in parsed[1]
+    else:
+        assert parsed == expected
