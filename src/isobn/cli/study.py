@@ -15,8 +15,16 @@ def register(subparsers) -> None:
         "finished cells; interrupt at any time and rerun to continue. Then write results.json, "
         "results.csv, RESULTS.md and figures in DIR.",
     )
-    parser.add_argument("study", help="study file (TOML), e.g. studies/offline.toml")
-    parser.add_argument("--out", required=True, help="study directory (shared by shards)")
+    parser.add_argument(
+        "study",
+        nargs="?",
+        help="study file (TOML), e.g. studies/offline.toml, or the name of a study that ships "
+        "with isobn, e.g. offline (see --list)",
+    )
+    parser.add_argument("--out", help="study directory (shared by shards); required to run")
+    parser.add_argument(
+        "--list", action="store_true", help="list the studies that ship with isobn, and exit"
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -48,16 +56,28 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
+    from isobn.study.markdown import relative_command
+    from isobn.study.packaged import describe, packaged_studies, resolve_study
     from isobn.study.runner import cell_path, run_jobs
     from isobn.study.spec import load_study
     from isobn.training.experiment import parse_shard
 
+    if args.list:
+        for name, path in packaged_studies().items():
+            print(f"{name}  {describe(path)}  ({path})")
+        return 0
+    if args.study is None or args.out is None:
+        missing = [n for n, v in (("STUDY", args.study), ("--out", args.out)) if v is None]
+        raise UserError(
+            f"the following arguments are required: {', '.join(missing)} "
+            "(or --list to see the studies that ship with isobn)"
+        )
     for name in ("jobs", "threads", "max_cells"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     shard = parse_shard(args.shard)
-    study = load_study(args.study)
+    study = load_study(resolve_study(args.study))
     blocks = study.block_names(args.blocks)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -70,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
         print(f"{len(cells)} cells, {done} finished")
         return 0
-    command = " ".join(["isobn", *sys.argv[1:]])
+    command = relative_command(["isobn", *sys.argv[1:]], Path.cwd())
     if not args.report_only:
         session = run_jobs(
             study,

@@ -7,6 +7,8 @@ is generated from the finished cells.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -168,6 +170,30 @@ def _time_lines(out: Path, records: list[dict]) -> list[str]:
             "isobn version): their time is in the cell time only."
         )
     return lines
+
+
+def relative_command(argv: list[str], cwd: Path) -> str:
+    """The command as run, for RESULTS.md: absolute paths under `cwd` (also in `--opt=PATH`)
+    written relative to it, so the line reruns from the same place on another machine; paths
+    outside `cwd` stay absolute. Quoted as a shell would need it."""
+
+    def relative(token: str) -> str:
+        path = Path(os.path.normpath(token))
+        if not path.is_absolute():
+            return token
+        for inside, base in ((path, Path(cwd)), (path.resolve(), Path(cwd).resolve())):
+            if inside.is_relative_to(base):  # as written first, then with links resolved
+                return str(inside.relative_to(base))
+        return token
+
+    tokens = []
+    for token in argv:
+        option, equals, value = token.partition("=")
+        if equals and option.startswith("--"):
+            tokens.append(f"{option}={relative(value)}")
+        else:
+            tokens.append(relative(token))
+    return shlex.join(tokens)
 
 
 def _missing(planned, done) -> str:
