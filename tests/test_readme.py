@@ -149,3 +149,11 @@ def test_page_runs_top_to_bottom(page, tmp_path, monkeypatch):
                 timeout=1800,  # minutes on a quiet machine; much longer on a loaded one
             )
             assert done.returncode == 0, f"{where} failed:\n{done.stdout[-3000:]}{done.stderr}"
+
+
+def test_the_readme_links_point_at_files():
+    """The README is read on the forge, outside the site: its relative links name files."""
+    links = re.findall(r"\]\(([^)#]+)\)", (ROOT / "README.md").read_text())
+    relative = [link for link in links if "://" not in link]
+    assert len(relative) >= 10
+    assert [link for link in relative if not (ROOT / link).is_file()] == []
