@@ -53,7 +53,8 @@ def update_weight(momentum: float | None, t: Tensor, dtype: torch.dtype) -> Tens
 def bias_correction(momentum: float, t: Tensor, dtype: torch.dtype) -> Tensor:
     """c = 1 - (1 - m)^t in `dtype`: the total weight the zero-initialised average has given
     to batches after t updates (0 at t = 0)."""
-    return 1.0 - (1.0 - momentum) ** t.to(dtype)
+    decay = (1.0 - momentum) ** t  # default float dtype: computed as before, in one op
+    return 1.0 - (decay if decay.dtype == dtype else (1.0 - momentum) ** t.to(dtype))
 
 
 class KeepsStatisticsDtype(nn.Module):
@@ -122,14 +123,20 @@ class RunningEstimates(KeepsStatisticsDtype):
     def _count_batch(self, n: int) -> bool:
         """t += 1 for a batch of n >= 2 rows (True); a batch of one row has no statistics: it
         is not counted (False) and warns once."""
+        if not self._has_statistics(n):
+            return False
+        self.num_batches_tracked.add_(1)
+        return True
+
+    def _has_statistics(self, n: int) -> bool:
+        """Whether a batch of n rows has statistics (n >= 2); a batch of one row warns once."""
         if n >= 2:
-            self.num_batches_tracked.add_(1)
             return True
         if not self._warned_batch_of_one:
             warnings.warn(
                 f"{type(self).__name__} got a training batch of one row: its statistics are "
                 "left unchanged",
-                stacklevel=4,  # the frame the subclasses' warning named before it moved here
+                stacklevel=5,  # the frame the subclasses' warning named before it moved here
             )
             self._warned_batch_of_one = True
         return False
