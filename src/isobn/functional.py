@@ -15,11 +15,21 @@ x is a batch of shape (B, D); every statistic is a population (biased, divide by
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
 from isobn.distributed import all_reduce_sum, world_size
 from isobn.isotropy import DEAD_RTOL
+
+
+def autocast_off(device: torch.device):
+    """A context with autocast disabled on `device` (nothing to disable on `meta`, which
+    autocast does not know: shapes only)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def statistics_dtype(device: torch.device) -> torch.dtype:
@@ -63,7 +73,7 @@ def moments(
     """
     assert x.dim() == 2, f"expected (N, D), got {tuple(x.shape)}"
     dtype = statistics_dtype(x.device)
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_off(x.device):
         x = (x if differentiable else x.detach()).to(dtype)  # (N, D)
         count_and_sum = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)])  # (1 + D,)
         count_and_sum = _synced(count_and_sum, process_group, differentiable)
@@ -91,7 +101,7 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
         cov = scatter / max(n, 1)  # (D, D)
         return n, cov.diagonal().clamp_min(0).sqrt(), cov
     n = x.shape[0]
-    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+    with torch.no_grad(), autocast_off(x.device):
         x = x.to(statistics_dtype(x.device))  # (N, D)
         std, mean = torch.std_mean(x, 0, correction=0)  # (D,), (D,)
         y = x - mean  # (N, D)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -62,8 +63,8 @@ class IsoBN(RunningEstimates):
     ) -> None:
         check_num_features(num_features)
         check_momentum(momentum)
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not (beta >= 0 and math.isfinite(beta)):  # NaN fails `beta >= 0`
+            raise ValueError(f"beta must be a finite number >= 0, got {beta}")
         check_eps(eps)
         check_statistics_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
@@ -196,7 +197,7 @@ class IsoBN(RunningEstimates):
         return tuple((b, b._version) for b in buffers), hyper
 
     def _warn_if_batches_were_skipped(self) -> None:
-        if self._warned_non_finite or self._batches_offered == 0:
+        if self._warned_non_finite or self._batches_offered == 0 or self._finite_batches.is_meta:
             return
         skipped = self._batches_offered - int(self._finite_batches)  # one host read
         if skipped > 0:
@@ -223,6 +224,15 @@ class IsoBN(RunningEstimates):
             state_dict[prefix + "running_cov"] = state_dict.pop(prefix + "cov")
             state_dict[prefix + "running_std"] = state_dict.pop(prefix + "std")
             state_dict.setdefault(prefix + "num_batches_tracked", torch.tensor(10**6))
+        elif prefix + "num_batches_tracked" not in state_dict:
+            # statistics without their count: t = 0 would make the layer the identity. Treat
+            # them as tracked like the released format (bias correction 1), if there are any.
+            stats = [state_dict.get(prefix + k) for k in ("running_std", "running_cov")]
+            stats = [s for s in stats if isinstance(s, Tensor)]
+            if stats:
+                tracked = any(s.is_meta or bool(s.ne(0).any()) for s in stats)
+                state_dict[prefix + "num_batches_tracked"] = torch.tensor(10**6 if tracked else 0)
+        self._cached_scale = None
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
