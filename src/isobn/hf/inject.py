@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
+from isobn.hf.adapters import base_model, is_peft_model, restore_save, save_with_isobn
 from isobn.hf.sites import CHILD_NAME, find_site, make_hook
 from isobn.layer import IsoBN
 
@@ -19,8 +20,9 @@ _ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")
 
 
 def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
-    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None."""
-    for path, module in model.named_modules():
+    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None.
+    The path is relative to the transformers model (inside a PeftModel: its base model)."""
+    for path, module in base_model(model).named_modules():
         norm = module._modules.get(CHILD_NAME)
         if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
             return path, module, norm
@@ -61,7 +63,9 @@ def attach(
 
     Args:
         model: a sequence classifier; see :mod:`isobn.hf` for where IsoBN sits in each
-            architecture and which others the general path accepts.
+            architecture and which others the general path accepts. A peft ``PeftModel``
+            (e.g. LoRA) gets IsoBN on its base model, and its ``save_pretrained`` then also
+            writes IsoBN's state next to the adapter (see :mod:`isobn.hf.adapters`).
         method: optionally the arguments as a method string, e.g. ``"isobn:beta=0.25"``.
         **isobn_kwargs: ``momentum``, ``beta``, ``eps``, ``bias_correction``,
             ``use_correlation``, ``process_group``, as in :class:`~isobn.IsoBN`. num_features is
@@ -88,15 +92,18 @@ def attach(
             f"IsoBN is already attached to {type(model).__name__} (at {found[0]}.{CHILD_NAME}); "
             "call isobn.detach(model) first"
         )
-    site = find_site(model)
-    module = model.get_submodule(site.path)
-    device = next(model.parameters()).device
+    base = base_model(model)
+    site = find_site(base)
+    module = base.get_submodule(site.path)
+    device = next(base.parameters()).device
     norm = IsoBN(site.num_features, device=device, **isobn_kwargs)
-    norm.train(model.training)
+    norm.train(base.training)
     module.add_module(CHILD_NAME, norm)
     handle = module.register_forward_pre_hook(make_hook(module, site), with_kwargs=True)
     module.__dict__[HANDLE_ATTR] = handle  # copied with the module, so deepcopy stays attached
-    setattr(model.config, CONFIG_KEY, hyperparameters(norm))
+    setattr(base.config, CONFIG_KEY, hyperparameters(norm))
+    if is_peft_model(model):
+        save_with_isobn(model)
     return model
 
 
@@ -112,6 +119,8 @@ def detach(model: PreTrainedModel) -> PreTrainedModel:
     _, module, _ = found
     module.__dict__.pop(HANDLE_ATTR).remove()
     del module._modules[CHILD_NAME]
-    if hasattr(model.config, CONFIG_KEY):
-        delattr(model.config, CONFIG_KEY)
+    config = base_model(model).config
+    if hasattr(config, CONFIG_KEY):
+        delattr(config, CONFIG_KEY)
+    restore_save(model)
     return model

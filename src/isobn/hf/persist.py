@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
+from isobn.hf.adapters import base_model, is_peft_model, save_with_isobn
 from isobn.hf.inject import CONFIG_KEY, attach, attachment, detach, hyperparameters
 from isobn.hf.sites import CHILD_NAME
 from isobn.layer import IsoBN
@@ -140,9 +141,13 @@ def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
 def save_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> None:
     """Write only the attached IsoBN: buffers to isobn.safetensors, settings to isobn_config.json.
 
+    A ``PeftModel`` saves its base model's IsoBN (its ``save_pretrained`` does this already
+    once IsoBN is attached).
+
     Raises:
         ValueError: no IsoBN is attached.
     """
+    model = base_model(model)
     found = attachment(model)
     if found is None:
         raise ValueError(f"no IsoBN is attached to {type(model).__name__}")
@@ -165,7 +170,9 @@ def save_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> None:
 def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrainedModel:
     """Attach IsoBN to `model` with the settings saved by :func:`save_isobn`; load its buffers.
 
-    If IsoBN is already attached with the same settings, only the buffers are loaded.
+    If IsoBN is already attached with the same settings, only the buffers are loaded. A
+    ``PeftModel`` (e.g. from ``PeftModel.from_pretrained(base, d)``) gets IsoBN on its base
+    model, and its ``save_pretrained`` then writes IsoBN's state again.
 
     Raises:
         ValueError: the directory was saved from another architecture, site or vector size,
@@ -173,13 +180,14 @@ def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrain
     """
     directory = Path(directory)
     saved = json.loads((directory / CONFIG_NAME).read_text())
+    wrapper, model = model, base_model(model)
     architecture = type(model).__name__
     if saved["architecture"] != architecture:
         raise ValueError(f"{directory} holds IsoBN for {saved['architecture']}, not {architecture}")
     found = attachment(model)
     attached_here = found is None
     if attached_here:
-        attach(model, **saved["isobn"])
+        attach(wrapper, **saved["isobn"])
         found = attachment(model)
     elif hyperparameters(found[2]) != saved["isobn"]:
         raise ValueError(
@@ -190,10 +198,12 @@ def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrain
     prefix = f"{site_path}.{CHILD_NAME}."
     if saved["site"] + "." != prefix or saved["num_features"] != norm.num_features:
         if attached_here:
-            detach(model)
+            detach(wrapper)
         raise ValueError(
             f"{directory} holds IsoBN at {saved['site']} of size {saved['num_features']}, "
             f"this model has it at {prefix[:-1]} of size {norm.num_features}"
         )
     _load_buffers(norm, load_file(directory / WEIGHTS_NAME), prefix, str(directory))
-    return model
+    if is_peft_model(wrapper):
+        save_with_isobn(wrapper)
+    return wrapper
