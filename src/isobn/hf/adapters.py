@@ -23,19 +23,9 @@ from typing import Any
 from torch import nn
 
 from isobn.errors import UserError
+from isobn.hf.attached import save_isobn
 
 SAVE_ATTR = "save_pretrained"  # the instance attribute that shadows PeftModel.save_pretrained
-
-
-def is_peft_model(model: nn.Module) -> bool:
-    """Whether `model` is a peft ``PeftModel`` (checked without importing peft)."""
-    return type(model).__module__.startswith("peft.") and hasattr(model, "get_base_model")
-
-
-def base_model(model: nn.Module) -> nn.Module:
-    """The transformers model inside a ``PeftModel`` (LoRA layers included); `model` itself
-    otherwise. IsoBN is attached to, saved from and loaded into this model."""
-    return model.get_base_model() if is_peft_model(model) else model
 
 
 def save_with_isobn(model: nn.Module) -> None:
@@ -57,8 +47,6 @@ class _SaveWithIsobn:
         self.save = save
 
     def __call__(self, save_directory, *args: Any, **kwargs: Any) -> None:
-        from isobn.hf.persist import save_isobn
-
         self.save(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             save_isobn(self.save.__self__, save_directory)

@@ -4,40 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
 from transformers import PreTrainedModel
 
-from isobn.hf.adapters import base_model, is_peft_model, restore_save, save_with_isobn
-from isobn.hf.sites import CHILD_NAME, find_site, make_hook
+from isobn.hf.adapters import restore_save, save_with_isobn
+from isobn.hf.attached import (
+    CONFIG_KEY,
+    HANDLE_ATTR,
+    SAVED_KWARGS,
+    attachment,
+    hyperparameters,
+)
+from isobn.hf.sites import CHILD_NAME, base_model, find_site, is_peft_model, make_hook
 from isobn.layer import IsoBN
 
-CONFIG_KEY = "isobn"  # model.config.isobn: the IsoBN hyperparameters, saved in config.json
-HANDLE_ATTR = "_isobn_hook_handle"  # on the site: the RemovableHandle of the pre-hook
-
-# Hyperparameters that attach() forwards to IsoBN; all but process_group go into the config.
-SAVED_KWARGS = ("momentum", "beta", "eps", "bias_correction", "use_correlation")
-_ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")
-
-
-def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
-    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None.
-    The path is relative to the transformers model (inside a PeftModel: its base model)."""
-    for path, module in base_model(model).named_modules():
-        norm = module._modules.get(CHILD_NAME)
-        if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
-            return path, module, norm
-    return None
-
-
-def find_isobn(model: nn.Module) -> IsoBN | None:
-    """The IsoBN layer attached to `model`, or None."""
-    found = attachment(model)
-    return None if found is None else found[2]
-
-
-def hyperparameters(norm: IsoBN) -> dict[str, Any]:
-    """The JSON-serializable constructor arguments of an IsoBN layer."""
-    return {key: getattr(norm, key) for key in SAVED_KWARGS}
+_ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")  # process_group is not saved
 
 
 def _method_kwargs(method: str) -> dict[str, Any]:

@@ -11,19 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import transformers
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
-from isobn.hf.adapters import base_model, is_peft_model, save_with_isobn
-from isobn.hf.inject import CONFIG_KEY, attach, attachment, detach, hyperparameters
-from isobn.hf.sites import CHILD_NAME
+from isobn.hf.adapters import save_with_isobn
+from isobn.hf.attached import (
+    CONFIG_KEY,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    attachment,
+    hyperparameters,
+)
+from isobn.hf.inject import attach, detach
+from isobn.hf.sites import CHILD_NAME, base_model, is_peft_model
 from isobn.layer import IsoBN
-
-WEIGHTS_NAME = "isobn.safetensors"
-CONFIG_NAME = "isobn_config.json"
-_FORMAT_VERSION = 1
 
 # Checkpoint keys of an attached IsoBN, which the plain architecture does not expect.
 _ISOBN_KEY_PATTERN = rf"(^|\.){CHILD_NAME}\.(running_std|running_cov|num_batches_tracked)$"
@@ -136,35 +139,6 @@ def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
 
 
 # --- IsoBN-only checkpoints (peft style) ------------------------------------------------------
-
-
-def save_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> None:
-    """Write only the attached IsoBN: buffers to isobn.safetensors, settings to isobn_config.json.
-
-    A ``PeftModel`` saves its base model's IsoBN (its ``save_pretrained`` does this already
-    once IsoBN is attached).
-
-    Raises:
-        ValueError: no IsoBN is attached.
-    """
-    model = base_model(model)
-    found = attachment(model)
-    if found is None:
-        raise ValueError(f"no IsoBN is attached to {type(model).__name__}")
-    site_path, _, norm = found
-    prefix = f"{site_path}.{CHILD_NAME}."
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in norm.state_dict().items()}
-    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt"})
-    config = {
-        "format_version": _FORMAT_VERSION,
-        "architecture": type(model).__name__,
-        "site": f"{site_path}.{CHILD_NAME}",
-        "num_features": norm.num_features,
-        "isobn": hyperparameters(norm),
-    }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
 
 def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrainedModel:
