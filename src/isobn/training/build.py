@@ -122,6 +122,7 @@ def build_classifier(cfg: TrainConfig, task, device: torch.device) -> SequenceCl
         pooling=cfg.pooling,
         method=cfg.method,
         dropout=cfg.dropout,
+        peft=cfg.peft,
     )
     model = build_model(config, cfg.trust_remote_code)
     pooler = getattr(model.encoder, "pooler", None)

@@ -33,6 +33,7 @@ class ModelConfig:
     pooling: str = "pooler"  # the released code feeds the HF pooler output to the head
     method: str = "isobn"  # a method spec (isobn.methods), canonical
     dropout: float | None = None  # None: the encoder's classifier/hidden dropout, as in HF heads
+    peft: str | None = None  # LoRA spec (isobn.hf.adapters): adapters injected into the encoder
     # earlier spellings of `method` (as in TrainConfig); after construction `norm` reads the
     # name of the method's norm part (`none`, `isobn`, `batchnorm`, ...)
     norm: InitVar[str | None] = None
@@ -331,6 +332,10 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
         super().__init__()
         self.config = config
+        if config.peft is not None:  # LoRA layers in the encoder, its own weights frozen
+            from isobn.hf.adapters import add_lora, parse_peft
+
+            encoder = add_lora(encoder, parse_peft(config.peft))
         self.encoder = encoder
         enc = encoder.config
         hidden = enc.hidden_size if hasattr(enc, "hidden_size") else enc.dim
@@ -423,6 +428,8 @@ def _model_config_problem(values: dict) -> str | None:
         isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1
     ):
         return f"dropout is {dropout!r}, not in [0, 1)"
+    if values.get("peft") is not None and not isinstance(values["peft"], str):
+        return f"peft is {values['peft']!r}, not a LoRA spec"
     if not isinstance(values.get("encoder"), str):
         return f"encoder is {values.get('encoder')!r}, not a name"
     return None
