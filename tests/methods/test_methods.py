@@ -15,7 +15,13 @@ from torch import nn
 
 from isobn import isotropy
 from isobn.methods.correg import CorReg, correlation_penalty
-from isobn.methods.istar import IStar, isoscore_star
+from isobn.methods.istar import (
+    IStar,
+    isoscore_from_covariance,
+    isoscore_from_eigenvalues,
+    isoscore_star,
+    shrunk_covariance,
+)
 from isobn.methods.whitening import Whitening, inverse_sqrt
 
 
@@ -392,6 +398,34 @@ def test_correg_gradient_matches_finite_differences_and_decorrelates():
     assert module(y).item() < 0.5 * before
 
 
+def autograd_correg(x):
+    """The penalty as plain differentiable torch (the formula before its backward was written
+    out): centre, per-column std in the graph, drop dead columns, zero the diagonal."""
+    y = x - x.mean(0)
+    std = y.detach().square().mean(0).sqrt()
+    y = y[:, std > isotropy.DEAD_RTOL * std.max()]
+    z = y / y.square().mean(0).sqrt()
+    corr = z.T @ z / z.shape[0]
+    return torch.linalg.vector_norm(corr - torch.diag_embed(corr.diagonal()))
+
+
+@pytest.mark.parametrize("rows, dims, dead", [(10, 4, False), (16, 40, True), (64, 12, True)])
+def test_correg_gradient_equals_autograd_of_the_formula(rows, dims, dead):
+    g = torch.Generator().manual_seed(23)
+    x = correlated(g, b=rows, d=dims, dtype=torch.float64)
+    if dead:
+        x[:, 2] = 1.5
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value = correlation_penalty(ours)
+    value.backward()
+    expected = autograd_correg(theirs)
+    expected.backward()
+    np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-9, atol=1e-12)
+    if dead:
+        assert ours.grad[:, 2].abs().max() == 0
+
+
 def test_correg_validation():
     for weight in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
@@ -492,6 +526,43 @@ def test_istar_gradient_matches_finite_differences_and_is_finite_when_rank_defic
     wide = torch.randn(4, 30, generator=g).requires_grad_()  # 26 repeated zero eigenvalues
     IStar(30)(wide).backward()
     assert torch.isfinite(wide.grad).all() and wide.grad.abs().sum() > 0
+
+
+def eigenvalue_isoscore_star(x, reference, zeta):
+    """IsoScore* through torch's eigenvalues of the shrunk covariance, differentiable (the
+    route before the closed form), centred in the graph."""
+    y = x - x.mean(0)
+    cov = y.T @ y / (x.shape[0] - 1)
+    if reference is not None:
+        cov = (1 - zeta) * cov + zeta * reference
+    return isoscore_from_eigenvalues(torch.linalg.eigvalsh(cov))
+
+
+@pytest.mark.parametrize("rows, dims, reference", [(40, 6, True), (40, 6, False), (8, 12, True)])
+def test_istar_closed_form_equals_the_eigenvalue_route(rows, dims, reference):
+    """Value to 1e-12; gradient too, where the eigenvalues are distinct (the eigenvalue route's
+    gradient is undefined at repeated ones, e.g. the zeros of a rank-deficient batch)."""
+    g = torch.Generator().manual_seed(35)
+    x = correlated(g, b=rows, d=dims, dtype=torch.float64)
+    c0 = torch.cov(correlated(g, b=200, d=dims, dtype=torch.float64).T)
+    ref = c0 if reference else None
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value = isoscore_star(ours, ref, 0.3)
+    expected = eigenvalue_isoscore_star(theirs, ref, 0.3)
+    assert abs(value.item() - expected.item()) <= 1e-12
+    cov = shrunk_covariance(x, ref, 0.3)
+    assert abs(isoscore_from_covariance(cov).item() - expected.item()) <= 1e-12
+    if rows > dims or reference:  # distinct eigenvalues
+        value.backward()
+        expected.backward()
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_istar_zero_variance_has_a_zero_gradient():
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = IStar(4, weight=-5.0)(x)
+    loss.backward()
+    assert loss.item() == pytest.approx(-5.0) and torch.equal(x.grad, torch.zeros(6, 4))
 
 
 def test_istar_edge_cases_and_validation():
