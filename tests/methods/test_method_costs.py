@@ -13,7 +13,7 @@ import pytest
 import torch
 from op_counts import count_ops
 
-from isobn.methods import CorReg, IStar
+from isobn.methods import CorReg, IStar, Whitening
 
 B, D = 16, 384
 
@@ -55,3 +55,33 @@ def test_regulariser_training_call_ops_and_no_host_read(name, make, limit):
     assert counter.host_reads == 0, (name, dict(counter.ops))
     assert counter.total <= limit, (name, counter.total, dict(counter.ops))
     assert "aten._linalg_eigh" not in counter.ops and "aten.linalg_eigh" not in counter.ops
+
+
+@pytest.mark.parametrize(
+    "kwargs, limit",
+    [
+        # 20 Newton-Schulz steps: 59 matrix products, no eigendecomposition
+        ({"solver": "newton"}, 115),
+        ({"solver": "eigh"}, 60),
+        # a step between recomputations: the step count is kept on the host
+        ({"solver": "newton", "update_every": 10}, 50),
+    ],
+)
+def test_whitening_training_call_ops_and_no_host_read(kwargs, limit):
+    module = Whitening(D, **kwargs)
+    call = training_call(module, linear_loss=True)
+    call()  # step 2 of update_every=10 recomputes nothing
+    counter = count_ops(call)
+    assert counter.host_reads == 0, dict(counter.ops)
+    assert counter.total <= limit, (counter.total, dict(counter.ops))
+    if kwargs["solver"] == "newton":
+        assert "aten._linalg_eigh" not in counter.ops and "aten.linalg_eigh" not in counter.ops
+
+
+def test_whitening_update_interval_reads_the_device_once_per_load():
+    module = Whitening(D, update_every=3)
+    call = training_call(module, linear_loss=True)  # step 1: the step count is read once
+    assert count_ops(call).host_reads == 0
+    module.load_state_dict(module.state_dict())
+    assert count_ops(call).host_reads == 1  # read again after loading, then counted
+    assert count_ops(call).host_reads == 0

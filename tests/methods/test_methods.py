@@ -22,7 +22,7 @@ from isobn.methods.istar import (
     isoscore_star,
     shrunk_covariance,
 )
-from isobn.methods.whitening import Whitening, inverse_sqrt
+from isobn.methods.whitening import Whitening, inverse_sqrt, inverse_sqrt_newton
 
 
 def correlated(generator, b=32, d=6, dtype=torch.float32):
@@ -104,6 +104,67 @@ def reference_whitening_run(batches, m, eps, bias_correction=True):
         cov = sum(w * v for w, v in zip(weights, covs))
         outputs.append((a - mean) @ scipy_inverse_sqrt(cov, eps))
     return outputs, mean, cov
+
+
+@pytest.mark.parametrize("dims, scale", [(6, 1.0), (40, 0.3), (40, 1e-2)])
+def test_newton_schulz_inverse_sqrt_matches_an_independent_matrix_power(dims, scale):
+    """20 steps converge to round-off while ||Sigma + eps I||_F / eps <= 3e5: full-rank and
+    rank-deficient (B = 24 < D = 40) covariances, the ratio from ~1e2 to ~1e5."""
+    g = torch.Generator().manual_seed(1)
+    x = correlated(g, b=24, d=dims, dtype=torch.float64) * scale
+    cov = torch.cov(x.T, correction=0)
+    ratio = torch.linalg.matrix_norm(cov + 1e-3 * torch.eye(dims, dtype=torch.float64)) / 1e-3
+    assert 1e2 < ratio < 3e5
+    expected = scipy_inverse_sqrt(cov.numpy(), 1e-3)
+    w = inverse_sqrt_newton(cov, 1e-3)
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    torch.testing.assert_close(w, inverse_sqrt(cov, 1e-3), rtol=1e-9, atol=1e-9)
+
+
+def test_newton_schulz_beyond_its_range_is_a_softer_whitening():
+    """||Sigma + eps I||_F / eps = 1.5e9: directions above ~1e-6 of the norm still get exactly
+    (lambda + eps)^{-1/2}; weaker ones less (as if eps were ~1e-7 of the norm), never more,
+    and nothing overflows. Too few steps give the same kind of map."""
+    g = torch.Generator().manual_seed(1)
+    cov = torch.cov((correlated(g, b=24, d=40, dtype=torch.float64) * 30.0).T, correction=0)
+    eigenvalues, vectors = torch.linalg.eigh(cov)
+    exact_gain = (eigenvalues.clamp_min(0) + 1e-3).rsqrt()  # (D,)
+    strong = eigenvalues > 1e-6 * torch.linalg.matrix_norm(cov)
+    for steps in (20, 3):
+        gain = (vectors.T @ inverse_sqrt_newton(cov, 1e-3, steps) @ vectors).diagonal()
+        assert torch.isfinite(gain).all() and (gain <= exact_gain * (1 + 1e-9)).all()
+        if steps == 20:
+            torch.testing.assert_close(gain[strong], exact_gain[strong], rtol=1e-8, atol=0)
+            assert (gain[~strong] < 0.5 * exact_gain[~strong]).all()
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_whitening_solvers_agree_through_training(backprop):
+    g = torch.Generator().manual_seed(2)
+    batches = [correlated(g, b=8, d=12, dtype=torch.float64) for _ in range(4)]
+    layers = {
+        solver: Whitening(12, backprop=backprop, solver=solver, dtype=torch.float64).train()
+        for solver in ("newton", "eigh")
+    }
+    outputs, grads = {}, {}
+    for solver, layer in layers.items():
+        xs = [x.clone().requires_grad_() for x in batches]
+        outputs[solver] = [layer(x) for x in xs]
+        sum(out.square().sum() for out in outputs[solver]).backward()
+        grads[solver] = [x.grad for x in xs]
+    for a, b in zip(outputs["newton"], outputs["eigh"]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    for a, b in zip(grads["newton"], grads["eigh"]):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+    for key, value in layers["eigh"].state_dict().items():
+        torch.testing.assert_close(layers["newton"].state_dict()[key], value, rtol=1e-9, atol=1e-9)
+
+
+def test_whitening_solver_auto_is_eigh_on_the_cpu_and_newton_elsewhere():
+    assert Whitening(4).resolved_solver() == "eigh"
+    assert Whitening(4, device="meta").resolved_solver() == "newton"
+    assert Whitening(4, solver="newton").resolved_solver() == "newton"
+    assert Whitening(4, solver="eigh", device="meta").resolved_solver() == "eigh"
 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
@@ -275,13 +336,16 @@ def test_whitening_leading_dimensions_repr_and_validation():
     text = repr(Whitening(6, momentum=0.1, update_every=4, backprop=True))
     for part in ("momentum=0.1", "eps=0.001", "bias_correction=True", "backprop=True"):
         assert part in text
-    assert "update_every=4" in text
+    assert "update_every=4" in text and "solver=auto" in text and "iterations=20" in text
     for bad in (
         {"momentum": 0.0},
         {"eps": 0.0},
         {"update_every": 0},
         {"update_every": 1.5},
         {"update_every": True},
+        {"solver": "svd"},
+        {"iterations": 0},
+        {"iterations": 2.5},
     ):
         with pytest.raises(ValueError):
             Whitening(4, **bad)
