@@ -136,20 +136,21 @@ class RunningEstimates(KeepsStatisticsDtype):
     def _count_batch(self, n: int) -> bool:
         """t += 1 for a batch of n >= 2 rows (True); a batch of one row has no statistics: it
         is not counted (False) and warns once."""
-        if not self._has_statistics(n):
+        if not self._has_statistics(n, stacklevel=5):
             return False
         self.num_batches_tracked.add_(1)
         return True
 
-    def _has_statistics(self, n: int) -> bool:
-        """Whether a batch of n rows has statistics (n >= 2); a batch of one row warns once."""
+    def _has_statistics(self, n: int, stacklevel: int = 4) -> bool:
+        """Whether a batch of n rows has statistics (n >= 2); a batch of one row warns once
+        (`stacklevel` 4 names the caller of the module from its update_running_stats)."""
         if n >= 2:
             return True
         if not self._warned_batch_of_one:
             warnings.warn(
                 f"{type(self).__name__} got a training batch of one row: its statistics are "
                 "left unchanged",
-                stacklevel=5,  # the frame the subclasses' warning named before it moved here
+                stacklevel=stacklevel,
             )
             self._warned_batch_of_one = True
         return False
