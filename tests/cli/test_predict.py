@@ -394,6 +394,13 @@ def test_a_pair_model_refuses_single_texts(tmp_path, pair_checkpoint, capsys, no
     assert_one_line_error(code, err, "has no column 'hypothesis'", "--text-pair-column")
 
 
+def test_a_pair_column_flag_refuses_single_texts(tmp_path, run_dir, capsys, no_inference):
+    """A checkpoint that does not record its inputs: the flag asks for pairs."""
+    texts = write(tmp_path, "texts.txt", "good\n")
+    code, _, err = run_predict(run_dir, texts, capsys, "--text-pair-column", "b")
+    assert_one_line_error(code, err, "--text-pair-column asks for text pairs (columns 'text'")
+
+
 def test_a_single_text_model_refuses_a_pair_column(tmp_path, tiny_bert, capsys, no_inference):
     from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
 

@@ -133,15 +133,18 @@ def _settings(
     return text_column, pair_column, max_length
 
 
-def check_input_kind(path: Path, text_column: str, pair_column: str | None) -> None:
-    """A pair model reads pairs: a .txt file (one single text per line) is refused."""
+def check_input_kind(
+    path: Path, text_column: str, pair_column: str | None, flagged: bool = False
+) -> None:
+    """Pairs are read from rows: a .txt file (one single text per line) is refused for a
+    pair model (or with `flagged`: when --text-pair-column asks for pairs)."""
     from isobn.errors import UserError
 
     if pair_column is not None and path.suffix.lower() in TEXT_SUFFIXES:
+        why = "--text-pair-column asks for" if flagged else "the model was trained on"
         raise UserError(
-            f"the model was trained on text pairs (columns {text_column!r} and "
-            f"{pair_column!r}), and {path} holds single texts; pass a .csv, .tsv or .jsonl "
-            "file with both columns"
+            f"{why} text pairs (columns {text_column!r} and {pair_column!r}), and {path} "
+            "holds single texts; pass a .csv, .tsv or .jsonl file with both columns"
         )
 
 
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     model_config = read_model_config(best)  # a small JSON file: the weights load later
     text_column, pair_column, max_length = _settings(args, model_config, run_config)
     check_output(args.output, Path(args.input))
-    check_input_kind(Path(args.input), text_column, pair_column)
+    check_input_kind(Path(args.input), text_column, pair_column, bool(args.text_pair_column))
     rows = read_inputs(Path(args.input), text_column, pair_column)
     if output_format(args.output) == "tsv":
         check_tsv_fields(rows, model_config.label_names, args.output)
