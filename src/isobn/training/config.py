@@ -292,6 +292,13 @@ class TrainConfig(DataOptions):
         rule=Rule(lambda v: v >= 0, ">= 0 (0: no isotropy)"),
     )
     cpu: bool = setting(False, "use the CPU even with a GPU", group="run", resume_free=True)
+    # the same run up to float rounding, so --resume may switch it
+    compile: bool = setting(
+        False,
+        "torch.compile the training forward (one graph for all lengths; pays on long runs)",
+        group="run",
+        resume_free=True,
+    )
     report_to: str = setting(
         "none",
         "also log loss, lr, dev metrics and isotropy to this tracker (accelerate's)",

@@ -106,16 +106,19 @@ class Optimisation:
 
     def step(self, model: nn.Module) -> None:
         """Clip the gradients to max_grad_norm (unless 0), step the optimizer and the schedule,
-        zero."""
+        zero. Reads nothing from the device: the clipping norm stays a tensor, and the fp16 loss
+        scale is given the torch optimizer itself, which (fused AdamW) skips a step with
+        non-finite gradients on the device; given accelerate's wrapper, GradScaler would read
+        its overflow flag on the host at every step."""
         scaler = self.precision.scaler
         if scaler is not None:
-            scaler.unscale_(self.optimizer)
+            scaler.unscale_(self.inner_optimizer())
         if self.max_grad_norm > 0 and self.accelerator is not None:
             self.accelerator.clip_grad_norm_(model.parameters(), self.max_grad_norm)
         elif self.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
         if scaler is not None:
-            scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+            scaler.step(self.inner_optimizer())  # skipped when the gradients overflowed
             scaler.update()
         else:
             self.optimizer.step()

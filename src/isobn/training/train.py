@@ -14,14 +14,20 @@
 `TrainState` is where a run is (saved in last/ with the weights); `training_step` is one
 micro-batch: forward, task loss plus the method's regularisers, backward, and at an
 accumulation boundary the optimizer step. The run directory's files: isobn.training.run_dir.
+
+No step reads the device: the losses are summed there (isobn.training.running_losses) and read,
+with the check that they are finite, at log lines, evaluations and checkpoint writes; the
+weights are checked to be finite before every evaluation and checkpoint write.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import types
 import typing
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,7 @@ from isobn.training.build import (
     load_data,
     make_accelerator,
 )
+from isobn.training.compiled import compile_for_training, compile_limits, uncompiled
 from isobn.training.config import TrainConfig, load_run_task
 from isobn.training.data import collate, length_grouped_batches
 from isobn.training.evaluation import (
@@ -51,6 +58,7 @@ from isobn.training.evaluation import (
 )
 from isobn.training.model import SequenceClassifier
 from isobn.training.optim import Optimisation, compute_loss, parameter_groups
+from isobn.training.running_losses import RunningLosses
 
 __all__ = [
     "NonFiniteLossError",
@@ -130,16 +138,18 @@ class Run:
     out: Path
     accelerator: Any
     data: RunData
-    model: nn.Module  # as prepared by accelerate (DDP-wrapped on several processes)
+    # as prepared by accelerate (DDP-wrapped on several processes), compiled with --compile
+    model: nn.Module
     opt: Optimisation
     micro_per_rank: int  # micro-batches per epoch on each rank
     state: TrainState = field(default_factory=TrainState)
     log: run_dir.RunLog | None = None
     started: float = 0.0  # perf_counter() at which train_seconds would be 0
+    losses: RunningLosses | None = None  # on the device since the last read
 
     @property
     def raw_model(self) -> SequenceClassifier:
-        return self.accelerator.unwrap_model(self.model)
+        return self.accelerator.unwrap_model(uncompiled(self.model))
 
     @property
     def main(self) -> bool:
@@ -177,34 +187,43 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
     model = build_classifier(cfg, data.task, accelerator.device)
     opt, micro_per_rank = build_optimisation(cfg, model, data, accelerator)
     run = start(cfg, out, accelerator, data, model, opt, micro_per_rank, last)
-    state = run.state
+    if cfg.compile:
+        run.model = compile_for_training(run.model)
     try:
-        run.model.train()
-        run.started = time.perf_counter() - state.train_seconds
-        stop = state.stopped_early
-        while state.epoch < cfg.epochs and not stop:
-            if state.micro_step == 0:  # mid-epoch, the references are in the resumed weights
-                set_references(
-                    run.raw_model,
-                    data.encoded["train"],
-                    cfg.isotropy_examples,
-                    run.eval_settings,
-                )
-            stop = train_epoch(run)
-            if stop:
-                state.stopped_early = True
-                save_last(run)
-                break
-            state.epoch += 1
-            state.micro_step = 0
-            state.train_seconds = time.perf_counter() - run.started
-            stop = evaluate_and_keep(run, state.epoch)
-            state.stopped_early = stop
-            save_last(run)
+        with compile_limits(cfg.compile):
+            train_epochs(run)
         return final_metrics(run)
     finally:
         if cfg.report_to != "none":
             accelerator.end_training()
+
+
+def train_epochs(run: Run) -> None:
+    """The epochs still to do: each trained, evaluated and saved to last/, until the last or
+    until early stopping."""
+    cfg, state, data = run.cfg, run.state, run.data
+    run.model.train()
+    run.started = time.perf_counter() - state.train_seconds
+    stop = state.stopped_early
+    while state.epoch < cfg.epochs and not stop:
+        if state.micro_step == 0:  # mid-epoch, the references are in the resumed weights
+            set_references(
+                run.raw_model,
+                data.encoded["train"],
+                cfg.isotropy_examples,
+                run.eval_settings,
+            )
+        stop = train_epoch(run)
+        if stop:
+            state.stopped_early = True
+            save_last(run)
+            break
+        state.epoch += 1
+        state.micro_step = 0
+        state.train_seconds = time.perf_counter() - run.started
+        stop = evaluate_and_keep(run, state.epoch)
+        state.stopped_early = stop
+        save_last(run)
 
 
 def start(
@@ -214,6 +233,7 @@ def start(
     of run_dir.resume_point) or start afresh with config.json; open log.jsonl."""
     model, opt.optimizer = accelerator.prepare(model, opt.optimizer)
     run = Run(cfg, out, accelerator, data, model, opt, micro_per_rank)
+    run.losses = RunningLosses(accelerator.device)
     if last is not None:
         saved = run_dir.load_training_state(
             last,
@@ -250,12 +270,14 @@ def training_step(
     backward; when `boundary` (the last micro-batch of an accumulation), the optimizer step.
 
     Returns the detached scalar losses: "loss" (their sum) and, with regularisers, "task" and
-    one per regulariser name. NonFiniteLossError (before the backward) when the sum is not
-    finite. `model` may be wrapped (DDP); gradients are synchronised at boundaries only.
+    one per regulariser name. Nothing is read from the device, so nothing checks here that the
+    loss is finite: the caller does, at its reads (`train` through RunningLosses). `model` may
+    be wrapped (DDP); gradients are synchronised at boundaries only.
     """
     from contextlib import nullcontext
 
-    raw = opt.accelerator.unwrap_model(model) if opt.accelerator is not None else model
+    raw = uncompiled(model)
+    raw = opt.accelerator.unwrap_model(raw) if opt.accelerator is not None else raw
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     several = opt.accelerator is not None and opt.accelerator.num_processes > 1
     sync = nullcontext() if boundary or not several else opt.accelerator.no_sync(model)
@@ -265,8 +287,6 @@ def training_step(
             terms = {name: reg(output.pooled) for name, reg in _regularisers(raw)}
         terms = {"task": compute_loss(output.logits, batch["labels"], regression), **terms}
         loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite loss {loss.item()}")
         opt.backward(loss)
     if boundary:
         opt.step(model)
@@ -292,46 +312,81 @@ def train_epoch(run: Run) -> bool:
     mine = batches[: run.micro_per_rank * world][accelerator.process_index :: world]
     if state.micro_step == 0:
         state.running_loss, state.running_count, state.running_terms = 0.0, 0, {}
-    with tqdm(
-        total=len(mine),
-        initial=state.micro_step,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        disable=not run.main,
-        leave=False,
-        dynamic_ncols=True,
-    ) as progress:
+    with (
+        tqdm(
+            total=len(mine),
+            initial=state.micro_step,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not run.main,
+            leave=False,
+            dynamic_ncols=True,
+        ) as progress,
+        _closed_on_error(progress),
+    ):
         for micro in range(state.micro_step, len(mine)):
             tick = time.perf_counter()
             boundary = (micro + 1) % cfg.grad_accum == 0 or micro + 1 == len(mine)
             batch = collate(run.data.encoded["train"], mine[micro], run.data.pad_id)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            try:
-                losses = training_step(
-                    run.model, batch, run.opt, run.data.task.regression, boundary
-                )
-            except NonFiniteLossError as error:
-                progress.close()  # clears the bar: the error gets a line of its own
-                raise NonFiniteLossError(
-                    f"{error} at epoch {epoch} step {state.global_step}: "
-                    "lower --lr or use --precision fp32"
-                ) from None
-            _count(state, losses, len(batch["labels"]) * world)
+            losses = training_step(run.model, batch, run.opt, run.data.task.regression, boundary)
+            run.losses.add(losses, state.global_step)
+            state.samples += len(batch["labels"]) * world
             state.micro_step = micro + 1
             progress.update(1)
             state.global_step += boundary
             state.step_seconds += time.perf_counter() - tick
             if boundary and _after_step(run, (micro + 1) / len(mine), progress):
                 return True
+        read_losses(run)  # the epoch's last micro-batches are finite before its evaluation
     return False
 
 
-def _count(state: TrainState, losses: dict[str, torch.Tensor], samples: int) -> None:
-    state.running_loss += losses["loss"].item()
-    state.running_count += 1
-    state.samples += samples
-    for name, value in losses.items():
-        if name != "loss":
-            state.running_terms[name] = state.running_terms.get(name, 0.0) + value.item()
+@contextmanager
+def _closed_on_error(progress):
+    """Close the progress bar when a NonFiniteLossError leaves the loop: it clears the bar, so
+    the error gets a line of its own."""
+    try:
+        yield
+    except NonFiniteLossError:
+        progress.close()
+        raise
+
+
+def read_losses(run: Run) -> None:
+    """Add the losses summed on the device since the last read to the state's running sums
+    (one host read); NonFiniteLossError naming the first non-finite loss among them."""
+    state = run.state
+    read = run.losses.read(run.accelerator.num_processes)
+    if read.nonfinite_step is not None:
+        raise NonFiniteLossError(
+            f"non-finite loss {read.nonfinite_loss} at epoch {state.epoch} "
+            f"step {read.nonfinite_step}: lower --lr or use --precision fp32"
+        )
+    state.running_count += read.count
+    for name, value in read.sums.items():
+        if name == "loss":
+            state.running_loss += value
+        else:
+            state.running_terms[name] = state.running_terms.get(name, 0.0) + value
+
+
+def check_finite_weights(run: Run) -> None:
+    """NonFiniteLossError when a parameter holds NaN or inf (a finite loss can still have a
+    non-finite gradient): before every evaluation and checkpoint write, one host read."""
+    params = [p.detach() for p in run.raw_model.parameters()]
+    largest = torch.stack([torch.linalg.vector_norm(p, math.inf) for p in params])
+    if not bool(torch.isfinite(largest).all()):
+        state = run.state
+        raise NonFiniteLossError(
+            f"non-finite weights at epoch {state.epoch} step {state.global_step}: "
+            "lower --lr or use --precision fp32"
+        )
+
+
+def _checked(run: Run) -> None:
+    """The reads before an evaluation or a checkpoint write: losses, then weights."""
+    read_losses(run)
+    check_finite_weights(run)
 
 
 def _after_step(run: Run, done: float, progress) -> bool:
@@ -340,6 +395,7 @@ def _after_step(run: Run, done: float, progress) -> bool:
     cfg, state = run.cfg, run.state
     step, epoch = state.global_step, state.epoch
     if step % cfg.log_every_steps == 0:
+        read_losses(run)
         count = max(state.running_count, 1)
         entry = {"loss": state.running_loss / count, "lr": run.opt.scheduler.get_last_lr()[0]}
         if state.running_terms:
@@ -365,6 +421,7 @@ def evaluate_and_keep(run: Run, epoch_label: float) -> bool:
     """Evaluate on dev; write best/ when the main metric improves. True when early stopping
     (--patience evaluations without improvement) says stop."""
     state, task = run.state, run.data.task
+    _checked(run)
     metrics, iso = evaluate(
         run.raw_model, task, run.data.encoded, task.dev_splits, run.eval_settings
     )
@@ -400,6 +457,7 @@ def save_last(run: Run) -> None:
     """last/: the resume point (every rank's generators are gathered to the main process)."""
     from accelerate.utils import gather_object
 
+    _checked(run)
     rng = [ckpt.rng_state()]
     if run.accelerator.num_processes > 1:
         rng = gather_object(rng)
