@@ -140,8 +140,8 @@ class Whitening(RunningEstimates):
         update_every: recompute W every k training steps (steps 1, k + 1, 2k + 1, ...); in
             between, the cached W is used while mu still follows every batch. W costs O(D^3)
             (one eigendecomposition, or 3 x iterations matrix products). The step count is kept
-            on the host too (read from the buffer once after construction, loading or a reset),
-            so skipping steps reads nothing from the device.
+            on the host too (read from the buffer once by ``load_state_dict``), so no step reads
+            the device.
         solver: ``"auto"`` (default: ``"newton"`` on an accelerator, ``"eigh"`` on the CPU),
             ``"newton"`` (Newton-Schulz, matrix products, no host synchronisation) or ``"eigh"``
             (exact ZCA by an eigendecomposition); see the module docstring.
@@ -204,17 +204,17 @@ class Whitening(RunningEstimates):
         self.update_every = int(update_every)
         self.solver = solver
         self.iterations = int(iterations)
-        self._steps: int | None = None  # t on the host; None: read it from the buffer
+        self._steps = 0  # t on the host, kept equal to num_batches_tracked
 
     def reset_running_stats(self) -> None:
         """Forget all statistics: the module is the identity again until the next update."""
         super().reset_running_stats()
         self.whitening_matrix.copy_(torch.eye(self.num_features))
-        self._steps = None
+        self._steps = 0
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        self._steps = None  # t comes with the state
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._steps = int(self.num_batches_tracked)  # t comes with the state: one read here
 
     def resolved_solver(self) -> str:
         """The solver in use: ``auto`` is ``eigh`` on the CPU and ``newton`` elsewhere."""
@@ -230,13 +230,8 @@ class Whitening(RunningEstimates):
 
     def _recompute_now(self) -> bool:
         """Whether this training step (t already counted) recomputes W: t = 1, k + 1, 2k + 1..."""
-        if self.update_every == 1:
-            return True
-        if self._steps is None:
-            self._steps = int(self.num_batches_tracked)  # one read, then counted on the host
-        else:
-            self._steps += 1
-        return (self._steps - 1) % self.update_every == 0
+        self._steps += 1
+        return self.update_every == 1 or (self._steps - 1) % self.update_every == 0
 
     def _compute_dtype(self) -> torch.dtype:
         """float64 (float32 on MPS, which has no float64), as IsoBN's batch statistics."""
