@@ -85,17 +85,25 @@ class StudyProgress:
 
 @contextlib.contextmanager
 def cell_bars_to_file(run_dir: Path, enabled: bool) -> Iterator[None]:
-    """Send this process's stderr (the cell's tqdm bars, its warnings) to
-    run_dir/progress.log while the block runs, when `enabled`; the study's log lines keep their
-    handlers' streams."""
+    """Send this process's stderr (the cell's tqdm bars, its warnings) and isobn's log lines
+    (resuming, evaluations) to run_dir/progress.log while the block runs, when `enabled`; the
+    log lines still reach the study's own handlers too."""
     if not enabled:
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
+    package = logging.getLogger("isobn")
     with open(run_dir / PROGRESS_LOG, "a", encoding="utf-8") as log:
-        previous = sys.stderr
+        previous, level = sys.stderr, package.level
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        package.addHandler(handler)
+        if package.getEffectiveLevel() > logging.INFO:
+            package.setLevel(logging.INFO)
         sys.stderr = log
         try:
             yield
         finally:
             sys.stderr = previous
+            package.removeHandler(handler)
+            package.setLevel(level)
