@@ -95,8 +95,15 @@ def test_progress_counts_and_eta():
     assert progress.line() == (
         "study: 3 of 10 cells finished, 2 running, 4 to do, 1 run by another process; ETA 0:05:00"
     )
+    progress.event("skipped", "b")  # a sibling job of this session runs it: still running
+    assert progress.to_do == 4 and progress.elsewhere == {"c"}
     progress.event("stopped", "d")  # interrupted: to do again
     assert progress.to_do == 5 and len(progress.running) == 1
+    progress.event("skipped", "e")  # a sibling's skip before its start arrives
+    progress.event("started", "e")
+    progress.event("done", "e", 100.0)
+    progress.event("skipped", "e")  # a sibling found it finished
+    assert progress.elsewhere == {"c"} and progress.finished == 4 and progress.to_do == 4
 
 
 def test_cell_bars_go_to_the_cells_log_file(tmp_path):

@@ -175,3 +175,14 @@ def test_ray_options_are_checked(local_ray, tmp_path, tiny_bert, sentiment_files
         (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
         assert message in line
     assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_without_ray_the_backend_names_the_extra(monkeypatch, tmp_path, tiny_bert, sentiment_files):
+    from isobn.study.ray_backend import RAY_MISSING
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    study = main_block_study(tmp_path / "s.toml", tiny_bert, sentiment_files)
+    with pytest.raises(UserError) as error:
+        run_on_ray(study, tmp_path / "out", ONE_THREAD)
+    assert str(error.value) == RAY_MISSING == "--backend ray needs Ray: pip install 'isobn[ray]'"
+    assert not (tmp_path / "out").exists()  # refused before anything is written

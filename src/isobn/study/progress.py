@@ -24,17 +24,19 @@ class StudyProgress:
 
     ETA = mean wall time of the cells finished in this session x (to do + running) / slots,
     with slots the cells that run at once (jobs, or the Ray cluster's capacity); none until a
-    cell has finished. A cell that another process holds leaves this session's count."""
+    cell has finished. A cell that another process holds leaves this session's count, unless
+    one of this session's jobs holds it (a job skips the cells its siblings run)."""
 
     def __init__(self, total: int, finished: int, slots: int) -> None:
         self.total, self.finished, self.slots = total, finished, max(1, slots)
         self.running: set[str] = set()
-        self.elsewhere = 0  # run by another process on the same directory
+        self.elsewhere: set[str] = set()  # run by another process on the same directory
         self.seconds: list[float] = []
+        self.done_here: set[str] = set()  # finished in this session
 
     @property
     def to_do(self) -> int:
-        return self.total - self.finished - len(self.running) - self.elsewhere
+        return max(0, self.total - self.finished - len(self.running) - len(self.elsewhere))
 
     def eta_seconds(self) -> float | None:
         if not self.seconds:
@@ -49,23 +51,27 @@ class StudyProgress:
             f"running, {self.to_do} to do"
         )
         if self.elsewhere:
-            text += f", {self.elsewhere} run by another process"
+            text += f", {len(self.elsewhere)} run by another process"
         return text + (f"; ETA {timedelta(seconds=round(eta))}" if eta is not None else "")
 
     def started(self, key: str) -> None:
+        self.elsewhere.discard(key)  # a sibling job's skip arrived before its start
         self.running.add(key)
         logger.info("%s started; %s", key, self.line())
 
     def done(self, key: str, seconds: float) -> None:
         self.running.discard(key)
+        self.elsewhere.discard(key)
+        self.done_here.add(key)
         self.finished += 1
         self.seconds.append(seconds)
         logger.info("%s finished in %.0f s; %s", key, seconds, self.line())
 
     def skipped(self, key: str) -> None:
-        """The cell is held or was finished by another process."""
-        self.running.discard(key)
-        self.elsewhere += 1
+        """The cell is held or was finished by another process (ignored when one of this
+        session's jobs runs or ran it)."""
+        if key not in self.running and key not in self.done_here:
+            self.elsewhere.add(key)
 
     def stopped(self, key: str) -> None:
         """The cell stopped unfinished (an error, an interrupt): it is to do again."""
