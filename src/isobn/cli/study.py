@@ -69,7 +69,9 @@ def register(subparsers) -> None:
         "default 3",
     )
     parser.add_argument("--shard", help="K/N: run every N-th cell starting at the K-th")
-    parser.add_argument("--max-cells", type=int, help="stop after this many cells per job")
+    parser.add_argument(
+        "--max-cells", type=int, help="stop after this many cells per job (Ray: in all)"
+    )
     parser.add_argument(
         "--blocks",
         metavar="NAMES",

@@ -5,14 +5,17 @@ Study directory:
     cells/KEY.json      one finished cell: settings, dev/test metrics, isotropy, timings
     locks/KEY.lock      held (flock) by the process that runs the cell
     runs/KEY/           the cell's run directory while it trains (checkpoints are removed
-                        when it finishes unless --keep-checkpoints)
+                        when it finishes unless --keep-checkpoints); progress.log holds its
+                        training bars when several cells run at once
+    ray-tokens/TOKEN    while a Ray driver runs (ray_backend): proves a worker sees DIR
     sessions.jsonl      per `isobn study` invocation: a line at its start (command, jobs,
                         machine) and one at its end (wall time, cells finished)
 
 Every process walks the cells in order and runs each that is neither finished nor locked,
 so any number of processes (`--jobs`, `--shard`, or two commands) share one directory
 without running a cell twice; a killed process releases its locks, and the next one resumes
-the cell from its last checkpoint.
+the cell from its last checkpoint. The Ray runner (ray_backend) runs the same cell function,
+try_cell, in Ray tasks; placement divides the CPU threads and GPUs between jobs.
 """
 
 from __future__ import annotations
