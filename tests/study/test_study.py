@@ -1,6 +1,7 @@
 """isobn study: the study file, the cell plan, locks and resume, and the statistics."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -219,7 +220,7 @@ def test_two_processes_share_a_study_without_running_a_cell_twice(
 
 @pytest.mark.slow
 def test_blocks_runs_only_the_named_blocks_with_two_jobs(
-    tmp_path, tiny_bert, sentiment_files, capsys
+    tmp_path, tiny_bert, sentiment_files, capsys, caplog
 ):
     """--blocks ablation with --jobs 2 (two spawned workers) runs the ablation's cells, the
     one it shares with the main block included, and nothing else; --plan lists the same."""
@@ -231,11 +232,16 @@ def test_blocks_runs_only_the_named_blocks_with_two_jobs(
     planned = [line.split()[1] for line in capsys.readouterr().out.splitlines()[:-1]]
     assert planned == ["sent/n48/none/seed1", "sent/n48/isobn_bias_correction=false/seed1"]
     argv = ["study", str(path), "--out", str(out), "--blocks", "ablation", "--jobs", "2"]
+    caplog.set_level(logging.INFO)
     assert main(argv) == 0
     assert sorted(r["method"] for r in finished_cells(out)) == [
         "isobn:bias_correction=false",
         "none",
     ]
+    # two cells at once: each one's training bars went to its own file, not the shared stream
+    for key in planned:
+        assert "epoch 1/1" in (out / "runs" / key / "progress.log").read_text()
+    assert "study: 2 of 2 cells finished, 0 running, 0 to do" in caplog.text
     assert main(["study", str(path), "--out", str(out), "--plan", "--blocks", "nope"]) == 2
     assert "unknown block 'nope'; " in capsys.readouterr().err
 

@@ -21,7 +21,11 @@ def register(subparsers) -> None:
         help="study file (TOML), e.g. studies/offline.toml, or the name of a study that ships "
         "with isobn, e.g. offline (see --list)",
     )
-    parser.add_argument("--out", help="study directory (shared by shards); required to run")
+    parser.add_argument(
+        "--out",
+        help="study directory (shared by shards; with --backend ray on a cluster it must be on "
+        "storage that every node mounts at the same path); required to run",
+    )
     parser.add_argument(
         "--list", action="store_true", help="list the studies that ship with isobn, and exit"
     )
@@ -29,12 +33,45 @@ def register(subparsers) -> None:
         "--jobs",
         type=int,
         default=1,
-        help="cells run at once (CPU threads divided between "
-        "them; one GPU each on a GPU machine); default 1",
+        help="cells run at once (the CPU cores divided between them and the study jobs "
+        "already running on this host; the GPUs shared, several jobs per GPU); default 1",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores / jobs)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per job (default: cores / jobs on this host)"
+    )
+    ray = parser.add_argument_group(
+        "Ray", "run each cell as a Ray task (pip install 'isobn[ray]'); retried if its worker dies"
+    )
+    ray.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine (default); ray: Ray tasks",
+    )
+    ray.add_argument(
+        "--address",
+        help="Ray cluster: auto (started with `ray start`) or ray://HOST:10001; default: a new "
+        "local Ray sized to this machine",
+    )
+    ray.add_argument(
+        "--cpus-per-cell", type=int, help="CPUs (torch threads) of each cell; default 1"
+    )
+    ray.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        help="GPUs of each cell, e.g. 0.25 to run 4 cells on one GPU; default 1 on a cluster "
+        "with GPUs, else 0",
+    )
+    ray.add_argument(
+        "--max-retries",
+        type=int,
+        help="retries of a cell whose worker or node died (it resumes from its checkpoint); "
+        "default 3",
+    )
     parser.add_argument("--shard", help="K/N: run every N-th cell starting at the K-th")
-    parser.add_argument("--max-cells", type=int, help="stop after this many cells per job")
+    parser.add_argument(
+        "--max-cells", type=int, help="stop after this many cells per job (Ray: in all)"
+    )
     parser.add_argument(
         "--blocks",
         metavar="NAMES",
@@ -72,10 +109,11 @@ def run(args: argparse.Namespace) -> int:
             f"the following arguments are required: {', '.join(missing)} "
             "(or --list to see the studies that ship with isobn)"
         )
-    for name in ("jobs", "threads", "max_cells"):
+    for name in ("jobs", "threads", "max_cells", "cpus_per_cell"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    ray_options = _ray_options(args)
     shard = parse_shard(args.shard)
     study = load_study(resolve_study(args.study))
     blocks = study.block_names(args.blocks)
@@ -91,7 +129,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells, {done} finished")
         return 0
     command = relative_command(["isobn", *sys.argv[1:]], Path.cwd())
-    if not args.report_only:
+    if not args.report_only and ray_options is not None:
+        from isobn.study.ray_backend import run_on_ray
+
+        session = run_on_ray(
+            study, out, ray_options, shard, args.keep_checkpoints, args.max_cells, command, blocks
+        )
+        print(
+            f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
+            file=sys.stderr,
+        )
+    elif not args.report_only:
         session = run_jobs(
             study,
             out,
@@ -116,3 +164,40 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"written: {path}")
     return 0
+
+
+_RAY_ONLY = ("address", "cpus_per_cell", "gpus_per_cell", "max_retries")
+
+
+def _ray_options(args: argparse.Namespace):
+    """RayOptions for --backend ray (None for the local runner); options of the other backend
+    are refused rather than ignored."""
+    from isobn.errors import UserError
+
+    if args.backend == "local":
+        given = [name for name in _RAY_ONLY if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} needs --backend ray")
+        return None
+    for name in ("jobs", "threads"):
+        if getattr(args, name) not in (None, 1):
+            raise UserError(
+                f"--{name} is for --backend local; with --backend ray use --cpus-per-cell"
+            )
+    if args.gpus_per_cell is not None and args.gpus_per_cell < 0:
+        raise UserError(f"--gpus-per-cell must be 0 or more, got {args.gpus_per_cell:g}")
+    if args.gpus_per_cell is not None and args.gpus_per_cell > 1 and args.gpus_per_cell % 1:
+        raise UserError(
+            f"--gpus-per-cell {args.gpus_per_cell:g}: a fraction must be below 1; "
+            "use e.g. 0.5, 1 or 2"
+        )
+    if args.max_retries is not None and args.max_retries < 0:
+        raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
+    from isobn.study.ray_backend import RayOptions
+
+    return RayOptions(
+        address=args.address,
+        cpus_per_cell=args.cpus_per_cell or 1,
+        gpus_per_cell=args.gpus_per_cell,
+        max_retries=3 if args.max_retries is None else args.max_retries,
+    )

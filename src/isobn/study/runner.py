@@ -5,14 +5,17 @@ Study directory:
     cells/KEY.json      one finished cell: settings, dev/test metrics, isotropy, timings
     locks/KEY.lock      held (flock) by the process that runs the cell
     runs/KEY/           the cell's run directory while it trains (checkpoints are removed
-                        when it finishes unless --keep-checkpoints)
+                        when it finishes unless --keep-checkpoints); progress.log holds its
+                        training bars when several cells run at once
+    ray-tokens/TOKEN    while a Ray driver runs (ray_backend): proves a worker sees DIR
     sessions.jsonl      per `isobn study` invocation: a line at its start (command, jobs,
                         machine) and one at its end (wall time, cells finished)
 
 Every process walks the cells in order and runs each that is neither finished nor locked,
 so any number of processes (`--jobs`, `--shard`, or two commands) share one directory
 without running a cell twice; a killed process releases its locks, and the next one resumes
-the cell from its last checkpoint.
+the cell from its last checkpoint. The Ray runner (ray_backend) runs the same cell function,
+try_cell, in Ray tasks; placement divides the CPU threads and GPUs between jobs.
 """
 
 from __future__ import annotations
@@ -167,6 +170,36 @@ def cell_data(cfg):
     return data
 
 
+def shard_cells(study: Study, shard: tuple[int, int], blocks: tuple[str, ...] | None) -> list:
+    """The cells of shard K/N (of `blocks` only, when given), in running order."""
+    k, n = shard
+    return [cell for i, cell in enumerate(study.cells(blocks)) if i % n == k - 1]
+
+
+def try_cell(
+    study: Study,
+    cell: Cell,
+    out: Path,
+    keep_checkpoints: bool = False,
+    on_start=None,
+    bars_to_file: bool = False,
+) -> dict | None:
+    """Run the cell under its lock unless it is finished or another process holds it (then
+    None): the one cell function of every runner, local or Ray. `on_start()` is called once the
+    lock is held; with `bars_to_file` the training bars go to DIR/runs/KEY/progress.log."""
+    from isobn.study.progress import cell_bars_to_file
+
+    if cell_path(out, cell).is_file():
+        return None
+    with cell_lock(out, cell) as held:
+        if not held or cell_path(out, cell).is_file():
+            return None
+        if on_start is not None:
+            on_start()
+        with cell_bars_to_file(out / "runs" / cell.key, bars_to_file):
+            return run_cell(study, cell, out, keep_checkpoints)
+
+
 def run_cells(
     study: Study,
     out: Path,
@@ -174,32 +207,51 @@ def run_cells(
     keep_checkpoints: bool = False,
     max_cells: int | None = None,
     blocks: tuple[str, ...] | None = None,
+    threads: int | None = None,
+    events=None,
+    bars_to_file: bool = False,
 ) -> int:
     """Walk this shard's cells (of `blocks` only, when given), running each that is neither
     finished nor locked; returns the number of cells this process ran. `max_cells` stops
-    after that many (tests, budgets)."""
-    cells = study.cells(blocks)
-    k, n = shard
-    mine = [cell for i, cell in enumerate(cells) if i % n == k - 1]
+    after that many (tests, budgets). Before each cell, torch gets `threads` threads (None:
+    this host's share of the cores, see placement). `events(kind, key, seconds)` hears of
+    each cell: started, done, skipped (another process has it) or stopped."""
+    from isobn.study.placement import cell_threads, use_threads
+
+    mine = shard_cells(study, shard, blocks)
     ran = 0
     for number, cell in enumerate(mine, 1):
         if max_cells is not None and ran >= max_cells:
             break
         if cell_path(out, cell).is_file():
             continue
-        with cell_lock(out, cell) as held:
-            if not held or cell_path(out, cell).is_file():
-                continue
+
+        def start(number=number, cell=cell):
+            use_threads(cell_threads(threads))
             logger.info("[%d/%d] %s (pid %d)", number, len(mine), cell.key, os.getpid())
-            record = run_cell(study, cell, out, keep_checkpoints)
-            ran += 1
-            logger.info(
-                "%s: dev %s, test %s, %.0f s",
-                cell.key,
-                _fmt(record["dev_score"]),
-                _fmt(record["test_score"]),
-                record["wall_seconds"],
-            )
+            if events is not None:
+                events("started", cell.key)
+
+        try:
+            record = try_cell(study, cell, out, keep_checkpoints, start, bars_to_file)
+        except BaseException:
+            if events is not None:
+                events("stopped", cell.key)
+            raise
+        if record is None:
+            if events is not None:
+                events("skipped", cell.key)
+            continue
+        ran += 1
+        logger.info(
+            "%s: dev %s, test %s, %.0f s",
+            cell.key,
+            _fmt(record["dev_score"]),
+            _fmt(record["test_score"]),
+            record["wall_seconds"],
+        )
+        if events is not None:
+            events("done", cell.key, record["wall_seconds"])
     return ran
 
 
@@ -207,18 +259,23 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _worker(study_path: str, out: str, shard, keep, max_cells, blocks, threads, gpu) -> None:
-    """Entry point of one job process (spawned: a fresh interpreter)."""
+def _worker(
+    study_path: str, out: str, shard, keep, max_cells, blocks, threads, events, gpu
+) -> None:
+    """Entry point of one job process (spawned: a fresh interpreter); `events` a queue to the
+    parent's progress view."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    import torch
-
-    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from isobn.study.spec import load_study
 
+    def send(kind: str, key: str, seconds: float = 0.0) -> None:
+        events.put((kind, key, seconds))
+
     try:
-        run_cells(load_study(study_path), Path(out), shard, keep, max_cells, blocks)
+        run_cells(
+            load_study(study_path), Path(out), shard, keep, max_cells, blocks, threads, send, True
+        )
     except UserError as error:
         print(f"isobn study: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -238,18 +295,53 @@ def run_jobs(
     blocks: tuple[str, ...] | None = None,
 ) -> dict:
     """Run the study's cells (of `blocks` only, when given) with `jobs` processes, the CPU
-    threads divided between them (one GPU each where GPUs exist). sessions.jsonl gets a line
-    when the session starts and one when it ends (a killed session has only the first: its
-    cells' `finished_at` bound it)."""
+    threads divided between them and the GPUs shared round-robin (see placement).
+    sessions.jsonl gets a line when the session starts and one when it ends (a killed session
+    has only the first: its cells' `finished_at` bound it)."""
     import torch
+
+    from isobn.study.placement import cell_threads, place_jobs, registered_jobs, usable_cores
 
     check_task_files(study)
     check_study_directory(study, out)
-    gpus = torch.cuda.device_count()
-    if gpus and jobs > gpus:
-        raise UserError(f"--jobs {jobs} exceeds the {gpus} GPUs: use --jobs {gpus} or fewer")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = threads or max(1, (cores or 1) // jobs)
+    placement = place_jobs(jobs, usable_cores(), torch.cuda.device_count(), threads)
+
+    def body(progress) -> None:
+        if jobs == 1:
+            run_cells(
+                study,
+                out,
+                shard,
+                keep_checkpoints,
+                max_cells,
+                blocks,
+                placement.threads,
+                progress.event,
+            )
+        else:
+            args = (study.path, str(out), shard, keep_checkpoints, max_cells, blocks)
+            _run_processes(args, placement, progress)
+
+    with registered_jobs(jobs):
+        details = {"jobs": jobs, "threads_per_job": cell_threads(placement.threads)}
+        return run_session(study, out, body, details, command, shard, blocks)
+
+
+def run_session(
+    study: Study,
+    out: Path,
+    body,
+    details: dict,
+    command: str = "",
+    shard: tuple[int, int] = (1, 1),
+    blocks: tuple[str, ...] | None = None,
+    machine: str | None = None,
+) -> dict:
+    """Run `body(progress)` (a runner) as one recorded session: sessions.jsonl gets a line
+    with `details` (jobs, ...) at the start and one at the end, and the cells it writes name
+    the session. Returns the end line (wall time, cells finished)."""
+    from isobn.study.progress import StudyProgress
+
     before = len(finished_cells(out))
     started, start_time = time.perf_counter(), time.time()
     session_id = f"{platform.node()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # unique per call
@@ -260,19 +352,15 @@ def run_jobs(
             "id": session_id,
             "start": start_time,
             "command": command,
-            "jobs": jobs,
-            "threads_per_job": threads,
+            **details,
             "shard": f"{shard[0]}/{shard[1]}",
-            "machine": machine_description(),
+            "machine": machine or machine_description(),
         },
     )
+    mine = shard_cells(study, shard, blocks)
+    done = sum(cell_path(out, cell).is_file() for cell in mine)
     try:
-        if jobs == 1:
-            torch.set_num_threads(threads)
-            run_cells(study, out, shard, keep_checkpoints, max_cells, blocks)
-        else:
-            args = (study.path, str(out), shard, keep_checkpoints, max_cells, blocks, threads)
-            _run_processes(args, jobs, gpus)
+        body(StudyProgress(len(mine), done, details.get("jobs", 1)))
     finally:  # an interrupted session records its end too
         end = {
             "id": session_id,
@@ -288,19 +376,29 @@ def _append_session(out: Path, entry: dict) -> None:
         handle.write(json.dumps(entry) + "\n")
 
 
-def _run_processes(args: tuple, jobs: int, gpus: int) -> None:
-    """Spawn `jobs` worker processes (fresh interpreters) on the same cells and wait for all;
-    an interrupt or failure stops the others (their locks are released by the OS)."""
+def _run_processes(args: tuple, placement, progress) -> None:
+    """Spawn a worker process (a fresh interpreter) per job on the same cells, each on its
+    planned device, and wait for all while showing their progress; an interrupt or failure
+    stops the others (their locks are released by the OS)."""
     import multiprocessing
+    import queue
 
     context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    jobs = placement.jobs
     workers = [
-        context.Process(target=_worker, args=(*args, i if gpus else None)) for i in range(jobs)
+        context.Process(target=_worker, args=(*args, placement.threads, events, device))
+        for device in placement.devices
     ]
     for worker in workers:
         worker.start()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too
     try:
+        while any(worker.is_alive() for worker in workers) or not events.empty():
+            try:
+                progress.event(*events.get(timeout=0.5))
+            except queue.Empty:
+                continue
         for worker in workers:
             worker.join()
     finally:

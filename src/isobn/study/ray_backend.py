@@ -1,0 +1,273 @@
+"""`isobn study --backend ray`: every unfinished cell a Ray task, on a local Ray or a cluster.
+
+Each task runs the local runner's cell function (runner.try_cell: the per-cell lock, the same
+record, the same atomic write), so Ray and local runners can share one study directory and
+never run a cell twice. The driver keeps the in-flight cells in memory (no file locks to
+schedule) and shows the study's progress. A task whose worker process or node dies is retried
+up to `max_retries` times and resumes from the cell's last checkpoint; a task that fails for a
+user error (bad data, a directory the worker cannot see) returns its one-line message, is not
+retried, and stops the study with that line.
+
+The study directory must be on storage that every node sees (NFS, a shared volume): the driver
+writes a token file into it and every task checks it before training. Tokenised data are
+reused by the cells a worker process runs (runner.cell_data); GPU cells run in a fresh worker
+each (Ray's default for GPU tasks, which frees the GPU's memory), so they tokenise anew.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from isobn.errors import UserError
+from isobn.study.runner import (
+    SESSION_VARIABLE,
+    cell_path,
+    check_study_directory,
+    run_session,
+    shard_cells,
+    try_cell,
+)
+from isobn.study.spec import Study, check_task_files
+
+logger = logging.getLogger(__name__)
+
+TOKENS = "ray-tokens"  # DIR/ray-tokens/TOKEN exists while the Ray driver of TOKEN runs
+RAY_MISSING = "--backend ray needs Ray: pip install 'isobn[ray]'"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How cells run on Ray. address None: a new local Ray sized to this machine; "auto" or
+    "ray://HOST:10001": an existing cluster. gpus_per_cell None: 1 on a cluster with GPUs,
+    else 0; a fraction (0.25) packs several cells on one GPU."""
+
+    address: str | None = None
+    cpus_per_cell: int = 1
+    gpus_per_cell: float | None = None
+    max_retries: int = 3
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+def _cell_task(
+    study: Study,
+    key: str,
+    out: str,
+    token: str,
+    cwd: str,
+    threads: int,
+    session: str,
+    keep_checkpoints: bool,
+) -> dict:
+    """One cell in a Ray worker: {"status": "ran" | "skipped" | "error", ...}. A user error is
+    returned, not raised, so that Ray does not retry it."""
+    from isobn.study.placement import use_threads
+
+    node = platform.node()
+    directory = Path(out)
+    if not (directory / TOKENS / token).is_file():
+        return {
+            "status": "error",
+            "key": key,
+            "message": f"a Ray worker on {node} cannot see the study directory {out}: put it "
+            "on storage that every node mounts at the same path (NFS, a shared volume)",
+        }
+    if Path(cwd).is_dir():  # relative task files are read from the driver's directory
+        os.chdir(cwd)
+    os.environ[SESSION_VARIABLE] = session
+    use_threads(threads)  # Ray sets OMP_NUM_THREADS to the task's CPUs; torch is told too
+    cell = next(cell for cell in study.cells() if cell.key == key)
+    started = time.perf_counter()
+    try:
+        record = try_cell(study, cell, directory, keep_checkpoints, bars_to_file=True)
+    except UserError as error:
+        return {"status": "error", "key": key, "message": str(error)}
+    if record is None:
+        return {"status": "skipped", "key": key}
+    return {
+        "status": "ran",
+        "key": key,
+        "seconds": time.perf_counter() - started,
+        "wall_seconds": record["wall_seconds"],
+        "dev_score": record["dev_score"],
+        "pid": os.getpid(),
+        "node": node,
+    }
+
+
+def connect(ray, address: str | None) -> bool:
+    """Connect to Ray unless this process already is; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    if address is None:
+        from isobn.study.placement import usable_cores
+
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False)
+    else:
+        try:
+            ray.init(address=address)
+        except ConnectionError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+            raise UserError(
+                f"--address {address}: no Ray cluster there ({first}); start one with "
+                "`ray start --head`, or leave out --address for a local Ray"
+            ) from None
+    return True
+
+
+def run_on_ray(
+    study: Study,
+    out: Path,
+    options: RayOptions,
+    shard: tuple[int, int] = (1, 1),
+    keep_checkpoints: bool = False,
+    max_cells: int | None = None,
+    command: str = "",
+    blocks: tuple[str, ...] | None = None,
+) -> dict:
+    """Run the study's unfinished cells (this shard's, of `blocks` only, when given; the first
+    `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
+    "ran": the keys of the cells this driver's tasks ran."""
+    ray = import_ray()
+    check_task_files(study)
+    check_study_directory(study, out)
+    out = out.resolve()
+    started_ray = connect(ray, options.address)
+    try:
+        resources = ray.cluster_resources()
+        gpus = options.gpus_per_cell
+        if gpus is None:
+            gpus = 1.0 if resources.get("GPU", 0) else 0.0
+        _check_resources(resources, options.cpus_per_cell, gpus)
+        slots = int(resources.get("CPU", 1) // options.cpus_per_cell)
+        if gpus:
+            slots = min(slots, int(resources.get("GPU", 0) // gpus))
+        details = {
+            "jobs": max(1, slots),
+            "backend": "ray",
+            "address": options.address or "local",
+            "cpus_per_cell": options.cpus_per_cell,
+            "gpus_per_cell": gpus,
+            "threads_per_job": options.cpus_per_cell,
+        }
+        machine = f"Ray cluster: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
+        ran: list[str] = []
+
+        def body(progress) -> None:
+            ran.extend(
+                _drive(
+                    ray,
+                    study,
+                    out,
+                    options,
+                    gpus,
+                    shard,
+                    keep_checkpoints,
+                    max_cells,
+                    blocks,
+                    progress,
+                )
+            )
+
+        end = run_session(study, out, body, details, command, shard, blocks, machine)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return {**end, "ran": ran}
+
+
+def _check_resources(resources: dict, cpus: int, gpus: float) -> None:
+    """A task asking for more than the cluster has would wait forever: refuse it."""
+    if cpus > resources.get("CPU", 0):
+        raise UserError(
+            f"--cpus-per-cell {cpus} exceeds the Ray cluster's {resources.get('CPU', 0):g} CPUs: "
+            "use fewer"
+        )
+    if gpus > resources.get("GPU", 0):
+        raise UserError(
+            f"--gpus-per-cell {gpus:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs: "
+            "add GPU nodes, or use --gpus-per-cell 0"
+        )
+
+
+def _drive(ray, study, out, options, gpus, shard, keep_checkpoints, max_cells, blocks, progress):
+    """Submit a task per unfinished cell and follow them to the end; returns the keys run.
+    The first user error cancels the rest and is raised (finished cells stay finished, the
+    interrupted ones resume from their checkpoints next time)."""
+    cells = [
+        cell for cell in shard_cells(study, shard, blocks) if not cell_path(out, cell).is_file()
+    ]
+    cells = cells[:max_cells] if max_cells is not None else cells
+    token = secrets.token_hex(16)
+    token_path = out / TOKENS / token
+    token_path.parent.mkdir(exist_ok=True)
+    token_path.touch()
+    task = ray.remote(_cell_task).options(
+        num_cpus=options.cpus_per_cell,
+        num_gpus=gpus,
+        max_retries=options.max_retries,
+        retry_exceptions=False,  # only a dead worker or node is retried, never an error
+        name="isobn-cell",
+    )
+    study_ref = ray.put(study)
+    session = os.environ[SESSION_VARIABLE]
+    pending = {
+        task.remote(
+            study_ref,
+            cell.key,
+            str(out),
+            token,
+            os.getcwd(),
+            options.cpus_per_cell,
+            session,
+            keep_checkpoints,
+        ): cell.key
+        for cell in cells
+    }
+    for key in list(pending.values())[: progress.slots]:
+        progress.started(key)  # queued beyond the cluster's capacity: to do
+    waiting = list(pending.values())[progress.slots :]
+    ran: list[str] = []
+    try:
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(done)
+            if key in waiting:  # finished (skipped) before its turn in the view
+                waiting.remove(key)
+            try:
+                result = ray.get(done)
+            except ray.exceptions.RayTaskError:  # a bug in the cell: its traceback
+                raise
+            except ray.exceptions.RayError as error:  # retries spent: worker or node lost
+                raise UserError(
+                    f"cell {key} failed on Ray after {options.max_retries} retries "
+                    f"({type(error).__name__}); rerun to resume it"
+                ) from None
+            if result["status"] == "error":
+                raise UserError(result["message"])
+            if result["status"] == "ran":
+                ran.append(key)
+                progress.done(key, result["wall_seconds"])
+            else:
+                progress.skipped(key)
+            if waiting:
+                progress.started(waiting.pop(0))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
+    finally:
+        token_path.unlink(missing_ok=True)
+    return ran
