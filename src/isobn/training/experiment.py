@@ -46,10 +46,17 @@ def parse_tasks(text: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """--seeds: integers, each once as a number (`1,01,+1` names seed 1 three times)."""
+    items = parse_list(text, "seeds")
     try:
-        return [int(s) for s in parse_list(text, "seeds")]
+        seeds = [int(s) for s in items]
     except ValueError:
         raise UserError(f"--seeds must be integers separated by commas, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        twice = next(s for s in seeds if seeds.count(s) > 1)
+        spellings = ", ".join(i for i, s in zip(items, seeds, strict=True) if s == twice)
+        raise UserError(f"--seeds names seed {twice} twice ({spellings}); give each seed once")
+    return seeds
 
 
 def run_directory(out: Path, data: str, method: str, seed: int) -> Path:
