@@ -221,6 +221,7 @@ def write_records(records: list[dict], output: str | None) -> None:
     """JSON lines (CSV without the probabilities when ``output`` ends in .csv) to ``output``,
     written to a temporary file beside it and renamed into place; standard output without."""
     from isobn.errors import UserError
+    from isobn.training.safe_files import replaced_atomically
 
     if not output:
         _write(sys.stdout, records, csv_format=False)
@@ -228,21 +229,14 @@ def write_records(records: list[dict], output: str | None) -> None:
     path = Path(output)
     if path.is_symlink():
         path = path.resolve()  # replace the file the link points to, not the link
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="" if output.endswith(".csv") else None) as handle:
+    newline = "" if output.endswith(".csv") else None
+    try:  # a new temporary file (never a link planted beside `path`), removed on failure
+        with replaced_atomically(path) as tmp, open(tmp, "w", newline=newline) as handle:
             _write(handle, records, csv_format=output.endswith(".csv"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"cannot write --output {path} ({error.strerror or error}); choose another --output"
         ) from None
-    except BaseException:  # Ctrl-C while writing: leave no half-written file behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write(handle, records: list[dict], csv_format: bool) -> None:

@@ -150,6 +150,11 @@ def load_study(path: str | Path) -> Study:
         ) from None
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    return parse_study(text, path)
+
+
+def parse_study(text: str, path: Path) -> Study:
+    """Parse and check the text of the study file `path`; one-line UserErrors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -192,9 +197,13 @@ def load_study(path: str | Path) -> Study:
 
 def check_task_files(study: Study) -> None:
     """Every data file the study names exists (before any cell runs; a report needs none)."""
+    from isobn.training.safe_files import check_path
+
     for name, values in study.tasks.items():
         for field in _FILE_FIELDS:
             file = values.get(field)
+            if file is not None:
+                check_path(file, f"{study.path} [tasks.{name}] {field}")
             if file is not None and not Path(file).is_file():
                 raise UserError(
                     f"{study.path} [tasks.{name}] {field}: file not found: {file} (a relative "
@@ -378,4 +387,4 @@ def _seed(value: int, where: str) -> int:
     return value
 
 
-__all__ = ["Block", "Cell", "Study", "load_study", "method_settings"]
+__all__ = ["Block", "Cell", "Study", "load_study", "method_settings", "parse_study", "task_name"]

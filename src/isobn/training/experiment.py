@@ -101,6 +101,7 @@ def run_experiment(
     from isobn.training.checkpoint import ensure_writable_directory
     from isobn.training.report import write_results
     from isobn.training.run_dir import finished_result
+    from isobn.training.safe_files import make_folder
     from isobn.training.train import train
 
     configs = grid(base, tasks, methods, seeds)
@@ -119,5 +120,6 @@ def run_experiment(
             logger.info("%s: finished already, skipped", label)
             continue
         logger.info("%s -> %s", label, cfg.out)
+        make_folder(base.out, Path(cfg.out).relative_to(base.out))  # never through a link
         train(cfg)
     return write_results(Path(base.out))

@@ -39,14 +39,14 @@ def check_name(text: object, what: str) -> str:
 
 
 @contextmanager
-def replaced_atomically(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
     """Yield a new temporary file beside `path`; on success it replaces `path` (a link at
-    `path` is replaced, never followed), fsynced; on failure it is removed. `suffix` keeps
-    an extension that a writer reads (savefig: .png)."""
+    `path` is replaced, never followed), fsynced; on failure it is removed."""
     path = Path(path)
     descriptor, name = tempfile.mkstemp(
-        prefix=f".{path.name[:100]}.", suffix=suffix + ".tmp", dir=path.parent
+        prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent
     )
+    os.fchmod(descriptor, 0o666 & ~_umask())  # as open() would create it (mkstemp: 0o600)
     os.close(descriptor)
     tmp = Path(name)
     try:
@@ -56,6 +56,12 @@ def replaced_atomically(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomically(path: str | Path, data: str | bytes) -> None:
@@ -97,9 +103,23 @@ def open_for_update(path: str | Path) -> Iterator:
         yield handle
 
 
-def not_a_regular_file(path: Path) -> UserError:
+def make_folder(root: str | Path, relative: str | Path) -> Path:
+    """ROOT/RELATIVE, each folder created as needed; a symbolic link on the way below ROOT
+    is a one-line UserError (a link planted inside the output would take writes elsewhere).
+    ROOT itself is the user's to choose, a link or not."""
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise not_a_regular_file(path, "folder")
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def not_a_regular_file(path: Path, kind: str = "file") -> UserError:
     return UserError(
-        f"{path} is a symbolic link, not a file isobn wrote: isobn never writes through a "
+        f"{path} is a symbolic link, not a {kind} isobn wrote: isobn never writes through a "
         "link; remove it, or choose another output directory"
     )
 
@@ -167,6 +187,7 @@ __all__ = [
     "append_line",
     "check_name",
     "is_name",
+    "make_folder",
     "open_for_update",
     "replaced_atomically",
     "write_atomically",
