@@ -110,3 +110,18 @@ def test_a_run_of_an_earlier_version_without_fingerprints_is_still_reused(tmp_pa
     cfg = replace(TrainConfig.from_dict(config), out=str(run), resume=True)
     assert finished_result(cfg, run) is not None
     assert input_fingerprints(cfg)["train_file"].startswith("blake2b:")
+
+
+def test_a_model_that_is_not_there_has_no_fingerprint_and_no_error(tmp_path, sentiment_files):
+    """Tables of finished cells need no model: a moved model directory, or a hub name, is
+    not judged here (loading it says what is wrong, where it is needed)."""
+    from isobn.training.config import TrainConfig
+
+    for model in (str(tmp_path / "moved"), "org/some-hub-model"):
+        cfg = TrainConfig(
+            out="x",
+            model=model,
+            train_file=sentiment_files["train"],
+            dev_file=sentiment_files["dev"],
+        )
+        assert set(input_fingerprints(cfg)) == {"train_file", "dev_file"}

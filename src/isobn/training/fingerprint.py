@@ -41,18 +41,27 @@ def file_fingerprint(path: str | Path) -> str:
 
 def model_weight_files(model: str) -> list[Path]:
     """The weights files of a local model (`minilm`, a directory): model.safetensors, the
-    shards its index names, or pytorch_model.bin; [] for a hub name."""
+    shards its index names, or pytorch_model.bin; [] for a hub name, or a model that is not
+    there or not readable (loading it says why, where it is needed)."""
+    from isobn.training import checkpoint as ckpt
     from isobn.training.model import resolve_model_path
 
-    directory = Path(resolve_model_path(model))
+    try:
+        directory = Path(resolve_model_path(model))
+    except UserError:
+        return []
     if not directory.is_dir():
         return []
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        import json
-
-        weight_map = json.loads(index.read_text()).get("weight_map") or {}
-        return [directory / name for name in sorted(set(weight_map.values()))]
+        try:
+            weight_map = ckpt.read_json(index).get("weight_map")
+        except ckpt.DamagedFileError:
+            return []
+        names = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+        return [
+            directory / str(name) for name in sorted(names) if (directory / str(name)).is_file()
+        ]
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (directory / name).is_file():
             return [directory / name]
