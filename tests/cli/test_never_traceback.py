@@ -495,8 +495,19 @@ def test_predict_never_prints_a_traceback(
         ]
     ),
     tasks=mostly(["sst2", "sst2,rte", "SST-2,sst2", "", "nope", "sst2,sst2"]),
-    methods=mostly(["none", None, "none,nope", "", "isobn:beta=x", "istar:zeta=2"]),
-    seeds=mostly(["1", "1,2", "1,1", "a", "-1", "", HUGE]),
+    methods=mostly(
+        [
+            "none",
+            None,
+            "none,nope",
+            "",
+            "isobn:beta=x",
+            "istar:zeta=2",
+            "isobn:eps=1e16",
+            "isobn+istar+correg,isobn+correg+istar",
+        ]
+    ),
+    seeds=mostly(["1", "1,2", "1,1", "a", "-1", "", HUGE, "1,01,+1"]),
     shard=mostly([None, "1/1", "2/2", "3/2", "x", "0/0"]),
     prior=st.booleans(),
     extra=numbers(["--epochs", "--batch-size", "--lr"]),
@@ -583,6 +594,8 @@ seeds = [1]
             "directory",
             "latin1",
             "unknown_key",
+            "escaping_task",
+            "two_spellings",
         ]
     ),
     cell=mostly(["none", "not_json", "a_list", "no_keys"]),
@@ -618,6 +631,10 @@ def test_study_never_prints_a_traceback(
         "bad_method": text.replace('["none"]', '["isobn:beta=nan"]'),
         "empty": "",
         "unknown_key": text.replace("[train]", "[train]\nfoo = 1"),
+        "escaping_task": text.replace("[tasks.sent]", '[tasks."../../escaped"]').replace(
+            '["sent"]', '["../../escaped"]'
+        ),
+        "two_spellings": text.replace('tasks = ["sent"]', 'tasks = ["sent", "SENT"]'),
     }.get(damage, text)
     if damage == "directory":
         path.mkdir()

@@ -3,6 +3,8 @@
 import inspect
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from isobn import IsoBN
 from isobn.errors import UserError
@@ -40,10 +42,32 @@ from isobn.methods import canonical, parse_method
         ("isobn+correg:weight=0.04", "isobn+correg"),
         ("none+istar:weight=-1", "istar:weight=-1.0"),
         ("whitening+correg+istar", "whitening+correg+istar"),
+        ("whitening+istar+correg", "whitening+correg+istar"),  # regularisers by name
+        ("istar:weight=2+correg", "correg+istar:weight=2.0"),
+        ("isobn:eps=1e16", "isobn:eps=1e+16"),  # the canonical form holds a '+'
+        ("isobn:eps=1e+16", "isobn:eps=1e+16"),
+        ("istar:weight=+1", "istar:weight=1.0"),
+        ("isobn:eps=1e+16 + istar:weight=-1e-3", "isobn:eps=1e+16+istar:weight=-0.001"),
     ],
 )
 def test_canonical_names(text, expected):
     assert canonical(text) == expected
+    assert canonical(expected) == expected
+
+
+@given(
+    eps=st.floats(min_value=1e-300, max_value=1e300),
+    weight=st.floats(-1e300, 1e300),
+    sign=st.sampled_from(["", "+"]),
+)
+def test_every_canonical_spec_parses_back_to_itself(eps, weight, sign):
+    weight_sign = "" if repr(weight).startswith("-") else sign
+    text = f"isobn:eps={sign}{eps!r}+istar:weight={weight_sign}{weight!r}"
+    spec = canonical(text)
+    assert canonical(spec) == spec
+    parsed = parse_method(spec)
+    assert parsed.norm.kwargs.get("eps", 1e-3) == eps
+    assert parsed.regularisers[0].kwargs.get("weight", -5.0) == weight
 
 
 def test_defaults_come_from_the_layer_signature():

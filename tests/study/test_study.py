@@ -272,7 +272,7 @@ def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert
     # the same directory with other settings is refused, not mixed into one table
     changed = path.read_text().replace("epochs = 1", "epochs = 2")
     path.write_text(changed)
-    with pytest.raises(UserError, match="trained with other settings"):
+    with pytest.raises(UserError, match=r"other settings \(epochs 1 -> 2\)"):
         run_jobs(load_study(path), out)
 
 

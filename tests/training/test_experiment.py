@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 from conftest import QUICK_ARGS
@@ -191,3 +192,21 @@ def test_methods_split_at_commas_that_start_a_method(methods, expected):
         assert len(parsed) == 3 and parsed[1].startswith("isobn:") and "eps=0.01" in parsed[1]
     else:
         assert parsed == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,01,+1", "--seeds names seed 1 twice (1, 01, +1); give each seed once"),
+        ("2, 02", "--seeds names seed 2 twice (2, 02)"),
+    ],
+)
+def test_two_spellings_of_one_seed_are_refused(text, message):
+    """Seeds are compared as integers: `1,01,+1` would run seed 1 three times into one
+    directory and into the average."""
+    from isobn.errors import UserError
+    from isobn.training.experiment import parse_seeds
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_seeds(text)
+    assert parse_seeds("3, 1,+2") == [3, 1, 2]

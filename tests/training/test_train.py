@@ -62,6 +62,8 @@ def test_single_sentence_run_writes_everything(trained_run):
     assert 0.0 <= saved["dev"]["accuracy"] <= 1.0
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "isobn" and "norm" not in config  # flat, one vocabulary
+    fingerprints = config.pop("fingerprints")  # of the inputs, beside the settings
+    assert set(fingerprints) == {"train_file", "dev_file", "test_file", "model"}
     assert TrainConfig.from_dict(config) == TrainConfig(**config)
     log = read_log(out)
     evaluations = [e for e in log if "dev" in e]

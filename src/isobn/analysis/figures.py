@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from isobn.training.runs import Run, read_run
+from isobn.training.safe_files import replaced_atomically
 
 if TYPE_CHECKING:  # pragma: no cover
     from isobn.isotropy_stats import EmbeddingStats
@@ -96,7 +97,8 @@ def _grid(n: int) -> tuple[int, int]:
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    with replaced_atomically(path) as tmp:  # a new file, never through a link
+        fig.savefig(tmp, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from isobn.analysis.sources import (
 )
 from isobn.errors import UserError
 from isobn.isotropy_stats import EmbeddingStats
+from isobn.training.safe_files import write_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +126,10 @@ def write_analysis(
     stats = [EmbeddingStats.from_embeddings(name, m.pooled[key]) for m, key, name in names]
     payload = _payload(cfg, task, split, models, names, stats, layer_reports)
     written = figures.analysis_figures(stats, layer_reports, out)
-    (out / JSON_FILE).write_text(json.dumps(payload, indent=2))
-    (out / REPORT_FILE).write_text(
-        render_report(payload, stats, layer_reports, {k: p.name for k, p in written.items()})
+    write_json_atomically(out / JSON_FILE, payload)
+    write_atomically(
+        out / REPORT_FILE,
+        render_report(payload, stats, layer_reports, {k: p.name for k, p in written.items()}),
     )
     logger.info("wrote %s, %s and %d figures to %s", JSON_FILE, REPORT_FILE, len(written), out)
     return payload

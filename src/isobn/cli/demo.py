@@ -80,18 +80,20 @@ def analysis_config(out: Path, settings: dict):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
 
     from isobn import isotropy
     from isobn.analysis import embed, load_examples, parse_model_spec
     from isobn.analysis.run import analysis_device
     from isobn.training.checkpoint import ensure_writable_directory
+    from isobn.training.safe_files import write_json_atomically
+    from isobn.training.train import TrainConfig
 
     started = time.perf_counter()
     out = Path(args.out)
-    ensure_writable_directory(out)
     settings = {**DEMO_SETTINGS, "max_train": args.max_train, "epochs": args.epochs}
+    TrainConfig(out=str(out / "runs"), seed=args.seed, **settings).validate()  # before any work
+    ensure_writable_directory(out)
     print(f"isobn demo: MiniLM on movie reviews (mr); output in {out.resolve()}")
 
     cfg = analysis_config(out, settings)
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
     )
     reports = {p: isotropy.report(pretrained.pooled[p]) for p in ("cls", "pooler")}
-    (out / "pretrained_isotropy.json").write_text(json.dumps(reports, indent=2))
+    write_json_atomically(out / "pretrained_isotropy.json", reports)
     print_table(reports)
 
     run_dirs = fine_tune(out, settings, args.seed)

@@ -13,6 +13,20 @@ from isobn.errors import UserError
 
 # name -> module under isobn.cli; each has register(subparsers) and run(args) -> int | None
 COMMANDS = ["train", "predict", "experiment", "study", "report", "analyze", "demo"]
+# argument dest -> its option: paths, checked before any command runs (check_path_arguments)
+PATH_OPTIONS = {
+    "out": "--out",
+    "output": "--output",
+    "input": "--input",
+    "checkpoint": "--checkpoint",
+    "train_file": "--train",
+    "dev_file": "--dev",
+    "test_file": "--test",
+    "data_dir": "--data-dir",
+    "model": "--model",
+    "study": "the study file",
+    "directory": "the directory",
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -85,13 +99,35 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if is_main_process else logging.WARNING, format="%(message)s"
     )
     try:
+        check_path_arguments(args)
         return int(args.run(args) or 0)
     except UserError as error:
         print(f"isobn {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path no file system call can use, met past the checks
+        from isobn.training.safe_files import os_error_problem
+
+        problem = os_error_problem(error)
+        if problem is None:
+            raise
+        print(f"isobn {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"isobn {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_path_arguments(args: argparse.Namespace) -> None:
+    """A one-line UserError for a path argument that no file system call can use (a name
+    over 255 bytes, a symbolic link loop), before the command does any work."""
+    from isobn.training.safe_files import check_path
+
+    for dest, option in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value:
+            check_path(value, option)
+    for item in getattr(args, "compare", None) or []:  # analyze --compare [LABEL=]MODEL
+        check_path(item.split("=", 1)[-1], "--compare")
 
 
 if __name__ == "__main__":

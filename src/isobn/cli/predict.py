@@ -311,6 +311,7 @@ def write_records(records: list[dict], output: str | None) -> None:
     written to a temporary file beside it and renamed into place; JSON lines on standard
     output without."""
     from isobn.errors import UserError
+    from isobn.training.safe_files import replaced_atomically
 
     fmt = output_format(output)
     if not output:
@@ -319,21 +320,16 @@ def write_records(records: list[dict], output: str | None) -> None:
     path = Path(output)
     if path.is_symlink():
         path = path.resolve()  # replace the file the link points to, not the link
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    try:  # a new temporary file (never a link planted beside `path`), removed on failure
+        with (
+            replaced_atomically(path) as tmp,
+            open(tmp, "w", encoding="utf-8", newline="") as handle,
+        ):
             _write(handle, records, fmt)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"cannot write --output {path} ({error.strerror or error}); choose another --output"
         ) from None
-    except BaseException:  # Ctrl-C while writing: leave no half-written file behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write(handle, records: list[dict], fmt: str) -> None:

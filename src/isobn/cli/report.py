@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
             plot_training_curves = None
         if plot_training_curves is not None:
             run_dirs = [directory / run["run_dir"] for run in runs]
-            for path in plot_training_curves(run_dirs, directory / "figures"):
+            from isobn.training.safe_files import make_folder
+
+            figures = make_folder(directory, "figures")  # never through a planted link
+            for path in plot_training_curves(run_dirs, figures):
                 print(f"figure: {path}")
     print(f"tables written to {directory}/results.md, results.csv, results.json")
     return 0

@@ -15,7 +15,10 @@ Parameters carry the constructor's own argument names, and their defaults are re
 constructor's signature, so each default is written once, where the module is defined.
 
 The canonical form (``str(spec)``) drops parameters equal to their default and sorts the
-rest, so equal methods have equal names in config.json, result tables and study cells.
+rest, and puts the regularisers in the order of their names after the norm (their losses add
+up, so ``isobn+istar+correg`` is ``isobn+correg+istar``): equal methods have equal names in
+config.json, result tables and study cells. A ``+`` separates parts only before a method
+name, so a number's sign or exponent (``istar:weight=+1``, ``isobn:eps=1e+16``) stays in it.
 """
 
 from __future__ import annotations
@@ -191,7 +194,7 @@ def parse_method(text: str, option: str = "--method") -> MethodSpec:
     """Parse and check a spec; bad input raises a one-line UserError naming what is allowed."""
     if not isinstance(text, str) or not text.strip():
         raise UserError(f"{option} is empty: give a method, e.g. {_choices()}")
-    parts = [_parse_part(part, option) for part in text.split("+")]
+    parts = [_parse_part(part, option) for part in _split_parts(text)]
     norms = [part for part in parts if part.definition.role == "norm"]
     if len(norms) > 1:
         raise UserError(
@@ -205,7 +208,21 @@ def parse_method(text: str, option: str = "--method") -> MethodSpec:
         raise UserError(f"{option} {text!r} names a method twice")
     if len(parts) > 1 and norms and norms[0].name == "none":
         parts = [part for part in parts if part.name != "none"]  # none+x is x
-    return MethodSpec(tuple(parts))
+    norm = [part for part in parts if part.definition.role == "norm"]
+    regularisers = sorted((p for p in parts if p.definition.role != "norm"), key=lambda p: p.name)
+    return MethodSpec(tuple(norm + regularisers))
+
+
+def _split_parts(text: str) -> list[str]:
+    """`text` split at each '+' that starts a method: one followed by a name (a letter) and
+    not right after '=' (``weight=+inf`` is a value)."""
+    parts, start = [], 0
+    for match in re.finditer(r"\+", text):
+        before, after = text[: match.start()].rstrip(), text[match.end() :].lstrip()
+        if after[:1].isalpha() and not before.endswith("="):
+            parts.append(text[start : match.start()])
+            start = match.end()
+    return [*parts, text[start:]]
 
 
 def split_methods(text: str) -> list[str]:

@@ -17,7 +17,9 @@ def study_figures(records: list[dict], directory: Path) -> list[Path]:
     comparisons = _comparisons(records)
     if not comparisons:
         return []
-    directory.mkdir(parents=True, exist_ok=True)
+    from isobn.training.safe_files import make_folder
+
+    make_folder(directory.parent, directory.name)  # never through a link planted in OUT
     return [
         _paired_dots(comparisons, directory / "paired_differences.png"),
         _forest(comparisons, directory / "forest.png"),
@@ -75,8 +77,7 @@ def _one_row_each(comparisons, path: Path, draw, xlabel: str, title: str) -> Pat
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -102,6 +103,16 @@ def _isotropy_scatter(records: list[dict], path: Path) -> Path:
     axes[0][0].set_ylabel("test score (x 100)")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save `fig` as the PNG `path` (a new file swapped in) and close it."""
+    import matplotlib.pyplot as plt
+
+    from isobn.training.safe_files import replaced_atomically
+
+    with replaced_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

@@ -16,6 +16,7 @@ import numpy as np
 
 from isobn.study import stats
 from isobn.study.spec import Study
+from isobn.training.safe_files import write_atomically
 
 VERDICT_START, VERDICT_END = (
     "<!-- verdict: written by hand, kept on rewrite -->",
@@ -29,8 +30,12 @@ MODEL_NOTE = (
 )
 
 
-def write_results_markdown(study: Study, out: Path, records: list[dict]) -> list[Path]:
-    """Write RESULTS.md (and its figures) in `out`; returns the paths written."""
+def write_results_markdown(
+    study: Study, out: Path, records: list[dict], apart: list[dict] = ()
+) -> list[Path]:
+    """Write RESULTS.md (and its figures) in `out` from the tabled `records`; the finished
+    cells `apart` ({"cell", "reason"}: not declared, other settings or data) are listed after
+    the setup, never tabled. Returns the paths written."""
     from isobn.study.figures import study_figures
 
     figures = study_figures(records, out / "figures")
@@ -42,6 +47,15 @@ def write_results_markdown(study: Study, out: Path, records: list[dict]) -> list
     lines += _pretrained_section(out)
     lines += ["## Verdict", "", VERDICT_START, verdict, VERDICT_END, ""]
     lines += _setup_section(study, out, records)
+    if apart:
+        lines += [
+            "## Finished cells not tabled",
+            "",
+            f"{len(apart)} finished cell(s) in this directory are not in the tables:",
+            "",
+            *(f"- `{entry['cell']}`: {entry['reason']}" for entry in apart),
+            "",
+        ]
     for block in study.blocks:
         lines += _block_section(block, records)
     lines += _isotropy_section(records)
@@ -49,7 +63,7 @@ def write_results_markdown(study: Study, out: Path, records: list[dict]) -> list
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}](figures/{p.name})" for p in figures] + [""]
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    write_atomically(path, "\n".join(lines).rstrip() + "\n")
     return [path, *figures]
 
 

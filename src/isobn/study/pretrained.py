@@ -9,6 +9,7 @@ from pathlib import Path
 
 from isobn.study.spec import Study
 from isobn.training.checkpoint import write_json_atomically
+from isobn.training.safe_files import make_folder
 
 FILE = "pretrained_isotropy.json"
 # task settings that `isobn analyze` takes, and their options
@@ -28,16 +29,31 @@ def ensure_pretrained_isotropy(study: Study, out: Path) -> Path:
     """Measure (once) the pre-trained model's pooled embedding over each task's dev split
     with `isobn analyze`, into OUT/pretrained/TASK; summary in OUT/pretrained_isotropy.json."""
     path = out / FILE
-    summary = json.loads(path.read_text()) if path.is_file() else {"tasks": {}}
+    summary = _summary(path)
     pooling = study.train.get("pooling", "pooler")
     summary.update(model=study.model, pooling=pooling)
     tasks = sorted({task for block in study.blocks for task in block.tasks})
     for task in tasks:
         if task in summary["tasks"]:
             continue
-        summary["tasks"][task] = _analyze(study, task, pooling, out / "pretrained" / task)
+        directory = make_folder(out, Path("pretrained", task))  # never through a planted link
+        summary["tasks"][task] = _analyze(study, task, pooling, directory)
         write_json_atomically(path, summary)
     return path
+
+
+def _summary(path: Path) -> dict:
+    """The summary written so far; a fresh one when there is none, or what is there is not
+    a summary isobn wrote (a link, a damaged file): it is measured again."""
+    from isobn.training import checkpoint as ckpt
+
+    if path.is_symlink():
+        return {"tasks": {}}
+    try:
+        summary = ckpt.read_json(path)
+    except ckpt.DamagedFileError:
+        return {"tasks": {}}
+    return summary if isinstance(summary.get("tasks"), dict) else {"tasks": {}}
 
 
 def _analyze(study: Study, task: str, pooling: str, directory: Path) -> dict:

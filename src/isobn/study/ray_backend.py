@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.study.binding import check_sizes
 from isobn.study.runner import (
     SESSION_VARIABLE,
     cell_path,
@@ -143,6 +144,7 @@ def run_on_ray(
     ray = import_ray()
     check_task_files(study)
     check_study_directory(study, out)
+    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
     out = out.resolve()
     started_ray = connect(ray, options.address)
     try:

@@ -9,10 +9,37 @@ from pathlib import Path
 
 import numpy as np
 
+from isobn.errors import UserError
 from isobn.study.spec import Cell
 
 # isotropy keys kept per evaluation (of the dev pooled embedding, before and after the norm)
 ISOTROPY_KEYS = ("std_cv", "mean_abs_corr", "isoscore", "effective_rank")
+
+
+def cell_path(out: Path, cell: Cell) -> Path:
+    return out / "cells" / f"{cell.key}.json"
+
+
+# what every reader of a cell record indexes
+_RECORD_KEYS = ("task", "size", "method", "seed", "config", "dev_score")
+
+
+def finished_cells(out: Path) -> list[dict]:
+    """Every finished cell's record in the study directory; a damaged one (not a JSON object
+    with _RECORD_KEYS) is a one-line UserError naming it."""
+    from isobn.training import checkpoint as ckpt
+
+    records = []
+    for path in sorted((out / "cells").rglob("*.json")):
+        try:
+            record = ckpt.read_json(path)
+            missing = [key for key in _RECORD_KEYS if key not in record]
+            if missing:
+                raise ckpt.DamagedFileError(path, f"is damaged (no {', '.join(missing)})")
+        except ckpt.DamagedFileError as error:
+            raise UserError(f"{error}; delete it to run that cell again") from None
+        records.append(record)
+    return records
 
 
 def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: float) -> dict:
@@ -46,7 +73,21 @@ def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: flo
         "session": os.environ.get("ISOBN_STUDY_SESSION"),
         "train_samples_per_second": metrics["train_samples_per_second"],
         "config": asdict(cfg),
+        "fingerprints": _fingerprints(run_dir, cfg),
     }
+
+
+def _fingerprints(run_dir: Path, cfg) -> dict[str, str]:
+    """The input fingerprints the cell trained on: its run's config.json's, written when it
+    started (and checked on every resume)."""
+    from isobn.training import checkpoint as ckpt
+    from isobn.training.fingerprint import input_fingerprints
+
+    try:
+        saved = ckpt.read_json(run_dir / "config.json").get("fingerprints")
+    except ckpt.DamagedFileError:
+        saved = None
+    return saved if isinstance(saved, dict) else input_fingerprints(cfg)
 
 
 def _score(values: dict | None, main: str) -> float | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 from isobn.study.runner import finished_cells
 from isobn.study.spec import Study
 from isobn.training.checkpoint import write_json_atomically
+from isobn.training.safe_files import replaced_atomically
+
+logger = logging.getLogger(__name__)
 
 # flat columns of results.csv, in order; metric dicts are flattened as dev.KEY / test.KEY
 _COLUMNS = (
@@ -41,23 +45,34 @@ def flat_row(record: dict) -> dict:
 
 
 def write_study_results(study: Study, out: Path) -> list[Path]:
-    """Write results.json, results.csv and RESULTS.md from the finished cells in `out`."""
-    records = finished_cells(out)
+    """Write results.json, results.csv and RESULTS.md from the finished cells in `out` that
+    the study declares and that were trained with its settings and data; any other finished
+    cell is listed apart (results.json "apart", RESULTS.md), with the reason, and a warning."""
+    from isobn.study.binding import sort_records
+
+    records, apart = sort_records(study, finished_cells(out))
+    if apart:
+        logger.warning(
+            "%d finished cell(s) in %s are not tabled (%s: %s); see RESULTS.md",
+            len(apart),
+            out,
+            apart[0]["cell"],
+            apart[0]["reason"],
+        )
     planned = {cell.key for cell in study.cells()}
     write_json_atomically(
-        out / "results.json", {"study": study.name, "cells": records, "planned_cells": len(planned)}
+        out / "results.json",
+        {"study": study.name, "cells": records, "planned_cells": len(planned), "apart": apart},
     )
     rows = [flat_row(r) for r in records]
     columns = list(dict.fromkeys(key for row in rows for key in row)) or list(_COLUMNS)
-    tmp = out / "results.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
+    with replaced_atomically(out / "results.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out / "results.csv")
     paths = [out / "results.json", out / "results.csv"]
     try:
         from isobn.study.markdown import write_results_markdown
     except ModuleNotFoundError:
         return paths
-    return paths + write_results_markdown(study, out, records)
+    return paths + write_results_markdown(study, out, records, apart)

@@ -31,61 +31,24 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.study.record import cell_path, finished_cells
 from isobn.study.spec import Cell, Study, check_task_files
 from isobn.training.checkpoint import write_json_atomically
-from isobn.training.config import saved_settings
+from isobn.training.safe_files import append_line, make_folder, open_for_update
 
 logger = logging.getLogger(__name__)
 
 SESSION_VARIABLE = "ISOBN_STUDY_SESSION"
-# TrainConfig fields that do not change a cell's result
-_FREE_SETTINGS = {
-    "out",
-    "resume",
-    "cpu",
-    "log_every_steps",
-    "eval_batch_size",
-    "save_every_steps",
-    "report_to",
-}
-
-
-def cell_path(out: Path, cell: Cell) -> Path:
-    return out / "cells" / f"{cell.key}.json"
-
-
-# what every reader of a cell record indexes
-_RECORD_KEYS = ("task", "size", "method", "seed", "config", "dev_score")
-
-
-def finished_cells(out: Path) -> list[dict]:
-    """Every finished cell's record in the study directory; a damaged one (not a JSON object
-    with _RECORD_KEYS) is a one-line UserError naming it."""
-    from isobn.training import checkpoint as ckpt
-
-    records = []
-    for path in sorted((out / "cells").rglob("*.json")):
-        try:
-            record = ckpt.read_json(path)
-            missing = [key for key in _RECORD_KEYS if key not in record]
-            if missing:
-                raise ckpt.DamagedFileError(path, f"is damaged (no {', '.join(missing)})")
-        except ckpt.DamagedFileError as error:
-            raise UserError(f"{error}; delete it to run that cell again") from None
-        records.append(record)
-    return records
 
 
 @contextmanager
 def cell_lock(out: Path, cell: Cell):
     """Yield True when this process holds the cell's lock, False when another one does."""
-    path = out / "locks" / f"{cell.key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    path = make_folder(out, Path("locks", cell.key).parent) / f"{Path(cell.key).name}.lock"
+    with open_for_update(path) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -101,25 +64,12 @@ def cell_lock(out: Path, cell: Cell):
 
 
 def check_study_directory(study: Study, out: Path) -> None:
-    """Bind the directory to the study: a finished cell trained with other settings, or a
-    different study file, is refused rather than mixed into one table."""
-    saved = out / "study.toml"
-    if saved.is_file() and saved.read_text(encoding="utf-8") != study.source:
-        for record in finished_cells(out):
-            cell = Cell(record["task"], record["size"], record["method"], record["seed"])
-            planned = asdict(study.config(cell, out=""))
-            changed = [
-                f"{k} {v!r} -> {planned.get(k)!r}"
-                for k, v in saved_settings(record["config"]).items()  # missing: default
-                if k not in _FREE_SETTINGS and k in planned and planned[k] != v
-            ]
-            if changed:
-                raise UserError(
-                    f"{out} holds cell {cell.key} trained with other settings "
-                    f"({'; '.join(changed[:3])}): use another --out, or restore the study file"
-                )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.toml").write_text(study.source, encoding="utf-8")
+    """Bind the directory to the study (isobn.study.binding): another study file's settings,
+    or a finished cell trained with other settings or data, is refused rather than mixed
+    into one table."""
+    from isobn.study.binding import bind_study_directory
+
+    bind_study_directory(study, out)
 
 
 def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False) -> dict:
@@ -127,7 +77,7 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     from isobn.study.record import cell_record
     from isobn.training.train import train
 
-    run_dir = out / "runs" / cell.key
+    run_dir = make_folder(out, Path("runs", cell.key))
     cfg = study.config(cell, out=str(run_dir))
     started = time.perf_counter()
     data = cell_data(cfg)
@@ -141,7 +91,7 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     metrics = train(cfg, data)
     record = cell_record(cell, cfg, metrics, run_dir, time.perf_counter() - started)
     record["data_seconds"] = round(data_seconds, 3)
-    cell_path(out, cell).parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out, Path("cells", cell.key).parent)
     write_json_atomically(cell_path(out, cell), record)
     if not keep_checkpoints:
         for name in ("best", "last", "best.old", "last.old"):
@@ -300,10 +250,12 @@ def run_jobs(
     has only the first: its cells' `finished_at` bound it)."""
     import torch
 
+    from isobn.study.binding import check_sizes
     from isobn.study.placement import cell_threads, place_jobs, registered_jobs, usable_cores
 
     check_task_files(study)
     check_study_directory(study, out)
+    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
     placement = place_jobs(jobs, usable_cores(), torch.cuda.device_count(), threads)
 
     def body(progress) -> None:
@@ -372,8 +324,7 @@ def run_session(
 
 
 def _append_session(out: Path, entry: dict) -> None:
-    with open(out / "sessions.jsonl", "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    append_line(out / "sessions.jsonl", json.dumps(entry))
 
 
 def _run_processes(args: tuple, placement, progress) -> None:

@@ -6,6 +6,11 @@
                           dev_file (and test_file, columns) and is named by its table key
     [[block]]             name, tasks, sizes (ints or "full"), methods, seeds
 
+Study, task and block names are identifiers (letters, digits and _ . + -), as they name
+directories and table rows. A task is looked up case-insensitively and by its aliases
+(`MR` is the file's [tasks.mr], `SST-2` is sst2), and a method by its canonical spec, so two
+spellings of one thing are one cell (within a block, they are refused).
+
 A cell is one (task, size, method, seed) training run. Cells are the same whichever block
 names them (a block's `none`/`isobn` seeds 1-5 are the main block's), so they run once.
 Every size draws one fixed stratified subsample of the training set (seed 0 of the task
@@ -25,6 +30,7 @@ import tomllib
 
 from isobn.errors import UserError
 from isobn.methods import canonical
+from isobn.training.safe_files import check_name, is_name
 from isobn.training.train import TrainConfig
 
 # TrainConfig fields a study may not set: the study decides them per cell
@@ -144,6 +150,11 @@ def load_study(path: str | Path) -> Study:
         ) from None
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    return parse_study(text, path)
+
+
+def parse_study(text: str, path: Path) -> Study:
+    """Parse and check the text of the study file `path`; one-line UserErrors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -155,19 +166,19 @@ def load_study(path: str | Path) -> Study:
         )
     head = _table(data, "study", path)
     train = _settings(_table(data, "train", path), f"{path} [train]")
-    tasks = {
-        name: _settings(values, f"{path} [tasks.{name}]")
-        for name, values in _table(data, "tasks", path).items()
-    }
+    tasks = _task_tables(_table(data, "tasks", path), path)
     raw_blocks = data.get("block")
     if not isinstance(raw_blocks, list) or not raw_blocks:
         raise UserError(f"{path} declares no [[block]]: add one with tasks, sizes, methods, seeds")
-    blocks = [_block(raw, i, path) for i, raw in enumerate(raw_blocks, 1)]
+    blocks = [_block(raw, i, path, tasks) for i, raw in enumerate(raw_blocks, 1)]
     names = [b.name for b in blocks]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: two blocks share a name; give each [[block]] its own name")
+    name = head.get("name")
+    if name is not None:
+        check_name(name, f"{path} [study] name")
     study = Study(
-        name=str(head.get("name", path.stem)),
+        name=name or (path.stem if is_name(path.stem) else "study"),
         model=str(head.get("model", "minilm")),
         description=str(head.get("description", "")),
         train=train,
@@ -186,14 +197,65 @@ def load_study(path: str | Path) -> Study:
 
 def check_task_files(study: Study) -> None:
     """Every data file the study names exists (before any cell runs; a report needs none)."""
+    from isobn.training.safe_files import check_path
+
     for name, values in study.tasks.items():
         for field in _FILE_FIELDS:
             file = values.get(field)
+            if file is not None:
+                check_path(file, f"{study.path} [tasks.{name}] {field}")
             if file is not None and not Path(file).is_file():
                 raise UserError(
                     f"{study.path} [tasks.{name}] {field}: file not found: {file} (a relative "
                     "path is read from the directory isobn study runs in); check the path"
                 )
+
+
+def task_name(name: str) -> str:
+    """The canonical name of a task: a task isobn ships by its registered name (`SST-2` ->
+    `sst2`, `MR` -> `mr`), any other name as written."""
+    from isobn.tasks import task_key
+
+    try:
+        return task_key(name)
+    except UserError:
+        return name
+
+
+def _task_tables(tables: dict, path: Path) -> dict[str, dict[str, Any]]:
+    """[tasks.NAME] tables by canonical task name; NAME must be an identifier, and two tables
+    of one task (`[tasks.mr]` and `[tasks.MR]`) are refused."""
+    tasks: dict[str, dict[str, Any]] = {}
+    spelled: dict[str, str] = {}
+    for name, values in tables.items():
+        check_name(name, f"{path}: the task name of [tasks.{name!r}]")
+        key = task_name(name)
+        if key.lower() in spelled:
+            raise UserError(
+                f"{path}: [tasks.{spelled[key.lower()]}] and [tasks.{name}] are one task "
+                "(names are not case-sensitive); keep one table"
+            )
+        spelled[key.lower()] = name
+        tasks[key] = _settings(values, f"{path} [tasks.{name}]")
+    return tasks
+
+
+def _block_tasks(names: list[str], tables: dict[str, Any], where: str) -> list[str]:
+    """A block's tasks by canonical name: a [tasks.NAME] table's name when one matches
+    without regard to case (or through a shipped task's alias), else task_name. Two
+    spellings of one task are refused."""
+    by_lower = {key.lower(): key for key in tables}
+    resolved: dict[str, str] = {}
+    for name in names:
+        check_name(name, f"{where} tasks: the task name")
+        key = by_lower.get(name.lower()) or by_lower.get(task_name(name).lower(), task_name(name))
+        if key in resolved:
+            raise UserError(
+                f"{where} tasks names one task twice: {resolved[key]!r} and {name!r} are both "
+                f"{key!r}; keep one"
+            )
+        resolved[key] = name
+    return list(resolved)
 
 
 def _check_task_name(name: str, path: Path) -> None:
@@ -261,7 +323,7 @@ _TOML_KIND = {
 _TOML_EXAMPLE = {bool: "true", int: "3", float: "0.1", str: '"text"'}
 
 
-def _block(raw: Any, number: int, path: Path) -> Block:
+def _block(raw: Any, number: int, path: Path, tables: dict[str, Any]) -> Block:
     where = f"{path} [[block]] {number}"
     if not isinstance(raw, dict):
         raise UserError(f"{where} must be a table")
@@ -271,9 +333,11 @@ def _block(raw: Any, number: int, path: Path) -> Block:
     unknown = set(raw) - {"name", "tasks", "sizes", "methods", "seeds"}
     if unknown:
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
+    name = raw.get("name", f"block{number}")
+    check_name(name, f"{where} name")
     return Block(
-        name=str(raw.get("name", f"block{number}")),
-        tasks=_list(raw["tasks"], str, f"{where} tasks"),
+        name=name,
+        tasks=_block_tasks(_list(raw["tasks"], str, f"{where} tasks"), tables, where),
         sizes=[_size(s, where) for s in _list(raw["sizes"], (int, str), f"{where} sizes")],
         methods=_methods(_list(raw["methods"], str, f"{where} methods"), f"{where} methods"),
         seeds=[_seed(s, where) for s in _list(raw["seeds"], int, f"{where} seeds")],
@@ -323,4 +387,4 @@ def _seed(value: int, where: str) -> int:
     return value
 
 
-__all__ = ["Block", "Cell", "Study", "load_study", "method_settings"]
+__all__ = ["Block", "Cell", "Study", "load_study", "method_settings", "parse_study", "task_name"]

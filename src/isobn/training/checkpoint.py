@@ -20,13 +20,15 @@ RNG_FILE = "rng.safetensors"
 
 def ensure_writable_directory(out: Path) -> None:
     """Create `out` and prove it writable before any work starts; one-line UserError if not."""
+    import tempfile
+
     from isobn.errors import UserError
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)  # a new file
+        os.close(descriptor)
+        os.unlink(probe)
     except OSError as error:
         raise UserError(
             f"cannot write to output directory {out}: {error.strerror or error}; "
@@ -44,15 +46,25 @@ def write_directory_atomically(target: str | Path, write: Callable[[Path], None]
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
     old = target.with_name(target.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove(tmp)
     tmp.mkdir(parents=True)
     write(tmp)
     _fsync_tree(tmp)
+    if target.is_symlink():
+        target.unlink()  # never a link: isobn writes only what it created
     if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
         os.replace(target, old)
     os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Remove a directory tree, or a link (never what it points to)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class DamagedFileError(Exception):
@@ -165,13 +177,10 @@ def resolve_directory(target: str | Path) -> Path | None:
 
 
 def write_json_atomically(path: str | Path, payload) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """`payload` as JSON in `path`, swapped in from a new file (isobn.training.safe_files)."""
+    from isobn.training.safe_files import write_json_atomically as write
+
+    write(path, payload)
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from isobn.errors import UserError
 from isobn.methods import ALIASES, METHODS, canonical, parse_method
+from isobn.training.safe_files import check_name
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 POOLINGS = ("pooler", "cls", "mean")
@@ -324,11 +325,8 @@ class TrainConfig(DataOptions):
             check_value(f, getattr(self, f.name))
         if self.precision == "fp16" and self.cpu:
             raise UserError("fp16 needs a GPU: drop --cpu or use --precision bf16 or fp32")
-        if self.name is not None and not _SAFE_NAME.fullmatch(self.name):
-            raise UserError(
-                f"--name must be letters, digits and _ . + - (it names a directory), "
-                f"got {self.name!r}"
-            )
+        if self.name is not None:
+            check_name(self.name, "--name")
         if self.peft is not None:
             from isobn.hf.adapters import parse_peft, require_peft
 
@@ -357,9 +355,6 @@ class TrainConfig(DataOptions):
             for f in fields(self)
             if not f.metadata.get("resume_free") and theirs[f.name] != ours[f.name]
         ]
-
-
-_SAFE_NAME = re.compile(r"\w[\w.+-]*")
 
 
 def data_name_of(config: dict) -> str:

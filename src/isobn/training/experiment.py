@@ -46,10 +46,17 @@ def parse_tasks(text: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """--seeds: integers, each once as a number (`1,01,+1` names seed 1 three times)."""
+    items = parse_list(text, "seeds")
     try:
-        return [int(s) for s in parse_list(text, "seeds")]
+        seeds = [int(s) for s in items]
     except ValueError:
         raise UserError(f"--seeds must be integers separated by commas, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        twice = next(s for s in seeds if seeds.count(s) > 1)
+        spellings = ", ".join(i for i, s in zip(items, seeds, strict=True) if s == twice)
+        raise UserError(f"--seeds names seed {twice} twice ({spellings}); give each seed once")
+    return seeds
 
 
 def run_directory(out: Path, data: str, method: str, seed: int) -> Path:
@@ -94,6 +101,7 @@ def run_experiment(
     from isobn.training.checkpoint import ensure_writable_directory
     from isobn.training.report import write_results
     from isobn.training.run_dir import finished_result
+    from isobn.training.safe_files import make_folder
     from isobn.training.train import train
 
     configs = grid(base, tasks, methods, seeds)
@@ -112,5 +120,6 @@ def run_experiment(
             logger.info("%s: finished already, skipped", label)
             continue
         logger.info("%s -> %s", label, cfg.out)
+        make_folder(base.out, Path(cfg.out).relative_to(base.out))  # never through a link
         train(cfg)
     return write_results(Path(base.out))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -385,7 +384,7 @@ def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
+    ckpt.write_json_atomically(directory / MODEL_CONFIG_FILE, asdict(model.config))
     model.encoder.config.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)

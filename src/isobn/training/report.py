@@ -16,6 +16,7 @@ import numpy as np
 from isobn.errors import UserError
 from isobn.training.checkpoint import write_json_atomically
 from isobn.training.runs import finished_run_dirs, read_metrics
+from isobn.training.safe_files import replaced_atomically, write_atomically
 
 BASELINE = "none"
 
@@ -216,7 +217,10 @@ def write_results(directory: Path) -> dict:
     if any(run.get("test") for run in runs):
         results["test"] = aggregate(runs, "test")
     write_json_atomically(directory / "results.json", results)
-    with open(directory / "results.csv", "w", newline="") as handle:
+    with (
+        replaced_atomically(directory / "results.csv") as tmp,
+        open(tmp, "w", newline="") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(
             [
@@ -255,5 +259,5 @@ def write_results(directory: Path) -> dict:
     text = markdown(results)
     if results.get("test"):
         text += "\n" + markdown(results["test"])
-    (directory / "results.md").write_text(text)
+    write_atomically(directory / "results.md", text)
     return results

@@ -22,7 +22,9 @@ from pathlib import Path
 from isobn.errors import UserError
 from isobn.training import checkpoint as ckpt
 from isobn.training.config import TrainConfig
+from isobn.training.fingerprint import check_same_inputs
 from isobn.training.runs import CONFIG_FILE, LOG_FILE, METRICS_FILE
+from isobn.training.safe_files import append_line, write_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -65,6 +67,12 @@ def finished_result(cfg: TrainConfig, out: Path) -> dict | None:
             f"{out} holds a finished run with other settings ({'; '.join(changed)}): "
             "repeat its arguments to reuse its result, or choose another --out"
         )
+    check_same_inputs(
+        saved_fingerprints(out),
+        cfg,
+        f"the finished run in {out}",
+        "choose another --out to train on the files as they are, or restore them",
+    )
     return result
 
 
@@ -107,6 +115,18 @@ def check_saved_config(cfg: TrainConfig, out: Path) -> None:
             f"--resume with settings that differ from the interrupted run ({'; '.join(changed)}): "
             "repeat its arguments, or choose another --out"
         )
+    check_same_inputs(
+        saved_fingerprints(out),
+        cfg,
+        f"cannot resume: the interrupted run in {out}",
+        "choose another --out to start afresh on the files as they are, or restore them",
+    )
+
+
+def saved_fingerprints(out: Path) -> dict | None:
+    """The input fingerprints of the run's config.json (None for a run of an earlier
+    version, which recorded none)."""
+    return ckpt.read_json(out / CONFIG_FILE).get("fingerprints")
 
 
 def saved_settings_changes(cfg: TrainConfig, out: Path) -> list[str]:
@@ -138,9 +158,15 @@ def _first_line(error: Exception) -> str:
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
+    """config.json: the settings and the fingerprints of the input files
+    (isobn.training.fingerprint)."""
     from dataclasses import asdict
 
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2))
+    from isobn.training.fingerprint import input_fingerprints
+
+    write_json_atomically(
+        out / CONFIG_FILE, {**asdict(cfg), "fingerprints": input_fingerprints(cfg)}
+    )
 
 
 def _step(line: str) -> int | None:
@@ -160,20 +186,18 @@ class RunLog:
         self.path, self.enabled = path, enabled
         if not enabled:
             return
-        if keep_until_step is None:
-            self.path.write_text("")
-        elif self.path.exists():
+        kept = []
+        if keep_until_step is not None and self.path.is_file() and not self.path.is_symlink():
             kept = [
                 line
                 for line in self.path.read_text(errors="replace").splitlines()
                 if _step(line) is not None and _step(line) <= keep_until_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+        write_atomically(self.path, "".join(line + "\n" for line in kept))  # a link: replaced
 
     def write(self, **entry) -> None:
         if self.enabled:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            append_line(self.path, json.dumps(entry))
 
 
 def save_training_state(

@@ -1,0 +1,167 @@
+"""A study directory belongs to one study file: its settings, its cells, its data.
+
+bind_study_directory   before the first cell runs, under a lock: the directory's
+                       study.toml and finished cells must have this file's settings and
+                       data, then study.toml becomes this file (atomically)
+check_sizes            every planned cell's size fits its task's training set
+sort_records           finished cells split into those the file declares, trained with
+                       its settings and data (tabled), and the rest (listed apart)
+"""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from isobn.errors import UserError
+from isobn.study.record import finished_cells
+from isobn.study.spec import Cell, Study
+from isobn.training.config import saved_settings
+from isobn.training.fingerprint import fingerprint_changes
+from isobn.training.safe_files import make_folder, open_for_update, write_atomically
+
+STUDY_FILE = "study.toml"
+# TrainConfig fields that do not change a cell's result
+FREE_SETTINGS = {
+    "out",
+    "resume",
+    "cpu",
+    "log_every_steps",
+    "eval_batch_size",
+    "save_every_steps",
+    "report_to",
+}
+
+
+def record_cell(record: dict) -> Cell:
+    return Cell(record["task"], record["size"], record["method"], record["seed"])
+
+
+def settings_changes(study: Study, record: dict) -> list[str]:
+    """`name recorded -> planned` for each setting of a finished cell's record that differs
+    from what `study` plans for that cell (a setting the record lacks is at its default)."""
+    planned = asdict(study.config(record_cell(record), out=""))
+    return [
+        f"{k} {v!r} -> {planned.get(k)!r}"
+        for k, v in saved_settings(record["config"]).items()
+        if k not in FREE_SETTINGS and k in planned and planned[k] != v
+    ]
+
+
+def data_changes(study: Study, record: dict) -> list[str]:
+    """The input files of a finished cell that changed since it trained on them."""
+    return fingerprint_changes(record.get("fingerprints"), study.config(record_cell(record), ""))
+
+
+def bind_study_directory(study: Study, out: Path) -> None:
+    """Bind `out` to `study` before any cell runs, atomically (one process at a time, under
+    OUT/locks/study.lock): a study.toml there of another file whose tasks have other settings,
+    or a finished cell of other settings or data, is refused with one line; then study.toml
+    is replaced by this file's text."""
+    with open_for_update(make_folder(out, "locks") / "study.lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = out / STUDY_FILE
+        if saved.is_file() and not saved.is_symlink():
+            text = saved.read_text(encoding="utf-8", errors="replace")
+            if text != study.source:
+                _check_same_settings(study, text, out)
+        check_finished_cells(study, out)
+        write_atomically(saved, study.source)
+
+
+def _check_same_settings(study: Study, saved_text: str, out: Path) -> None:
+    """The settings of every task that `study` and the directory's study.toml share."""
+    from isobn.study.spec import parse_study
+
+    try:
+        saved = parse_study(saved_text, out / STUDY_FILE)
+    except UserError:
+        return  # a file of an earlier version: its finished cells are still checked
+    tasks = {c.task for c in saved.cells()} & {c.task for c in study.cells()}
+    for task in sorted(tasks):
+        probe = Cell(task, None, "none", 0)
+        ours, theirs = asdict(study.config(probe, "")), asdict(saved.config(probe, ""))
+        changed = [
+            f"{k} {theirs[k]!r} -> {ours[k]!r}"
+            for k in ours
+            if k not in FREE_SETTINGS and ours[k] != theirs.get(k)
+        ]
+        if changed:
+            raise UserError(
+                f"{out} belongs to another study file ({out / STUDY_FILE}), whose task {task} "
+                f"has other settings ({'; '.join(changed[:3])}): use another --out, or run "
+                "that study file"
+            )
+
+
+def check_finished_cells(study: Study, out: Path) -> None:
+    """Every finished cell that `study` declares was trained with its settings and data."""
+    declared = {cell.key for cell in study.cells()}
+    for record in finished_cells(out):
+        cell = record_cell(record)
+        if cell.key not in declared:
+            continue  # listed apart in the results, never tabled
+        changed = settings_changes(study, record)
+        if changed:
+            raise UserError(
+                f"{out} holds cell {cell.key} trained with other settings "
+                f"({'; '.join(changed[:3])}): use another --out, or restore the study file"
+            )
+        files = data_changes(study, record)
+        if files:
+            raise UserError(
+                f"{out} holds cell {cell.key} trained on other data: {', '.join(files)} "
+                "changed since (its content differs): use another --out to train on the "
+                "files as they are, or restore them"
+            )
+
+
+def sort_records(study: Study, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(records to table, records apart): a record is tabled when `study` declares its cell
+    and it was trained with the study's settings and data (files that are gone are not
+    judged); every other record is apart, as {"cell", "reason"}."""
+    declared = {cell.key for cell in study.cells()}
+    tabled, apart = [], []
+    for record in records:
+        key = record_cell(record).key
+        if key not in declared:
+            reason = "not declared by the study file"
+        elif settings_changes(study, record):
+            reason = "trained with other settings: " + "; ".join(settings_changes(study, record))
+        elif data_changes(study, record):
+            reason = "trained on other data: " + ", ".join(data_changes(study, record))
+        else:
+            tabled.append(record)
+            continue
+        apart.append({"cell": key, "reason": reason})
+    return tabled, apart
+
+
+def check_sizes(study: Study, cells: list[Cell]) -> None:
+    """Every cell's size fits its task's training set, checked for all of `cells` before the
+    first one trains (the loader takes "at most" size rows: a cell named n500 trained on 96
+    rows would be mislabelled)."""
+    from isobn.training.config import load_run_task
+
+    largest: dict[str, int] = {}
+    for cell in cells:
+        if cell.size is not None:
+            largest[cell.task] = max(largest.get(cell.task, 0), cell.size)
+    for task, size in largest.items():
+        cfg = replace(study.config(Cell(task, size, "none", 0), out=""), max_train=None)
+        rows = len(load_run_task(cfg).splits["train"])
+        if rows < size:
+            raise UserError(
+                f"task {task} has {rows} training rows, fewer than the study's size "
+                f'{size}: use sizes up to {rows}, or "full", in {study.path}'
+            )
+
+
+__all__ = [
+    "bind_study_directory",
+    "check_finished_cells",
+    "check_sizes",
+    "settings_changes",
+    "sort_records",
+]
