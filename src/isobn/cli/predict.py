@@ -18,6 +18,9 @@ import os
 import sys
 from pathlib import Path
 
+from isobn.cli.options import add_setting
+from isobn.training.config import TrainConfig
+
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", "")  # one text per line
@@ -38,11 +41,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--input", required=True, help="file of texts")
     parser.add_argument("--output", help="output file (default: standard output)")
-    parser.add_argument("--text-column", help="default: the column the model was trained on")
-    parser.add_argument("--text-pair-column")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-length", type=int, help="default: the training max length")
-    parser.add_argument("--trust-remote-code", action="store_true")
+    for name, text in (("text_column", "the training run's, else text"),
+                       ("text_pair_column", "the training run's"),
+                       ("max_length", "the training run's")):  # fmt: skip
+        add_setting(parser, TrainConfig, name, default=None, default_text=text)
+    add_setting(parser, TrainConfig, "batch_size", default=64)
+    add_setting(parser, TrainConfig, "trust_remote_code")
     parser.set_defaults(run=run)
 
 

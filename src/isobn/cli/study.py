@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from isobn.cli.options import add_setting
+from isobn.training.config import KEEP_CHECKPOINTS_HELP, SHARD_HELP, TrainConfig
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +19,7 @@ def register(subparsers) -> None:
         "results.csv, RESULTS.md and figures in DIR.",
     )
     parser.add_argument("study", help="study file (TOML), e.g. studies/offline.toml")
-    parser.add_argument("--out", required=True, help="study directory (shared by shards)")
+    add_setting(parser, TrainConfig, "out")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -25,16 +28,14 @@ def register(subparsers) -> None:
         "them; one GPU each on a GPU machine); default 1",
     )
     parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores / jobs)")
-    parser.add_argument("--shard", help="K/N: run every N-th cell starting at the K-th")
+    parser.add_argument("--shard", help=SHARD_HELP)
     parser.add_argument("--max-cells", type=int, help="stop after this many cells per job")
     parser.add_argument(
         "--blocks",
         metavar="NAMES",
         help="comma-separated block names: run (or --plan) only their cells, e.g. ablation",
     )
-    parser.add_argument(
-        "--keep-checkpoints", action="store_true", help="keep each cell's best/ and last/"
-    )
+    parser.add_argument("--keep-checkpoints", action="store_true", help=KEEP_CHECKPOINTS_HELP)
     parser.add_argument(
         "--plan", action="store_true", help="list the cells and their state; train nothing"
     )

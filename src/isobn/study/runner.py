@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from isobn.errors import UserError
@@ -43,6 +43,7 @@ SESSION_VARIABLE = "ISOBN_STUDY_SESSION"
 _FREE_SETTINGS = {
     "out",
     "resume",
+    "keep_last",
     "cpu",
     "log_every_steps",
     "eval_batch_size",
@@ -125,7 +126,7 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     from isobn.training.train import train
 
     run_dir = out / "runs" / cell.key
-    cfg = study.config(cell, out=str(run_dir))
+    cfg = replace(study.config(cell, out=str(run_dir)), keep_last=keep_checkpoints)
     started = time.perf_counter()
     data = cell_data(cfg)
     rows = len(data.task.splits["train"])
