@@ -208,12 +208,15 @@ def quick_config(out, model: str, files: dict[str, str], **overrides):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_bert, sentiment_files) -> Path:
     """A finished isobn run of quick_config (1 epoch, evaluations at steps 3 and 6, a test
-    split): metrics.json, config.json, log.jsonl, best/ and last/. Trained once per session;
-    tests read it, or copy it before changing anything."""
+    split): metrics.json, config.json, log.jsonl, best/ and last/ (--keep-last: the tests
+    resume copies of it). Trained once per session; tests read it, or copy it before changing
+    anything."""
     from isobn.training.train import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
-    train(quick_config(out, tiny_bert, sentiment_files, epochs=1, eval_every_steps=3))
+    train(
+        quick_config(out, tiny_bert, sentiment_files, epochs=1, eval_every_steps=3, keep_last=True)
+    )
     return out
 
 

@@ -35,7 +35,7 @@ def main() -> None:
         model, data = golden_setup.write_inputs(tmp)
         for norm in ("none", "isobn"):
             out = tmp / norm
-            train(TrainConfig(**golden_setup.settings(model, data, out), norm=norm))
+            train(TrainConfig(**golden_setup.settings(model, data, out), method=norm))
             target = GOLDEN / norm
             target.mkdir(parents=True, exist_ok=True)
             shutil.copy(out / "metrics.json", target / "metrics.json")
@@ -53,7 +53,7 @@ def main() -> None:
 
         ckpt.write_directory_atomically = stop_after_step
         try:
-            cfg = TrainConfig(**golden_setup.settings(model, data, out), norm="isobn")
+            cfg = TrainConfig(**golden_setup.settings(model, data, out), method="isobn")
             cfg.save_every_steps = 1
             train(cfg)
         except KeyboardInterrupt:

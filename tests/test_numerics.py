@@ -111,7 +111,7 @@ def test_half_precision_with_a_tiny_std_dimension(dtype):
 def test_minilm_cls_pooling_never_gives_a_nan_loss(tmp_path, capsys):
     out = tmp_path / "run"
     argv = [
-        "train", "--model", "minilm", "--pooling", "cls", "--norm", "isobn",
+        "train", "--model", "minilm", "--pooling", "cls", "--method", "isobn",
         "--task", "mr", "--max-train", "64", "--max-eval", "32", "--epochs", "1",
         "--max-length", "32", "--batch-size", "16", "--log-every-steps", "1",
         "--out", str(out),

@@ -44,7 +44,7 @@ def isobn_run(tmp_path_factory, tiny_bert, sentiment_files):
         train_file=sentiment_files["train"],
         dev_file=sentiment_files["dev"],
         pooling="cls",
-        norm="isobn",
+        method="isobn",
         epochs=1,
         batch_size=16,
         max_length=32,

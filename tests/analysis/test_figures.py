@@ -44,7 +44,7 @@ def two_runs(tmp_path_factory, tiny_bert, sentiment_files):
             train_file=sentiment_files["train"],
             dev_file=sentiment_files["dev"],
             pooling="cls",
-            norm=norm,
+            method=norm,
             epochs=1,
             eval_every_steps=3,  # 6 steps: evaluations at epoch 0.5 and 1
             batch_size=16,

@@ -134,10 +134,9 @@ CASES = [
     ("nan-lr", "train", "dev", ["--lr", "nan"], ["--lr must be"]),
     ("lr-not-a-number", "train", "dev", ["--lr", "abc"], ["--lr: invalid float value", "--help"]),
     ("zero-batch-size", "train", "dev", ["--batch-size", "0"], ["--batch-size must be a positive"]),
-    ("zero-momentum", "train", "dev", ["--isobn-momentum", "0"], ["must be in (0, 1], got 0.0"]),
-    ("momentum-above-1", "train", "dev", ["--isobn-momentum", "1.5"], ["must be in (0, 1]"]),
-    ("negative-beta", "train", "dev", ["--isobn-beta", "-0.5"], ["--isobn-beta must be >= 0"]),
-    ("nan-beta", "train", "dev", ["--isobn-beta", "nan"], ["--isobn-beta must be a finite"]),
+    ("zero-momentum", "train", "dev", ["--method", "isobn:momentum=0"], ["must be in (0, 1]"]),
+    ("momentum-above-1", "train", "dev", ["--method", "isobn:momentum=1.5"], ["in (0, 1]"]),
+    ("negative-beta", "train", "dev", ["--method", "isobn:beta=-0.5"], ["must be >= 0"]),
     ("zero-epochs", "train", "dev", ["--epochs", "0"], ["--epochs must be a positive integer"]),
     ("nan-weight-decay", "train", "dev", ["--weight-decay", "nan"], ["--weight-decay must be a"]),
     ("negative-weight-decay", "train", "dev", ["--weight-decay", "-0.1"], ["must be >= 0"]),
@@ -163,10 +162,9 @@ CASES = [
     ("fp16-on-cpu", "train", "dev", ["--precision", "fp16", "--cpu"], ["fp16 needs a GPU"]),
     # names
     ("unknown-task", None, None, ["--task", "nope"], ["unknown task 'nope'", "sst2"]),
-    ("unknown-norm", "train", "dev", ["--norm", "nope"], ["--norm: invalid choice: 'nope'"]),
+    ("dropped-norm", "train", "dev", ["--norm", "isobn"], ["did you mean --method?"]),
     ("unknown-method", "train", "dev", ["--method", "nope"], ["unknown method 'nope' in --method"]),
     ("bad-method-parameter", "train", "dev", ["--method", "isobn:beta=-1"], ["must be >= 0"]),
-    ("method-and-norm", "train", "dev", ["--method", "none", "--norm", "isobn"], ["not allowed"]),
     ("task-with-train", "train", "dev", ["--task", "sst2"], ["replaces a named task: drop --task"]),
     ("data-dir-with-train", "train", "dev", ["--data-dir", "g"], ["drop --data-dir, or drop"]),
     ("test-without-train", None, None, ["--test", "t.csv"], ["--test describes --train/--dev"]),
@@ -306,7 +304,7 @@ def test_experiment_settings_are_one_line(files, capsys):
     base = ["experiment", "--out", "unused"]
     for extra, fragment in [
         (["--methods", "none,nope"], "unknown method 'nope' in --methods"),
-        (["--methods", "isobn-legacy,isobn:bias_correction=false"], "names a method twice"),
+        (["--methods", "isobn:beta=0.5,isobn"], "names a method twice"),
         (["--tasks", "mr,trec", "--train", files["train"], "--dev", files["dev"]], "drop one"),
         (["--task", "trec"], "unrecognized arguments: --task trec; did you mean --tasks?"),
         (["--tasks", ""], "--tasks is empty"),
@@ -315,7 +313,8 @@ def test_experiment_settings_are_one_line(files, capsys):
         (["--tasks", "trec", "--test", files["dev"]], "--test describes --train/--dev files"),
         (["--name", "x"], "--name describes --train/--dev files"),
         (["--methods", ""], "--methods is empty"),
-        (["--isobn-beta", "-1"], "--isobn-beta must be >= 0, got -1.0"),
+        (["--isobn-beta", "-1"], "did you mean --methods isobn:beta=X?"),
+        (["--norms", "none"], "did you mean --methods?"),
     ]:
         code, _, err = run_cli(base + extra, capsys)
         assert_one_line_error(code, err, fragment, prefix="isobn experiment: error: ")
@@ -339,8 +338,8 @@ def test_real_subprocesses(files, tiny_bert, tmp_path, capsys):
     """A few cases through `python -m isobn.cli.main`: the real stderr and exit status."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONWARNINGS="ignore")
     cases = {
-        "argparse": (train_argv(files, tiny_bert, tmp_path / "a", "train", "dev", "--norm", "x"),
-                     "--norm: invalid choice"),
+        "argparse": (train_argv(files, tiny_bert, tmp_path / "a", "train", "dev", "--pooling",
+                                "x"), "--pooling: invalid choice"),
         "data": (train_argv(files, tiny_bert, tmp_path / "c", "latin1", "dev"),
                  "not valid UTF-8"),
         "model": (train_argv(files, files["no_tokenizer"], tmp_path / "d"),

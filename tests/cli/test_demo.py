@@ -13,7 +13,7 @@ PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 def test_picture_writes_the_papers_figures(tmp_path, tiny_bert, sentiment_files, capsys):
     run_dirs = {}
     for norm in demo.NORMS:  # a run directory with a best/ checkpoint, as `isobn train` leaves
-        config = ModelConfig(encoder=tiny_bert, num_labels=2, pooling="cls", norm=norm)
+        config = ModelConfig(encoder=tiny_bert, num_labels=2, pooling="cls", method=norm)
         run_dirs[norm] = tmp_path / "runs" / norm
         save_checkpoint(build_model(config), load_tokenizer(tiny_bert), run_dirs[norm] / "best")
     settings = {**demo.DEMO_SETTINGS, "model": tiny_bert, "max_length": 32}

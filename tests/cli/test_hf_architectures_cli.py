@@ -66,7 +66,7 @@ def test_train_and_analyze(arch, encoder_dirs, pair_files, tmp_path):
     pooling = TRAIN_POOLING[arch]
     out = tmp_path / "run"
     args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", pooling]
-    assert main([*args, "--norm", "isobn", "--out", str(out), *QUICK]) == 0
+    assert main([*args, "--method", "isobn", "--out", str(out), *QUICK]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["dev"]["accuracy"] <= 1
     weights = load_file(str(out / "best" / "model.safetensors"))

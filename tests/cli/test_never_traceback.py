@@ -393,7 +393,7 @@ def fresh(tmp_path_factory) -> Path:
             ["--regression"],
             ["--task"],
             ["--tasks", "mr"],
-            ["--method", "none", "--norm", "isobn"],
+            ["--method", "none", "--norm", "isobn"],  # a dropped spelling
         ]
     ),
 )

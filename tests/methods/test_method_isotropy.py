@@ -139,7 +139,7 @@ def test_old_format_run_reads_with_its_transform(tmp_path):
         (d / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
         runs.append(read_run(d))
     old, reg = runs
-    assert old.transform == "isobn:bias_correction=false" and old.method == "isobn-legacy"
+    assert old.transform == "isobn:bias_correction=false" and old.method == old.transform
     assert reg.transform == "identity"
     assert old.evaluations[0]["isotropy"]["after_norm"]["isoscore"] == 0.3
     fig = figures._isotropy_curves(runs)

@@ -20,7 +20,6 @@ from isobn.methods import canonical, parse_method
         ("isobn:beta=0.5", "isobn"),  # the default is dropped
         ("isobn:beta=0.25", "isobn:beta=0.25"),
         ("isobn:use_correlation=false,beta=1", "isobn:beta=1.0,use_correlation=false"),
-        ("isobn-legacy", "isobn:bias_correction=false"),
         ("isobn:bias_correction=0", "isobn:bias_correction=false"),
         ("isobn:momentum=none", "isobn:momentum=none"),
         ("batchnorm", "batchnorm"),

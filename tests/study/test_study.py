@@ -45,7 +45,7 @@ seeds = {json.dumps(list(seeds))}
 name = "ablation"
 tasks = ["sent"]
 sizes = [48]
-methods = ["none", "isobn-legacy"]
+methods = ["none", "isobn:bias_correction=false"]
 seeds = [1]
 """)
     return path

@@ -18,7 +18,7 @@ TEXTS = ["good", "the movie was very dull", "a fine cast", "bad plot", "it is gr
 @pytest.fixture(scope="module")
 def classifier(tiny_bert):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(encoder=tiny_bert, num_labels=3, pooling="cls", norm="isobn"))
+    model = build_model(ModelConfig(encoder=tiny_bert, num_labels=3, pooling="cls", method="isobn"))
     tokenizer = load_tokenizer(tiny_bert)
     split = encode([Example(t, None, 0) for t in TEXTS * 3], tokenizer, 16, False)
     model.train()
@@ -54,7 +54,8 @@ def test_predict_matches_row_by_row(classifier):
 
 
 def test_predict_regression_returns_the_single_output(tiny_bert):
-    model = build_model(ModelConfig(encoder=tiny_bert, num_labels=1, regression=True, norm="none"))
+    config = ModelConfig(encoder=tiny_bert, num_labels=1, regression=True, method="none")
+    model = build_model(config)
     split = encode([Example(t, None, 0.0) for t in TEXTS], load_tokenizer(tiny_bert), 16, True)
     result = predict(model, split, 2, 0)
     assert result["predictions"].shape == (6,)

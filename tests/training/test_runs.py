@@ -38,7 +38,7 @@ def test_read_run_skips_a_cut_log_line_and_finds_evaluations(tmp_path):
     assert unfinished.task == "a" and unfinished.evaluations == []
     assert unfinished.method == "none"
     legacy = read_run(write_run(tmp_path / "l", {"method": "isobn:bias_correction=false"}))
-    assert legacy.method == "isobn-legacy"  # the short name, as the figure colours know it
+    assert legacy.method == "isobn:bias_correction=false"  # canonical, as the figures key it
     assert read_log(tmp_path / "missing.jsonl") == []
 
 

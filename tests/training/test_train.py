@@ -92,7 +92,7 @@ def test_sentence_pairs(tmp_path, tiny_bert, pair_files):
         pair_files,
         text_column="premise",
         text_pair_column="hypothesis",
-        method="isobn-legacy",
+        method="isobn:bias_correction=false",
         pooling="pooler",
     )
     result = train(cfg)
@@ -159,7 +159,7 @@ def test_interrupted_run_is_protected_and_resume_checks_settings(
         )
     with pytest.raises(UserError, match="method 'isobn' -> 'none'"):
         train(
-            run_config(tmp_path, tiny_bert, sentiment_files, **settings, resume=True, norm="none")
+            run_config(tmp_path, tiny_bert, sentiment_files, **settings, resume=True, method="none")
         )
     resumed = train(run_config(tmp_path, tiny_bert, sentiment_files, **settings, resume=True))
     assert resumed["dev"] == finished["dev"] and resumed["test"] == finished["test"]
@@ -325,7 +325,7 @@ def test_regulariser_loss_log_reference_and_tracker(
     monkeypatch.setitem(isobn.training.build.TRACKERS, "tensorboard", recorder)
     cfg = run_config(
         tmp_path, tiny_bert, sentiment_files, method=toy_method, isotropy_examples=40,
-        report_to="tensorboard",
+        report_to="tensorboard", keep_last=True,
     )  # fmt: skip
     result = train(cfg)
     assert result["method"] == "isobn+toyreg"
@@ -382,23 +382,39 @@ def parsed_config(*argv: str) -> TrainConfig:
     return config_from_args(TrainConfig, args)
 
 
-LEGACY_BETA = "isobn:beta=0.25,bias_correction=false"
-NO_CORRELATION = "isobn:momentum=0.1,use_correlation=false"
-
-
 @pytest.mark.parametrize(
     ("argv", "method"),
     [
         ((), "isobn"),
         (("--method", "isobn:beta=0.25"), "isobn:beta=0.25"),
-        (("--norm", "isobn-legacy", "--isobn-beta", "0.25"), LEGACY_BETA),
-        (("--isobn-no-corr", "--isobn-momentum", "0.1"), NO_CORRELATION),
-        (("--norm", "none", "--isobn-beta", "0.3"), "none"),  # ignored for other norms, as ever
-        (("--isobn-beta", "0.5"), "isobn"),  # the default is no parameter
+        (("--method", "isobn:beta=0.5"), "isobn"),  # the default is no parameter
     ],
 )  # fmt: skip
-def test_earlier_method_options_fold_into_the_spec(argv, method):
+def test_method_option_is_the_canonical_spec(argv, method):
     assert parsed_config(*argv).method == method
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["--norm", "none"], "did you mean --method?"),
+        (["--isobn-beta", "0.25"], "did you mean --method isobn:beta=X?"),
+        (["--isobn-momentum", "0.1"], "did you mean --method isobn:momentum=X?"),
+        (["--isobn-no-corr"], "did you mean --method isobn:use_correlation=false?"),
+        (["--method", "isobn-legacy"], "unknown method 'isobn-legacy'"),
+    ],
+)
+def test_spellings_before_1_0_are_refused_with_todays_name(argv, hint, capsys):
+    """One name per setting: the earlier spellings are refused, naming today's."""
+    from isobn.cli.main import main
+
+    try:
+        code = main(["train", "--out", "x", *argv])
+    except SystemExit as error:  # argparse's
+        code = error.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert hint in err and "\n" not in err
 
 
 def test_every_default_is_the_dataclass_default():
@@ -425,11 +441,15 @@ def test_old_config_json_migrates():
     assert cfg.resume_changes(new) == [] and cfg == new
 
 
-def test_method_given_twice_is_one_line():
-    from isobn.errors import UserError
+def test_old_method_keys_are_read_only_from_saved_files():
+    from isobn.training.config import method_of, saved_settings
 
-    with pytest.raises(UserError, match="isobn beta is given twice"):
-        TrainConfig(out="x", method="isobn:beta=0.25", isobn_beta=0.3)
+    # study cell records of versions before 1.0: "method" null beside the old keys
+    record = {"method": None, "norm": "none", "isobn_beta": 0.5, "isobn_momentum": 0.05}
+    assert method_of(record) == "none" and saved_settings(record)["method"] == "none"
+    assert "norm" not in saved_settings(record)
+    with pytest.raises(TypeError):
+        TrainConfig(out="x", norm="isobn")  # no keyword of the old spelling
 
 
 # --------------------------------------------------------------------------------------------

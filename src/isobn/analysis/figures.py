@@ -52,7 +52,7 @@ SPECTRUM_FLOOR = 1e-10  # shares below it are round-off: the log axis stops ther
 NORM_COLOURS = {  # stable across figures and runs
     "none": "#4d4d4d",
     "isobn": "#d62728",
-    "isobn-legacy": "#ff7f0e",
+    "isobn:bias_correction=false": "#ff7f0e",
     "batchnorm": "#1f77b4",
     "layernorm": "#2ca02c",
 }

@@ -217,7 +217,7 @@ def render_report(
         ("correlation", "Correlation between dimensions", read_correlation),
         ("spectrum", "Covariance eigenvalue spectrum", read_spectrum),
     ]
-    rescaled = [m["label"] for m in models if m["norm"] in ("isobn", "isobn-legacy")]
+    rescaled = [m["label"] for m in models if m["norm"] == "isobn"]
     for key, title, read in sections:
         if key not in figure_files:
             continue

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 NORM_TITLES = {
     "isobn": "IsoBN",
-    "isobn-legacy": "IsoBN legacy",
     "batchnorm": "BatchNorm",
     "layernorm": "LayerNorm",
 }
@@ -71,10 +70,10 @@ def analysis_device(cpu: bool) -> str:
 
 def analyze(cfg: AnalysisConfig) -> dict:
     """Run the analysis described in isobn.analysis; returns the isotropy.json payload."""
-    from isobn.training.checkpoint import ensure_writable_directory
+    from isobn.training.checkpoint import check_writable_directory
 
     cfg.validate()
-    ensure_writable_directory(Path(cfg.out))
+    check_writable_directory(Path(cfg.out))  # created by write_analysis, once inputs are good
     sources = parse_sources(cfg.models)
     task, examples, split = load_examples(cfg)
     logger.info("analysing %d %s examples of %s", len(examples), split, task.name)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from isobn.cli.options import add_data_options
+from isobn.analysis.config import POOLING_CHOICES
+from isobn.cli.options import add_data_options, add_setting
+from isobn.training.config import TrainConfig
 
 
 def register(subparsers) -> None:
@@ -17,24 +19,23 @@ def register(subparsers) -> None:
         "checkpoints are measured before and after their method's transform (the identity "
         "for a method without a norm).",
     )
-    parser.add_argument("--out", required=True, help="output directory")
+    add_setting(parser, TrainConfig, "out")
     group = parser.add_argument_group("models")
     which = group.add_mutually_exclusive_group()
-    which.add_argument(
-        "--model",
-        default="minilm",
-        help="one model: `minilm` (default), a model directory, a hub name or an isobn run",
-    )
+    add_setting(which, TrainConfig, "model")
     which.add_argument(
         "--compare",
         nargs="+",
         metavar="[LABEL=]MODEL",
         help="several models side by side, e.g. pretrained=minilm none=runs/a isobn=runs/b",
     )
-    group.add_argument(
-        "--pooling",
-        choices=("cls", "pooler", "mean", "all"),
-        help="embedding(s) to measure; default: a checkpoint's own pooling, else pooler",
+    add_setting(
+        group,
+        TrainConfig,
+        "pooling",
+        default=None,
+        default_text="a checkpoint's own pooling, else pooler",
+        choices=POOLING_CHOICES,
     )
     group.add_argument(
         "--layers",
@@ -42,11 +43,7 @@ def register(subparsers) -> None:
         default="last",
         help="all: also [CLS] and mean of tokens of every layer (default last)",
     )
-    group.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow model code from the model directory/hub (off by default)",
-    )
+    add_setting(group, TrainConfig, "trust_remote_code")
     add_data_options(parser)
     group = parser.add_argument_group("analysis")
     group.add_argument(
@@ -60,9 +57,9 @@ def register(subparsers) -> None:
         default=2000,
         help="deterministic subsample of the split (default 2000; 0: every example)",
     )
-    group.add_argument("--max-length", type=int, default=128, help="tokens per text")
-    group.add_argument("--batch-size", type=int, default=64)
-    group.add_argument("--seed", type=int, default=0, help="of the subsample")
+    add_setting(group, TrainConfig, "max_length", default=128)
+    add_setting(group, TrainConfig, "batch_size", default=64)
+    add_setting(group, TrainConfig, "seed", default=0)
     group.add_argument("--cpu", action="store_true", help="use the CPU even with a GPU")
     parser.set_defaults(run=run)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from isobn.cli.options import add_method_options, add_options, config_values
-from isobn.training.config import LEGACY_METHOD_KEYS, TrainConfig
+from isobn.cli.options import add_method_options, add_options, add_setting, config_values
+from isobn.training.config import KEEP_CHECKPOINTS_HELP, SHARD_HELP, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -21,10 +21,13 @@ def register(subparsers) -> None:
         help="comma-separated task names (default mr; not with --train: a run on files is "
         "named by --name or the training file)",
     )
-    group.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds")
-    group.add_argument("--out", required=True, help="experiment directory (shared by shards)")
-    group.add_argument("--shard", help="K/N: run every N-th run starting at the K-th")
-    add_options(parser, TrainConfig, exclude={"task", "seed", "out", "resume"})
+    group.add_argument(
+        "--seeds", default="1,2,3,4,5", help="comma-separated seeds (default 1,2,3,4,5)"
+    )
+    add_setting(group, TrainConfig, "out")
+    group.add_argument("--shard", help=SHARD_HELP)
+    group.add_argument("--keep-checkpoints", action="store_true", help=KEEP_CHECKPOINTS_HELP)
+    add_options(parser, TrainConfig, exclude={"task", "seed", "out", "resume", "keep_last"})
     add_method_options(parser, TrainConfig, multiple=True)
     parser.set_defaults(run=run)
 
@@ -38,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     seeds = parse_seeds(args.seeds)
     methods = parse_methods(args)
-    values = {
-        k: v for k, v in config_values(args).items() if k not in LEGACY_METHOD_KEYS + ("task",)
-    }
+    values = {k: v for k, v in config_values(args).items() if k not in ("task", "method")}
     if args.train_file and args.tasks is not None:
         raise UserError(
             "--tasks names tasks, --train gives the data: drop one of them "
@@ -50,25 +51,22 @@ def run(args: argparse.Namespace) -> int:
         tasks = [None]  # the files of --train/--dev, named by --name or the training file
     else:
         tasks = parse_tasks(DEFAULT_TASK if args.tasks is None else args.tasks)
-    base = TrainConfig(**values)
-    results = run_experiment(base, tasks, methods, seeds, shard)
+    base = TrainConfig(**values, keep_last=args.keep_checkpoints)
+    results = run_experiment(base, tasks, methods, seeds, shard, keep_best=args.keep_checkpoints)
     print(markdown(results))
     print(f"tables written to {args.out}/results.md, results.csv, results.json")
     return 0
 
 
 def parse_methods(args: argparse.Namespace) -> list[str]:
-    """The canonical specs of --methods, with --isobn-beta, --isobn-momentum and
-    --isobn-no-corr folded into each IsoBN method."""
+    """The canonical specs of --methods, each once."""
     from isobn.errors import UserError
-    from isobn.methods import split_methods
-    from isobn.training.config import fold_legacy_method
+    from isobn.methods import canonical, split_methods
 
-    legacy = {key: getattr(args, key) for key in LEGACY_METHOD_KEYS if key != "norm"}
     texts = split_methods(args.methods)
     if not texts:
         raise UserError("--methods is empty: give a comma-separated list, e.g. none,isobn")
-    methods = [fold_legacy_method(text, **legacy, option="--methods") for text in texts]
+    methods = [canonical(text, "--methods") for text in texts]
     if len(set(methods)) != len(methods):
         raise UserError(f"--methods names a method twice: {', '.join(methods)}")
     return methods

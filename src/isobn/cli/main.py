@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import logging
 import os
@@ -40,21 +39,35 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)  # for error()'s hint
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         self.exit(
             2, f"{self.prog}: error: {message}{self._closest(message)} (see `{self.prog} --help`)\n"
         )
 
     def _closest(self, message: str) -> str:
-        """`; did you mean --tasks?` for an unrecognized option close to one of ours."""
-        if not message.startswith("unrecognized arguments:"):
+        """`; did you mean --lr?` for an unrecognized option: a Hugging Face name, an earlier
+        spelling, or one close to ours (isobn.cli.hints). A required option reported missing
+        may have been given under such a name (`--output_dir` for --out), so the arguments
+        are searched then too."""
+        from isobn.cli.hints import hint
+
+        if message.startswith("unrecognized arguments:"):
+            tokens = message.split(":", 1)[1].split()
+        elif message.startswith("the following arguments are required"):
+            tokens = [
+                t
+                for t in getattr(self, "_given", [])
+                if t.split("=", 1)[0] not in self._option_string_actions
+            ]
+        else:
             return ""
         ours = [o for o in self._option_string_actions if o.startswith("--")]
-        for token in message.split(":", 1)[1].split():
-            close = difflib.get_close_matches(token.split("=")[0], ours, n=1, cutoff=0.7)
-            if token.startswith("--") and close:
-                return f"; did you mean {close[0]}?"
-        return ""
+        text = hint(tokens, ours)
+        return f"; {text}" if text else ""
 
 
 def build_parser() -> argparse.ArgumentParser:

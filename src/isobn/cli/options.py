@@ -3,7 +3,7 @@ per
 field, with the field's flag, type, default, choices and help. Nothing here repeats a default.
 
     add_options(parser, TrainConfig, exclude={...})   the fields as options, grouped
-    add_method_options(parser)                        --method and its earlier spellings
+    add_method_options(parser, TrainConfig)           --method (or --methods)
     config_from_args(TrainConfig, args)               the dataclass from parsed arguments
 """
 
@@ -13,8 +13,9 @@ import argparse
 import types
 import typing
 from dataclasses import MISSING, fields
+from typing import Any
 
-from isobn.training.config import LEGACY_METHOD_KEYS, LEGACY_NORMS, DataOptions, flag_of
+from isobn.training.config import DataOptions, flag_of
 
 # argument groups in the order `--help` shows them
 GROUPS = ("run", "data", "model", "method", "training")
@@ -38,10 +39,31 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     add_options(parser, DataOptions)
 
 
-def add_field_option(group, f, annotation, flags: tuple[str, ...] = ()) -> None:
-    """The option of one dataclass field: store_true for a bool, else a typed value."""
+def add_setting(
+    group, cls, name: str, default: Any = MISSING, default_text: str | None = None, **extra
+) -> None:
+    """The option of field `name` of `cls` in a command that is not built from `cls`: the
+    field's flag and help text (written once, where the setting is defined), with this
+    command's `default`; `default_text` says a default that is worked out at run time."""
+    f = next(f for f in fields(cls) if f.name == name)
+    annotation = typing.get_type_hints(cls)[name]
+    add_field_option(group, f, annotation, default=default, default_text=default_text, **extra)
+
+
+def add_field_option(
+    group,
+    f,
+    annotation,
+    flags: tuple[str, ...] = (),
+    default: Any = MISSING,
+    default_text: str | None = None,
+    **extra,
+) -> None:
+    """The option of one dataclass field: store_true for a bool, else a typed value; its
+    help is the field's, and `(default X)` (the field's default, or `default`)."""
     meta = f.metadata
     help_text = meta["help"]() if callable(meta["help"]) else meta["help"]
+    default = f.default if default is MISSING else default
     kwargs = {"dest": f.name, "help": help_text}
     kind = _value_type(annotation)
     if kind is bool:
@@ -51,54 +73,37 @@ def add_field_option(group, f, annotation, flags: tuple[str, ...] = ()) -> None:
         metavar = meta.get("metavar") or flag.lstrip("-").upper().replace("-", "_")
         choices = meta.get("choices")
         kwargs.update(type=kind, metavar=None if choices else metavar, choices=choices)
-        if f.default is not None and f.default is not MISSING and "default" not in help_text:
-            kwargs["help"] = f"{help_text} (default {f.default})"
-    if f.default is MISSING:
+        if default_text is not None:
+            kwargs["help"] = f"{help_text} (default: {default_text})"
+        elif default is not None and default is not MISSING and "default" not in help_text:
+            kwargs["help"] = f"{help_text} (default {default})"
+    if default is MISSING:
         kwargs["required"] = True
     else:
-        kwargs["default"] = f.default
+        kwargs["default"] = default
+    kwargs.update(extra)
     group.add_argument(*(flags or (flag_of(f),)), **kwargs)
 
 
 def add_method_options(parser: argparse.ArgumentParser, cls, multiple: bool = False) -> None:
-    """--method (from the field; --methods/--norms, a comma-separated list, when `multiple`),
-    and the earlier spellings that fold into it: --norm NAME, --isobn-beta, --isobn-momentum,
-    --isobn-no-corr."""
+    """--method (from the field), or --methods, a comma-separated list, when `multiple`."""
     group = parser.add_argument_group("method")
-    method = next(f for f in fields(cls) if f.name == "method")
     if multiple:
         group.add_argument(
             "--methods",
-            "--norms",
-            dest="methods",
             default="none,isobn",
-            help="comma-separated methods (see `isobn train --help`); default none,isobn",
+            help="comma-separated methods, each as --method of `isobn train` (default none,isobn)",
         )
     else:
-        choice = group.add_mutually_exclusive_group()
-        add_field_option(choice, method, str)
-        choice.add_argument(
-            "--norm",
-            choices=LEGACY_NORMS,
-            help="earlier spelling of --method (isobn-legacy: isobn:bias_correction=false)",
-        )
-    group.add_argument("--isobn-beta", type=float, help="same as isobn:beta=X")
-    group.add_argument("--isobn-momentum", type=float, help="same as isobn:momentum=X")
-    group.add_argument(
-        "--isobn-no-corr",
-        dest="isobn_correlation",
-        action="store_const",
-        const=False,
-        help="same as isobn:use_correlation=false (std-only ablation)",
-    )
+        method = next(f for f in fields(cls) if f.name == "method")
+        add_field_option(group, method, str)
 
 
 def config_values(args: argparse.Namespace, cls=None) -> dict:
-    """The parsed values of the fields of `cls` (TrainConfig by default) and of the earlier
-    method keywords it folds into `method`."""
+    """The parsed values of the fields of `cls` (TrainConfig by default)."""
     if cls is None:
         from isobn.training.config import TrainConfig as cls
-    names = {f.name for f in fields(cls)} | set(LEGACY_METHOD_KEYS)
+    names = {f.name for f in fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names}
 
 

@@ -25,6 +25,9 @@ import os
 import sys
 from pathlib import Path
 
+from isobn.cli.options import add_setting
+from isobn.training.config import TrainConfig
+
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", "")  # one text per line
@@ -52,13 +55,12 @@ def register(subparsers) -> None:
         "--output",
         help="output file, .jsonl, .json, .csv or .tsv (default: JSON lines on standard output)",
     )
-    parser.add_argument("--text-column", help="default: the column the model was trained on")
-    parser.add_argument(
-        "--text-pair-column", help="default: the second-text column the model was trained on"
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-length", type=int, help="default: the training max length")
-    parser.add_argument("--trust-remote-code", action="store_true")
+    for name, text in (("text_column", "the training run's, else text"),
+                       ("text_pair_column", "the training run's"),
+                       ("max_length", "the training run's")):  # fmt: skip
+        add_setting(parser, TrainConfig, name, default=None, default_text=text)
+    add_setting(parser, TrainConfig, "batch_size", default=64)
+    add_setting(parser, TrainConfig, "trust_remote_code")
     parser.set_defaults(run=run)
 
 

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from isobn.cli.options import add_setting
+from isobn.training.config import KEEP_CHECKPOINTS_HELP, SHARD_HELP, TrainConfig
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -21,10 +24,13 @@ def register(subparsers) -> None:
         help="study file (TOML), e.g. studies/offline.toml, or the name of a study that ships "
         "with isobn, e.g. offline (see --list)",
     )
-    parser.add_argument(
-        "--out",
-        help="study directory (shared by shards; with --backend ray on a cluster it must be on "
-        "storage that every node mounts at the same path); required to run",
+    add_setting(
+        parser,
+        TrainConfig,
+        "out",
+        default=None,
+        default_text="none, required to run; with --backend ray on a cluster, a directory on "
+        "storage that every node mounts at the same path",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the studies that ship with isobn, and exit"
@@ -68,7 +74,7 @@ def register(subparsers) -> None:
         help="retries of a cell whose worker or node died (it resumes from its checkpoint); "
         "default 3",
     )
-    parser.add_argument("--shard", help="K/N: run every N-th cell starting at the K-th")
+    parser.add_argument("--shard", help=SHARD_HELP)
     parser.add_argument(
         "--max-cells", type=int, help="stop after this many cells per job (Ray: in all)"
     )
@@ -77,9 +83,7 @@ def register(subparsers) -> None:
         metavar="NAMES",
         help="comma-separated block names: run (or --plan) only their cells, e.g. ablation",
     )
-    parser.add_argument(
-        "--keep-checkpoints", action="store_true", help="keep each cell's best/ and last/"
-    )
+    parser.add_argument("--keep-checkpoints", action="store_true", help=KEEP_CHECKPOINTS_HELP)
     parser.add_argument(
         "--plan", action="store_true", help="list the cells and their state; train nothing"
     )

@@ -3,7 +3,6 @@
 from isobn.methods.correg import CorReg
 from isobn.methods.istar import IStar
 from isobn.methods.spec import (
-    ALIASES,
     METHODS,
     Method,
     MethodSpec,
@@ -14,7 +13,6 @@ from isobn.methods.spec import (
 from isobn.methods.whitening import Whitening
 
 __all__ = [
-    "ALIASES",
     "METHODS",
     "CorReg",
     "IStar",

@@ -133,9 +133,6 @@ METHODS: dict[str, MethodDef] = {
     ),
 }
 
-# earlier spellings of `--norm`, kept working
-ALIASES = {"isobn-legacy": "isobn:bias_correction=false"}
-
 
 @dataclass(frozen=True)
 class Method:
@@ -244,13 +241,12 @@ _PARAMETER = re.compile(r"\s*[A-Za-z_]\w*\s*=")
 
 
 def canonical(text: str, option: str = "--method") -> str:
-    """The canonical spelling of a spec, e.g. 'isobn-legacy' -> 'isobn:bias_correction=false'."""
+    """The canonical spelling of a spec, e.g. 'isobn:beta=0.5' -> 'isobn' (defaults dropped)."""
     return str(parse_method(text, option))
 
 
 def _parse_part(text: str, option: str) -> Method:
     text = text.strip()
-    text = ALIASES.get(text, text)
     name, _, arg_text = text.partition(":")
     name = name.strip()
     if name not in METHODS:
@@ -318,5 +314,4 @@ def _format(value: Any) -> str:
 
 
 def _choices() -> str:
-    aliases = ", ".join(ALIASES)
-    return f"{', '.join(METHODS)} (aliases: {aliases})"
+    return ", ".join(METHODS)

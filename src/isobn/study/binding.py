@@ -27,6 +27,7 @@ FREE_SETTINGS = {
     "out",
     "resume",
     "cpu",
+    "keep_last",
     "log_every_steps",
     "eval_batch_size",
     "save_every_steps",

@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from isobn.errors import UserError
@@ -78,7 +79,7 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     from isobn.training.train import train
 
     run_dir = make_folder(out, Path("runs", cell.key))
-    cfg = study.config(cell, out=str(run_dir))
+    cfg = replace(study.config(cell, out=str(run_dir)), keep_last=keep_checkpoints)
     started = time.perf_counter()
     data = cell_data(cfg)
     rows = len(data.task.splits["train"])

@@ -40,10 +40,7 @@ _CELL_FIELDS = {
     "max_train",
     "seed",
     "resume",
-    "norm",
-    "isobn_beta",
-    "isobn_momentum",
-    "isobn_correlation",
+    "keep_last",
     "method",
 }
 _FILE_FIELDS = ("train_file", "dev_file", "test_file")

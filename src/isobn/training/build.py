@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from isobn.errors import UserError
-from isobn.training.config import TrainConfig, load_run_task
+from isobn.training.config import DEFAULT_TASK, TrainConfig, load_run_task
 from isobn.training.data import EncodedSplit, encode, length_grouped_batches
 from isobn.training.model import (
     ModelConfig,
@@ -27,6 +27,8 @@ from isobn.training.model import (
     check_pooler,
     load_encoder_config,
     load_tokenizer,
+    looks_local,
+    resolve_model_path,
 )
 from isobn.training.optim import Optimisation, Precision, adamw
 
@@ -82,11 +84,19 @@ def _tracker(name: str):
 
 
 def load_data(cfg: TrainConfig) -> RunData:
-    """The tokenizer (model errors first: cheap), the task and every split tokenised once."""
+    """The tokenizer, the task and every split tokenised once. Local inputs are checked before
+    anything remote: a local model path first, local data (files, --data-dir, a packaged task)
+    before a hub tokenizer, and a local tokenizer before any data."""
     from isobn.training.max_length import check_max_length
 
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    task = load_run_task(cfg)
+    resolve_model_path(cfg.model)  # a missing local model: refused before any download
+    model_is_local = cfg.model == "minilm" or looks_local(cfg.model)
+    if model_is_local or not data_is_local(cfg):
+        tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+        task = load_run_task(cfg)
+    else:  # a hub model: the local data's errors first
+        task = load_run_task(cfg)
+        tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     rows = task.splits["train"]
     if len(rows) < 2:
         raise UserError("the training split has fewer than 2 rows: give more training data")
@@ -101,6 +111,16 @@ def load_data(cfg: TrainConfig) -> RunData:
     }
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return RunData(task, tokenizer, encoded, pad_id)
+
+
+def data_is_local(cfg: TrainConfig) -> bool:
+    """Whether the run's data is read from this machine (files, --data-dir, a packaged task)
+    rather than from the datasets hub (a GLUE task without --data-dir)."""
+    from isobn.tasks import GLUE_TASKS, task_key
+
+    if cfg.train_file or cfg.data_dir is not None:
+        return True
+    return task_key(cfg.task or DEFAULT_TASK) not in GLUE_TASKS
 
 
 def check_full_batch(cfg: TrainConfig, examples: int) -> None:

@@ -36,6 +36,26 @@ def ensure_writable_directory(out: Path) -> None:
         ) from None
 
 
+def check_writable_directory(out: Path) -> None:
+    """Refuse an `out` that could not be created or written, without creating it (it is
+    created once the inputs are known to be good, so a failed command leaves no empty folder
+    behind): its nearest existing ancestor must be a writable directory."""
+    from isobn.errors import UserError
+
+    existing = Path(out)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # a/b -> a -> .
+    if not existing.is_dir():
+        raise UserError(
+            f"cannot write to output directory {out}: {existing} is not a directory; "
+            "choose a writable --out"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write to output directory {out}: permission denied; choose a writable --out"
+        )
+
+
 def write_directory_atomically(target: str | Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a fresh temporary directory, then swap it in for `target`.
 

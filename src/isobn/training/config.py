@@ -9,8 +9,9 @@ config.json of any version.
 
 The method (what happens to the pooled embedding) is one spec string, e.g. ``isobn``,
 ``isobn:beta=0.25`` or ``none`` (isobn.methods); the IsoBN defaults live in ``IsoBN.__init__``.
-Earlier versions spelled it ``norm``, ``isobn_beta``, ``isobn_momentum`` and
-``isobn_correlation``: those keys and keyword arguments still work and fold into ``method``.
+Versions before 1.0 spelled it ``norm``, ``isobn_beta``, ``isobn_momentum`` and
+``isobn_correlation`` (and ``isobn-legacy``): the saved files of those versions are read by
+``migrate_config`` (the one place that knows those keys); nothing else accepts them.
 """
 
 from __future__ import annotations
@@ -18,20 +19,24 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import MISSING, InitVar, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from isobn.errors import UserError
-from isobn.methods import ALIASES, METHODS, canonical, parse_method
+from isobn.methods import METHODS, canonical, parse_method
 from isobn.training.safe_files import check_name
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 POOLINGS = ("pooler", "cls", "mean")
 REPORT_TO = ("none", "tensorboard", "wandb")
-# the methods `--norm` accepted before method specs; `--norm` keeps exactly these
-LEGACY_NORMS = ("none", "isobn", "isobn-legacy", "batchnorm", "layernorm")
 DEFAULT_TASK = "mr"
+# `isobn experiment` and `isobn study`: one flag, one meaning
+SHARD_HELP = "K/N: run every N-th run (of a study: cell), starting at the K-th; shards share --out"
+KEEP_CHECKPOINTS_HELP = (
+    "keep every run's best/ and last/ checkpoints; by default a finished run keeps only what "
+    "the result tables need (config.json, log.jsonl, metrics.json)"
+)
 
 
 @dataclass(frozen=True)
@@ -108,14 +113,15 @@ class DataOptions:
     )
     dev_file: str | None = setting(
         None,
-        "development file: early stopping, best checkpoint",
+        "development file (with --train): the dev split; training evaluates on it and keeps "
+        "its best checkpoint",
         group="data",
         flag="--dev",
         metavar="FILE",
     )
     test_file: str | None = setting(
         None,
-        "test file, scored with the best checkpoint",
+        "test file (with --train): the test split; training scores it with the best checkpoint",
         group="data",
         flag="--test",
         metavar="FILE",
@@ -126,7 +132,12 @@ class DataOptions:
         None, "column of a second text (pairs)", group="data", files_only=True
     )
     label_column: str = setting("label", "column of the label", group="data", files_only=True)
-    regression: bool = setting(False, "numeric labels, MSE loss", group="data", files_only=True)
+    regression: bool = setting(
+        False,
+        "numeric labels: a regression task (trained with the MSE loss)",
+        group="data",
+        files_only=True,
+    )
     max_train: int | None = setting(
         None, "stratified subsample of the training set", group="data", rule=POSITIVE
     )
@@ -204,16 +215,27 @@ class TrainConfig(DataOptions):
     """Everything a run depends on; saved as config.json. Defaults follow the paper's setup
     (AdamW, linear warmup/decay, early stopping on dev) scaled to small offline models."""
 
-    out: str = setting(help="output directory", group="run", resume_free=True)
+    out: str = setting(help="output directory", group="run", resume_free=True)  # every command's
     resume: bool = setting(
         False, "continue from the last checkpoint in --out", group="run", resume_free=True
     )
+    keep_last: bool = setting(
+        False,
+        "keep last/, the resume point (weights, optimizer and scheduler state: about 3x the "
+        "size of best/), when the run finishes; by default it is removed and best/ stays",
+        group="run",
+        resume_free=True,
+    )
     model: str = setting(
-        "minilm", "`minilm` (packaged), a model directory or a hub name", group="model"
+        "minilm",
+        "`minilm` (packaged), a model directory or a hub name; `isobn analyze` also takes an "
+        "`isobn train` run",
+        group="model",
     )
     pooling: str = setting(
         "pooler",  # the released code feeds the HF pooler output to the head
-        "pooled embedding: the HF pooler output, [CLS], or the mean of tokens",
+        "pooled embedding: pooler (the HF pooler output), cls ([CLS]) or mean (of the tokens); "
+        "`isobn analyze` also takes all",
         group="model",
         choices=POOLINGS,
     )
@@ -239,8 +261,13 @@ class TrainConfig(DataOptions):
         group="method",
         metavar="SPEC",
     )
-    max_length: int = setting(128, "tokens per text, as run_glue", rule=POSITIVE)
-    batch_size: int = setting(32, "training batch size (the paper's)", rule=POSITIVE)
+    max_length: int = setting(128, "tokens per text, longer ones truncated", rule=POSITIVE)
+    batch_size: int = setting(  # 32: the paper's
+        32,
+        "examples per batch: of training in train and experiment, of inference in analyze and "
+        "predict",
+        rule=POSITIVE,
+    )
     drop_last: bool = setting(
         False,  # off: every example every epoch; the released IsoBN train.py drops it
         "drop each epoch's last incomplete training batch (and the examples left over)",
@@ -282,7 +309,8 @@ class TrainConfig(DataOptions):
     )
     seed: int = setting(
         42,
-        "initialisation, dropout and data order",
+        "random seed: of initialisation, dropout and data order in training, of the subsample "
+        "in analyze",
         rule=Rule(lambda v: 0 <= v < 2**32, "in [0, 2**32 - 1]"),
     )
     log_every_steps: int = setting(20, "steps per log.jsonl line", rule=POSITIVE, resume_free=True)
@@ -307,17 +335,10 @@ class TrainConfig(DataOptions):
         choices=REPORT_TO,
         resume_free=True,
     )
-    # earlier spellings of `method`, folded into it (see fold_legacy_method)
-    norm: InitVar[str | None] = None
-    isobn_beta: InitVar[float | None] = None
-    isobn_momentum: InitVar[float | None] = None
-    isobn_correlation: InitVar[bool | None] = None
 
-    def __post_init__(self, norm, isobn_beta, isobn_momentum, isobn_correlation) -> None:
+    def __post_init__(self) -> None:
         super().__post_init__()
-        self.method = fold_legacy_method(
-            self.method, norm, isobn_beta, isobn_momentum, isobn_correlation
-        )
+        self.method = canonical(self.method, "--method")
 
     def validate(self) -> None:
         """One-line UserErrors for impossible settings, before any work starts."""
@@ -408,61 +429,31 @@ def _known(cls, values: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The method and its earlier spellings
+# Saved files of versions before 1.0: read here, and only here
 
-# old keyword -> (IsoBN argument, old flag, rule of the old flag)
-_LEGACY_ISOBN = {
-    "isobn_beta": ("beta", "--isobn-beta", Rule(lambda v: v >= 0, ">= 0", True)),
-    "isobn_momentum": ("momentum", "--isobn-momentum", Rule(lambda v: 0 < v <= 1, "in (0, 1]")),
-    "isobn_correlation": ("use_correlation", "--isobn-no-corr", None),
+# the method keys those versions wrote: `norm` (a name, or isobn-legacy) and the IsoBN
+# parameters, which applied to an IsoBN norm only
+_OLD_METHOD_KEYS = ("norm", "isobn_beta", "isobn_momentum", "isobn_correlation")
+_OLD_NORMS = {"isobn-legacy": "isobn:bias_correction=false"}
+_OLD_ISOBN_PARAMS = {
+    "isobn_beta": "beta",
+    "isobn_momentum": "momentum",
+    "isobn_correlation": "use_correlation",
 }
-LEGACY_METHOD_KEYS = ("norm", *_LEGACY_ISOBN)
 
 
-def fold_legacy_method(
-    method: str | None,
-    norm: str | None = None,
-    isobn_beta: float | None = None,
-    isobn_momentum: float | None = None,
-    isobn_correlation: bool | None = None,
-    option: str = "--method",
-) -> str:
-    """The canonical method spec of `method` and the earlier keywords (errors name `option`).
-
-    `norm` (an old --norm name) replaces the method; the isobn_* values become parameters of
-    an IsoBN norm and are ignored for other norms (as they always were). Errors name the old
-    flags: `--isobn-beta must be >= 0, got -0.5`.
-    """
-    text = norm if norm is not None else (method or "isobn")
-    option = "--norm" if norm is not None else option
-    spec = parse_method(text, option)
-    legacy = {
-        "isobn_beta": isobn_beta,
-        "isobn_momentum": isobn_momentum,
-        "isobn_correlation": isobn_correlation,
+def _old_method(old: dict) -> str:
+    """The canonical method spec of a saved file's old method keys, e.g. {"norm":
+    "isobn-legacy", "isobn_beta": 0.25} -> isobn:beta=0.25,bias_correction=false."""
+    norm = old.get("norm") or "isobn"
+    spec = parse_method(_OLD_NORMS.get(norm, norm), "norm")
+    params = {
+        param: old[key] for key, param in _OLD_ISOBN_PARAMS.items() if old.get(key) is not None
     }
-    params = {}
-    for key, value in legacy.items():
-        if value is None:
-            continue
-        param, flag, rule = _LEGACY_ISOBN[key]
-        if rule is not None and rule.finite and not math.isfinite(value):
-            raise UserError(f"{flag} must be a finite number, got {value}")
-        if rule is not None and not rule.test(value):
-            raise UserError(f"{flag} must be {rule.text}, got {value}")
-        params[param] = value
     if spec.norm.name != "isobn" or not params:
         return str(spec)
-    given = spec.norm.kwargs
-    for param, value in params.items():
-        if param in given and given[param] != value:
-            raise UserError(
-                f"isobn {param} is given twice ({option} {text}, and {value} by an --isobn-* "
-                "option): give it once"
-            )
-    merged = {**given, **params}
-    norm_text = "isobn:" + ",".join(f"{k}={_spec_value(v)}" for k, v in merged.items())
-    return canonical("+".join([norm_text, *(str(part) for part in spec.regularisers)]), option)
+    merged = {**spec.norm.kwargs, **params}
+    return canonical("isobn:" + ",".join(f"{k}={_spec_value(v)}" for k, v in merged.items()))
 
 
 def _spec_value(value: Any) -> str:
@@ -472,12 +463,13 @@ def _spec_value(value: Any) -> str:
 
 
 def migrate_config(values: dict) -> dict:
-    """A config.json / isobn_model.json dict in today's keys: the earlier method keys fold into
-    `method`; a run on files drops the task it ignored."""
+    """A config.json / isobn_model.json / study cell `config` dict in today's keys: the method
+    keys of versions before 1.0 fold into `method` (where it is missing or null); a run on
+    files drops the task it ignored."""
     values = dict(values)
-    legacy = {key: values.pop(key) for key in LEGACY_METHOD_KEYS if key in values}
-    if legacy and "method" not in values:
-        values["method"] = fold_legacy_method(None, **legacy)
+    old = {key: values.pop(key) for key in _OLD_METHOD_KEYS if key in values}
+    if old and not values.get("method"):
+        values["method"] = _old_method(old)
     if values.get("train_file"):
         values["task"] = values["data_dir"] = None  # earlier versions ignored them silently
     return values
@@ -497,8 +489,3 @@ def method_of(config: dict) -> str:
     if config.get("method"):
         return canonical(config["method"])
     return migrate_config(config).get("method") or "isobn"
-
-
-# canonical spec -> the alias it expands (isobn:bias_correction=false -> isobn-legacy), for
-# names that must stay as earlier versions wrote them (experiment directories)
-ALIAS_OF = {canonical(expansion): alias for alias, expansion in ALIASES.items()}

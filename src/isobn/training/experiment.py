@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from isobn.errors import UserError
-from isobn.training.config import ALIAS_OF, TrainConfig
+from isobn.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,9 @@ def run_directory(out: Path, data: str, method: str, seed: int) -> Path:
 
 
 def method_directory(method: str) -> str:
-    """A file-name-safe name of a canonical method: the earlier alias where it has one (so
-    that directories written before method specs are found again), else the spec with every
-    character but letters, digits and _ . = + - replaced by _ (isobn:beta=0.25 ->
-    isobn_beta=0.25)."""
-    return ALIAS_OF.get(method) or re.sub(r"[^A-Za-z0-9_.=+-]", "_", method)
+    """A file-name-safe name of a canonical method: the spec with every character but letters,
+    digits and _ . = + - replaced by _ (isobn:beta=0.25 -> isobn_beta=0.25)."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", method)
 
 
 def grid(
@@ -94,11 +93,15 @@ def run_experiment(
     methods: list[str],
     seeds: list[int],
     shard: tuple[int, int] = (1, 1),
+    keep_best: bool = False,
 ) -> dict:
     """Run this shard's share of the grid, skipping finished runs (metrics.json present) and
     resuming interrupted ones; then write results.{json,csv,md} over every finished run in
-    `base.out` (other shards' included). Returns the aggregated results."""
-    from isobn.training.checkpoint import ensure_writable_directory
+    `base.out` (other shards' included). Returns the aggregated results.
+
+    A finished run keeps what the tables need (config.json, log.jsonl, metrics.json), and
+    best/ when `keep_best`, last/ when `base.keep_last`."""
+    from isobn.training.checkpoint import check_writable_directory, ensure_writable_directory
     from isobn.training.report import write_results
     from isobn.training.run_dir import finished_result
     from isobn.training.safe_files import make_folder
@@ -111,7 +114,8 @@ def run_experiment(
     mine = [cfg for i, cfg in enumerate(configs) if i % n == k - 1]
     # a finished run is reused only when it ran these settings (else a one-line error)
     finished = {cfg.out for cfg in mine if finished_result(cfg, Path(cfg.out)) is not None}
-    ensure_writable_directory(Path(base.out))  # the tables go there, whatever this shard runs
+    # the tables go there, whatever this shard runs; created once a run's inputs are good
+    check_writable_directory(Path(base.out))
     if not mine:
         logger.warning("shard %d/%d has no runs: the grid has %d", k, n, len(configs))
     for number, cfg in enumerate(mine, 1):
@@ -122,4 +126,8 @@ def run_experiment(
         logger.info("%s -> %s", label, cfg.out)
         make_folder(base.out, Path(cfg.out).relative_to(base.out))  # never through a link
         train(cfg)
+        if not keep_best:
+            for name in ("best", "best.old", "best.tmp"):
+                shutil.rmtree(Path(cfg.out) / name, ignore_errors=True)
+    ensure_writable_directory(Path(base.out))
     return write_results(Path(base.out))

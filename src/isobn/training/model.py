@@ -6,15 +6,15 @@ import importlib.util
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import InitVar, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from isobn.errors import UserError
-from isobn.methods import parse_method
+from isobn.methods import canonical, parse_method
 from isobn.training import checkpoint as ckpt
-from isobn.training.config import POOLINGS, fold_legacy_method, migrate_config
+from isobn.training.config import POOLINGS, migrate_config
 
 MODEL_CONFIG_FILE = "isobn_model.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -39,26 +39,22 @@ class ModelConfig:
     text_column: str | None = None  # the column of the text in the training files
     text_pair_column: str | None = None  # the second text's column; None: single texts
     max_length: int | None = None  # tokens per input
-    # earlier spellings of `method` (as in TrainConfig); after construction `norm` reads the
-    # name of the method's norm part (`none`, `isobn`, `batchnorm`, ...)
-    norm: InitVar[str | None] = None
-    isobn_beta: InitVar[float | None] = None
-    isobn_momentum: InitVar[float | None] = None
-    isobn_correlation: InitVar[bool | None] = None
 
-    def __post_init__(self, norm, isobn_beta, isobn_momentum, isobn_correlation) -> None:
+    def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise UserError(
                 f"unknown pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}"
             )
-        self.method = fold_legacy_method(
-            self.method, norm, isobn_beta, isobn_momentum, isobn_correlation
-        )
-        self.norm = parse_method(self.method).norm.name
+        self.method = canonical(self.method)
+
+    @property
+    def norm(self) -> str:
+        """The name of the method's norm part: `none`, `isobn`, `batchnorm`, ..."""
+        return parse_method(self.method).norm.name
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """isobn_model.json of this or an earlier version (norm, isobn_beta, ... keys)."""
+        """isobn_model.json of this or an earlier version (see migrate_config)."""
         values = migrate_config(values)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -75,12 +71,23 @@ def packaged_minilm_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
+def looks_local(name: str) -> bool:
+    """Whether a model name is a local path rather than a hub name: it exists, starts with
+    `.`, `/` or `~`, or has a `/` and its first part exists (`runs/typo` when runs/ exists).
+    Such a path is never sent to the hub, which would spend a minute on retries."""
+    if name.startswith((".", "/", "~")) or os.path.isabs(name) or os.path.exists(name):
+        return True
+    first = name.replace(os.sep, "/").split("/", 1)[0]
+    return "/" in name.replace(os.sep, "/") and bool(first) and os.path.exists(first)
+
+
 def resolve_model_path(name: str) -> str:
-    """Map `minilm` to the packaged model; check that a local directory holds a model."""
+    """Map `minilm` to the packaged model; check that a local directory holds a model (a
+    missing one is refused at once: see looks_local)."""
     if name == "minilm":
         return packaged_minilm_path()
-    looks_local = os.path.isabs(name) or name.startswith(".") or os.path.exists(name)
-    if looks_local:
+    if looks_local(name):
+        name = os.path.expanduser(name)
         if not os.path.isdir(name):
             raise UserError(f"model directory {name} does not exist: pass an existing directory")
         if not os.path.isfile(os.path.join(name, "config.json")):

@@ -5,7 +5,8 @@
                     isotropy of the dev pooled embedding before and after the norm)
     best/           best checkpoint on the task's main dev metric
                     (isobn.training.model.save_checkpoint)
-    last/           training state for --resume: weights, optimizer, scheduler, RNG, TrainState
+    last/           training state for --resume: weights, optimizer, scheduler, RNG, TrainState;
+                    removed when the run finishes unless --keep-last (about 3x best/)
     metrics.json    written when the run finishes (its presence marks a finished run)
 
 A finished run is never overwritten, an interrupted one only continued (--resume) with the
@@ -36,6 +37,7 @@ __all__ = [
     "RunLog",
     "finished_result",
     "load_training_state",
+    "remove_resume_point",
     "resume_point",
     "save_best",
     "save_training_state",
@@ -216,6 +218,13 @@ def save_training_state(
         ckpt.save_rng(tmp, rng)
 
     ckpt.write_directory_atomically(out / "last", write)
+
+
+def remove_resume_point(out: Path) -> None:
+    """Remove last/ (and a last.old or last.tmp a kill left) of a finished run: metrics.json
+    marks it finished, so --resume returns its result without them."""
+    for name in ("last", "last.old", "last.tmp"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def load_training_state(directory: Path, out: Path, model, optimizer, scheduler, rank: int) -> dict:

@@ -107,12 +107,11 @@ class Run:
 
     @property
     def method(self) -> str:
-        """The run's method by its short name (none, isobn, isobn-legacy, ...): config.json's
-        "method", or "norm" as earlier versions wrote it."""
-        from isobn.training.config import ALIAS_OF, method_of
+        """The run's canonical method (none, isobn, isobn:beta=0.25, ...) from config.json, of
+        any version."""
+        from isobn.training.config import method_of
 
-        method = method_of(self.config)
-        return ALIAS_OF.get(method, method)
+        return method_of(self.config)
 
     @property
     def transform(self) -> str:

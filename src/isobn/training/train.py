@@ -180,19 +180,23 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
         logger.info("%s is finished already (metrics.json exists)", out)
         return finished
     last = run_dir.resume_point(cfg, out)  # checked before any work starts
-    ckpt.ensure_writable_directory(out)
+    ckpt.check_writable_directory(out)  # created below, once the inputs are known to be good
     accelerator = make_accelerator(cfg)
     data = data if data is not None else load_data(cfg)
     set_seed(cfg.seed)  # before the head is initialised
     model = build_classifier(cfg, data.task, accelerator.device)
     opt, micro_per_rank = build_optimisation(cfg, model, data, accelerator)
+    ckpt.ensure_writable_directory(out)
     run = start(cfg, out, accelerator, data, model, opt, micro_per_rank, last)
     if cfg.compile:
         run.model = compile_for_training(run.model)
     try:
         with compile_limits(cfg.compile):
             train_epochs(run)
-        return final_metrics(run)
+        result = final_metrics(run)
+        if run.main and not cfg.keep_last:
+            run_dir.remove_resume_point(out)  # finished: metrics.json marks it, best/ stays
+        return result
     finally:
         if cfg.report_to != "none":
             accelerator.end_training()
