@@ -97,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     check_writable_directory(out)  # created once the model and the data have loaded
     settings = {**DEMO_SETTINGS, "max_train": args.max_train, "epochs": args.epochs}
     TrainConfig(out=str(out / "runs"), seed=args.seed, **settings).validate()  # before any work
-    ensure_writable_directory(out)
     print(f"isobn demo: MiniLM on movie reviews (mr); output in {out.resolve()}")
 
     cfg = analysis_config(out, settings)

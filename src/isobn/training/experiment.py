@@ -104,7 +104,7 @@ def run_experiment(
     from isobn.training.checkpoint import check_writable_directory, ensure_writable_directory
     from isobn.training.report import write_results
     from isobn.training.run_dir import finished_result
-    from isobn.training.safe_files import make_folder
+    from isobn.training.safe_files import check_folder
     from isobn.training.train import train
 
     configs = grid(base, tasks, methods, seeds)
@@ -124,7 +124,8 @@ def run_experiment(
             logger.info("%s: finished already, skipped", label)
             continue
         logger.info("%s -> %s", label, cfg.out)
-        make_folder(base.out, Path(cfg.out).relative_to(base.out))  # never through a link
+        # never through a link; train creates the folder once the run's inputs are good
+        check_folder(base.out, Path(cfg.out).relative_to(base.out))
         train(cfg)
         if not keep_best:
             for name in ("best", "best.old", "best.tmp"):

@@ -117,6 +117,20 @@ def make_folder(root: str | Path, relative: str | Path) -> Path:
     return path
 
 
+def check_folder(root: str | Path, relative: str | Path) -> Path:
+    """ROOT/RELATIVE as `make_folder` would make it, but creating nothing: a symbolic link on
+    the existing part of the way below ROOT is the same one-line UserError. For a folder that
+    its user (e.g. `train`) creates only once its inputs are known to be good."""
+    path = Path(root)
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise not_a_regular_file(path, "folder")
+        if not path.exists():
+            break
+    return Path(root, relative)
+
+
 def not_a_regular_file(path: Path, kind: str = "file") -> UserError:
     return UserError(
         f"{path} is a symbolic link, not a {kind} isobn wrote: isobn never writes through a "
@@ -185,6 +199,7 @@ __all__ = [
     "path_problem",
     "NAME_RULE",
     "append_line",
+    "check_folder",
     "check_name",
     "is_name",
     "make_folder",
