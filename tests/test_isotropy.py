@@ -270,7 +270,48 @@ def test_integer_input_accepted() -> None:
     _assert_all_finite(iso.report(X))
 
 
-@pytest.mark.parametrize("seed, n, d", [(20, 500, 7), (21, 2000, 30), (22, 300, 64), (23, 50, 10)])
+def _eigenvalue_isoscore(X: np.ndarray) -> float:
+    """IsoScore by the eigenvalue route on numpy's own covariance (D, D)."""
+    return iso.isoscore_from_eigvals(iso.covariance_eigvals(np.cov(X, rowvar=False)))
+
+
+@pytest.mark.parametrize(
+    "seed, n, d, dead",
+    [(24, 500, 7, False), (25, 40, 40, True), (26, 6, 50, False), (27, 3, 200, True)],
+)
+def test_closed_form_isoscore_equals_the_eigenvalue_route(
+    seed: int, n: int, d: int, dead: bool
+) -> None:
+    """tr and ||.||_F give IsoScore exactly: from the covariance (N >= D) or the N x N Gram
+    matrix (N < D, which has the covariance's non-zero eigenvalues), rank-deficient too."""
+    rng = _rng(seed)
+    X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * rng.random(d) + 5.0
+    if dead:
+        X[:, 1] = 2.0
+    expected = _eigenvalue_isoscore(X)
+    assert iso.isoscore(X) == pytest.approx(expected, abs=1e-12)
+    assert iso.report(X)["isoscore"] == pytest.approx(expected, abs=1e-12)
+    cov = np.cov(X, rowvar=False)
+    assert iso.isoscore_from_cov(cov) == pytest.approx(expected, abs=1e-12)
+    centred = X - X.mean(0)
+    assert iso.isoscore_from_cov(centred @ centred.T, n=d) == pytest.approx(expected, abs=1e-12)
+
+
+def test_closed_form_isoscore_edge_cases() -> None:
+    assert iso.isoscore_from_cov(np.eye(9)) == pytest.approx(1.0, abs=1e-15)
+    assert iso.isoscore_from_cov(np.diag(np.r_[3.0, np.zeros(9)])) == 0.0
+    assert iso.isoscore_from_cov(np.zeros((4, 4))) == 0.0
+    assert iso.isoscore_from_cov(np.array([[2.0]])) == 1.0
+    half = np.diag(np.r_[np.ones(8), np.zeros(8)])  # (n/2 - 1) / (n - 1), as by eigenvalues
+    assert iso.isoscore_from_cov(half) == pytest.approx(7 / 15, abs=1e-15)
+    assert iso.isoscore_from_cov(1e-300 * np.eye(3)) == pytest.approx(1.0)  # scale-free
+    assert iso.isoscore_from_cov(1e300 * np.eye(3)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "seed, n, d",
+    [(20, 500, 7), (21, 2000, 30), (22, 300, 64), (23, 50, 10), (28, 10, 40), (29, 3, 300)],
+)
 def test_agrees_with_isoscore_package(seed: int, n: int, d: int) -> None:
     pkg = pytest.importorskip("IsoScore.IsoScore")
     rng = _rng(seed)
@@ -300,3 +341,71 @@ def test_report_scales_to_100k_by_1024() -> None:
     assert r["partition_isotropy"] > 0.99
     # uniform [0, 1) rows: cos = E[x.y] / E[|x|^2] ~ (1/4) / (1/3) = 0.75 (plus the constant 2)
     assert 0.7 < r["avg_cosine"] < 0.8
+
+
+# ---------------------------------------------------------------- few rows, many dimensions
+
+
+def _brute_force_report(X: np.ndarray) -> dict[str, float]:
+    """The D x D route, written out: numpy's covariance, corrcoef, eigh and partition sums."""
+    n, d = X.shape
+    centred = X - X.mean(0)
+    cov = centred.T @ centred / n
+    lam, vecs = np.linalg.eigh(cov)
+    lam = np.clip(lam[::-1], 0.0, None)
+    std = np.sqrt(np.diag(cov))
+    alive = std > iso.DEAD_RTOL * std.max()
+    corr = np.corrcoef(X[:, alive], rowvar=False)
+    off = np.abs(corr[np.triu_indices(int(alive.sum()), 1)])
+    w = centred / np.linalg.norm(centred, axis=1).mean()
+    s = w @ vecs  # (N, D): c^T w_i for each eigenvector c
+    log_z = np.log(np.concatenate([np.exp(s).sum(0), np.exp(-s).sum(0)]))
+    p = lam[lam > 0] / lam.sum()
+    return {
+        "dead_dims": float((~alive).sum()),
+        "mean_abs_corr": off.mean(),
+        "frac_abs_corr_gt_0_5": (off > 0.5).mean(),
+        "isoscore": iso.isoscore_from_eigvals(lam),
+        "partition_isotropy": np.exp(log_z.min() - log_z.max()),
+        "effective_rank": np.exp(-(p * np.log(p)).sum()),
+        "top1_pc_share": lam[0] / lam.sum(),
+        "top10_pc_share": lam[:10].sum() / lam.sum(),
+    }
+
+
+@pytest.mark.parametrize("n, d", [(3, 40), (9, 40), (30, 31)])
+def test_gram_side_equals_the_covariance_side(n: int, d: int) -> None:
+    """N < D uses the N x N Gram matrix; every measure equals the D x D route. The partition
+    isotropy to 1e-7: the D x D route's null-space eigenvectors are null only to sqrt(eps)."""
+    rng = _rng(n + d)
+    X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * rng.random(d) + 1.0
+    X[:, 5] = -3.0  # a dead dimension
+    expected = _brute_force_report(X)
+    r = iso.report(X)
+    _assert_all_finite(r)
+    for key, value in expected.items():
+        tol = 1e-7 if key == "partition_isotropy" else 1e-10
+        assert r[key] == pytest.approx(value, rel=tol, abs=tol), key
+    assert iso.isoscore(X) == pytest.approx(expected["isoscore"], abs=1e-12)
+    assert iso.effective_rank(X) == pytest.approx(expected["effective_rank"], rel=1e-10)
+    assert iso.partition_isotropy(X) == pytest.approx(expected["partition_isotropy"], rel=1e-7)
+
+
+def test_report_on_few_rows_never_forms_a_d_by_d_matrix() -> None:
+    """(3, 8000) once took 159 s and 3.2 GB: one 8000 x 8000 float64 matrix alone is 512 MB.
+    The Gram side keeps the peak far below a single D x D matrix."""
+    import tracemalloc
+
+    X = _rng(31).standard_normal((3, 8000)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        r = iso.report(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # bytes; an (8000, 8000) float64 is 8 x this bound
+    _assert_all_finite(r)
+    assert r["n"] == 3.0 and r["d"] == 8000.0 and r["dead_dims"] == 0.0
+    # three centred rows span two directions
+    assert r["top10_pc_share"] == 1.0 and 1.0 < r["effective_rank"] <= 2.0
+    assert 0.0 < r["isoscore"] < 2 / 8000

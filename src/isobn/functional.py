@@ -15,11 +15,21 @@ x is a batch of shape (B, D); every statistic is a population (biased, divide by
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
 from isobn.distributed import all_reduce_sum, world_size
 from isobn.isotropy import DEAD_RTOL
+
+
+def autocast_off(device: torch.device):
+    """A context with autocast disabled on `device` (nothing to disable on `meta`, which
+    autocast does not know: shapes only)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def statistics_dtype(device: torch.device) -> torch.dtype:
@@ -63,7 +73,7 @@ def moments(
     """
     assert x.dim() == 2, f"expected (N, D), got {tuple(x.shape)}"
     dtype = statistics_dtype(x.device)
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_off(x.device):
         x = (x if differentiable else x.detach()).to(dtype)  # (N, D)
         count_and_sum = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0)])  # (1 + D,)
         count_and_sum = _synced(count_and_sum, process_group, differentiable)
@@ -80,11 +90,22 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
     `process_group` (see :func:`moments`).
 
     Returns:
-        n: global number of rows; s_b: (D,) population std; C_b: (D, D) population covariance.
+        n: global number of rows; s_b: (D,) population std; C_b: (D, D) population covariance,
+        both float64 (float32 on MPS).
+
+    On one process this takes a shorter path of 5 aten ops (cast, std_mean, centre, y^T y,
+    divide): the same moments, equal to the all-reduce path up to float64 rounding.
     """
-    n, _, scatter = moments(x, process_group)
-    cov = scatter / max(n, 1)  # (D, D)
-    std = cov.diagonal().clamp_min(0).sqrt()  # (D,)
+    if world_size(process_group) > 1:
+        n, _, scatter = moments(x, process_group)
+        cov = scatter / max(n, 1)  # (D, D)
+        return n, cov.diagonal().clamp_min(0).sqrt(), cov
+    n = x.shape[0]
+    with torch.no_grad(), autocast_off(x.device):
+        x = x.to(statistics_dtype(x.device))  # (N, D)
+        std, mean = torch.std_mean(x, 0, correction=0)  # (D,), (D,)
+        y = x - mean  # (N, D)
+        cov = (y.T @ y).div_(max(n, 1))  # (D, D)
     return n, std, cov
 
 
@@ -96,16 +117,17 @@ def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor
 def mean_squared_correlation(cov: Tensor, std: Tensor, correction: Tensor | float = 1.0) -> Tensor:
     """gamma_i = mean_j clamp(corr_ij, -1, 1) ** 2 (D,) of the estimates cov / c and std / c.
 
-    corr_ij = c cov_ij / (std_i std_j), computed as cov * a a^T with a = sqrt(c) / std in four
+    corr_ij = c cov_ij / (std_i std_j), computed as cov * a a^T with a = sqrt(c) / std in five
     passes over the (D, D) matrix. The diagonal is 1 by definition (for running estimates it is
-    >= 1 by Jensen's inequality and clamps to 1 anyway); pairs with a dead dimension count as 0.
+    >= 1 by Jensen's inequality and clamps to 1 anyway); pairs with a dead dimension count as 0
+    (a dead std is replaced by inf, so its a is exactly 0).
     """
-    alive = std > DEAD_RTOL * std.max()  # (D,)
-    a = torch.where(alive, correction**0.5 / torch.where(alive, std, 1.0), 0.0)  # (D,)
+    dead = std <= DEAD_RTOL * std.max()  # (D,)
+    a = correction**0.5 / std.masked_fill(dead, float("inf"))  # (D,)
     corr = cov * a[:, None]  # (D, D)
     corr.mul_(a).clamp_(-1.0, 1.0)
     corr.diagonal().fill_(1.0)
-    return torch.linalg.vector_norm(corr, dim=1).square() / corr.shape[1]
+    return corr.square_().mean(1)
 
 
 def isobn_scale(
@@ -115,24 +137,30 @@ def isobn_scale(
     eps: float = 1e-3,
     use_correlation: bool = True,
     correction: Tensor | float = 1.0,
+    count: Tensor | int = 1,
 ) -> Tensor:
     """Per-dimension IsoBN scale (D,) of the estimates std / c (D,) and cov / c (D, D).
 
     scale_i = (gamma_i std_i + eps) ** -beta with gamma_i = mean_j corr_ij ** 2 (gamma = 1 when
     `use_correlation` is False), then rescaled so that sum_i cov_ii scale_i ** 2 = tr(cov) (up to
-    eps). With no variance at all (tr(cov) == 0) the scale is 1: nothing to preserve.
+    eps), written with the raw estimates as
+
+        scale * sqrt(tr(cov) / (sum_i cov_ii scale_i ** 2 + eps c))
+
+    (numerator and denominator multiplied by c). The scale is 1 where there is nothing to
+    normalise: no variance at all (tr(cov) == 0), or no batch counted yet (`count` t == 0).
     beta = 0 gives exactly 1 everywhere. c is the bias correction 1 - (1 - m)^t (1: none).
-    No host synchronisation: safe inside CUDA graphs and cheap on GPUs.
+    No host synchronisation: safe inside CUDA graphs and cheap on GPUs (28 aten ops).
     """
     if beta == 0:
         return torch.ones_like(std)
+    base = std / correction  # (D,)
     if use_correlation:
-        gamma = mean_squared_correlation(cov, std, correction)  # (D,)
-    else:
-        gamma = torch.ones_like(std)
-    std = std / correction
-    variance = cov.diagonal() / correction  # (D,)
-    scale = (gamma * std + eps).pow(-beta)  # (D,)
+        base = base * mean_squared_correlation(cov, std, correction)
+    scale = base.add_(eps).pow_(-beta)  # (D,)
+    variance = cov.diagonal()  # (D,) raw: c times the estimate
     total = variance.sum()
-    kept = scale * (total / ((variance * scale.square()).sum() + eps)).sqrt()
-    return torch.where(total > 0, kept, torch.ones_like(scale))
+    kept_variance = torch.add(torch.dot(variance * scale, scale), correction, alpha=eps)
+    kept = scale * (total / kept_variance).sqrt()
+    # 1 where nothing is tracked; estimates that are NaN (edited, or loaded so) stay NaN, loud
+    return kept.masked_fill_(total * count <= 0, 1.0)

@@ -1,8 +1,11 @@
 """Isotropy and anisotropy measures for an (N, D) embedding matrix.
 
 Every function takes rows = samples (N) and columns = embedding dimensions (D), as a numpy array
-or a torch tensor, and computes in float64 numpy. Nothing forms an N x N matrix: the covariance is
-D x D and is accumulated over chunks of rows, so N = 100,000, D = 1,024 is routine.
+or a torch tensor, and computes in float64 numpy. When N >= D the covariance is D x D and is
+accumulated over chunks of rows, so N = 100,000, D = 1,024 is routine; when N < D the N x N Gram
+matrix Z Z^T / N stands in for it (it has the same non-zero eigenvalues, trace and Frobenius
+norm), so a few rows of a wide embedding cost O(N^2 D) time and O(N D + N^2) memory, not O(D^3)
+and O(D^2).
 
 Conventions used throughout (all choices are deliberate and documented per function):
 
@@ -26,7 +29,7 @@ Measures and references:
 * ``avg_cosine`` -- average pairwise cosine similarity, the anisotropy measure of K. Ethayarajh,
   "How Contextual are Contextualized Word Representations?", EMNLP 2019.
 
-``report(X)`` computes the shared pieces (mean, covariance, one eigendecomposition) once and
+``report(X)`` computes the shared pieces (mean, covariance or Gram, one eigendecomposition) once and
 returns every measure as a float in a flat dict. Every value is finite for any finite input with
 N >= 2 and magnitudes below ~1e307 (differences of entries must not overflow float64).
 """
@@ -57,6 +60,7 @@ __all__ = [
     "effective_rank",
     "effective_rank_from_eigvals",
     "isoscore",
+    "isoscore_from_cov",
     "isoscore_from_eigvals",
     "partition_isotropy",
     "pc_share",
@@ -68,6 +72,7 @@ DEAD_RTOL = 1e-8
 """A dimension is dead when its std is <= DEAD_RTOL * (largest per-dimension std)."""
 
 _CHUNK_BYTES = 1 << 26  # ~64 MiB of float64 per chunk of rows
+_BLOCK_BYTES = 1 << 24  # ~16 MiB of float64 per block of correlations (N < D)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,23 +123,33 @@ def _row_chunks(A: np.ndarray):
 
 @dataclass(frozen=True)
 class _Moments:
-    """Shared first/second moments of X.
+    """Shared first/second moments of X (N, D).
 
     ``Z = (X - mean) / scale`` are the centred data in units of ``scale`` (|Z| <= 2), where the
     centring is done as ``(X - shift) - shift_mean`` with ``shift = X[0]`` and
     ``shift_mean = mean(X - shift)`` so that a constant column centres to exactly 0.
-    ``cov_unit = Z^T Z / N`` (population) and ``mean_row_norm_unit = mean_i ||Z_i||``.
+    ``var_unit = diag(Z^T Z) / N`` and ``mean_row_norm_unit = mean_i ||Z_i||``. The second
+    moment is on one side: ``cov_unit = Z^T Z / N`` (D, D) when N >= D (population), or when
+    N < D the Gram matrix ``gram_unit = Z Z^T / N`` (N, N) and ``z_unit = Z`` (N, D) itself.
     """
 
     shift: np.ndarray  # (D,) float64
     shift_mean: np.ndarray  # (D,) float64
     scale: float
-    cov_unit: np.ndarray  # (D, D) float64, symmetric
+    var_unit: np.ndarray  # (D,) float64
     mean_row_norm_unit: float
+    cov_unit: np.ndarray | None = None  # (D, D) float64, symmetric; N >= D
+    gram_unit: np.ndarray | None = None  # (N, N) float64, symmetric; N < D
+    z_unit: np.ndarray | None = None  # (N, D) float64; N < D
 
     @property
     def mean(self) -> np.ndarray:
         return self.shift + self.shift_mean
+
+    @property
+    def second(self) -> np.ndarray:
+        """The side's second-moment matrix: cov_unit (D, D) or gram_unit (N, N)."""
+        return self.cov_unit if self.gram_unit is None else self.gram_unit
 
 
 def _centred_unit_chunks(A: np.ndarray, shift: np.ndarray, shift_mean: np.ndarray, scale: float):
@@ -147,9 +162,13 @@ def _centred_unit_chunks(A: np.ndarray, shift: np.ndarray, shift_mean: np.ndarra
         yield z
 
 
-def _moments(A: np.ndarray) -> _Moments:
-    """Two passes over ``A`` (validated): mean and global scale, then covariance and row norms."""
+def _moments(A: np.ndarray, gram: bool | None = None) -> _Moments:
+    """Two passes over ``A`` (validated): mean and global scale, then the second moments.
+
+    ``gram``: the N x N side (default: when N < D) or the D x D covariance (False).
+    """
     n, d = A.shape
+    gram = n < d if gram is None else gram
     shift = A[0].astype(np.float64)
     total = np.zeros(d)
     maxabs = 0.0
@@ -159,6 +178,12 @@ def _moments(A: np.ndarray) -> _Moments:
         maxabs = max(maxabs, float(np.abs(s).max()))
     shift_mean = total / n
     scale = maxabs if maxabs > 0.0 else 1.0
+    if gram:  # Z (N, D) is smaller than a D x D matrix here
+        z = np.concatenate(list(_centred_unit_chunks(A, shift, shift_mean, scale)))
+        g = z @ z.T / n  # (N, N)
+        norm_mean = float(np.sqrt(np.einsum("ij,ij->i", z, z)).mean())
+        var = np.einsum("ij,ij->j", z, z) / n  # (D,)
+        return _Moments(shift, shift_mean, scale, var, norm_mean, None, 0.5 * (g + g.T), z)
     cov = np.zeros((d, d))
     norm_sum = 0.0
     for z in _centred_unit_chunks(A, shift, shift_mean, scale):
@@ -166,7 +191,20 @@ def _moments(A: np.ndarray) -> _Moments:
         norm_sum += float(np.sqrt(np.einsum("ij,ij->i", z, z)).sum())
     cov /= n
     cov = 0.5 * (cov + cov.T)
-    return _Moments(shift, shift_mean, scale, cov, norm_sum / n)
+    return _Moments(shift, shift_mean, scale, np.diag(cov).copy(), norm_sum / n, cov)
+
+
+def _eigvals(m: _Moments, d: int) -> np.ndarray:
+    """Eigenvalues (D,) of ``Z^T Z / N`` from either side, descending, clipped at 0."""
+    return _padded(np.linalg.eigvalsh(m.second), d)
+
+
+def _padded(evals: np.ndarray, d: int) -> np.ndarray:
+    """Ascending eigenvalues of the side's matrix (D or N of them) -> the D eigenvalues of
+    ``Z^T Z / N``, descending, negatives clipped to 0 (the Gram side's D - N missing ones are
+    0)."""
+    lam = np.clip(evals[::-1], 0.0, None)
+    return np.concatenate([lam, np.zeros(d - lam.size)])
 
 
 def covariance(X: ArrayLike) -> np.ndarray:
@@ -175,7 +213,7 @@ def covariance(X: ArrayLike) -> np.ndarray:
     Accumulated over row chunks (never N x N). Entries can overflow to inf only when
     |X| exceeds ~1e154; ``report`` never forms this unscaled matrix.
     """
-    m = _moments(as_embedding_matrix(X))
+    m = _moments(as_embedding_matrix(X), gram=False)
     return m.cov_unit * (m.scale * m.scale)
 
 
@@ -242,6 +280,35 @@ def correlation_stats(corr: np.ndarray, threshold: float = 0.5) -> tuple[float, 
     return float(off.mean()), float((off > threshold).mean())
 
 
+def _correlation_stats_of_columns(
+    z: np.ndarray, var: np.ndarray, alive: np.ndarray, threshold: float = 0.5
+) -> tuple[float, float]:
+    """:func:`correlation_stats` of the centred columns z (N, D) with variances var (D,) (z^T z
+    / N on the diagonal) among the ``alive`` ones, without an (A, A) matrix.
+
+    ``u = z_alive / sqrt(N var)`` has unit columns and ``rho = u^T u``. The pairs i < j are
+    taken a block of rows of rho at a time (the block's own upper triangle, then everything to
+    its right), so memory is O(N A + block * A), never A x A.
+    """
+    idx = np.flatnonzero(alive)
+    a = idx.size
+    if a < 2:
+        return 0.0, 0.0
+    u = z[:, idx] / np.sqrt(z.shape[0] * var[idx])  # (N, A)
+    step = max(1, _BLOCK_BYTES // (8 * a))
+    total, above = 0.0, 0
+    for start in range(0, a, step):
+        stop = min(a, start + step)
+        rows = u[:, start:stop]  # (N, b)
+        for block in (np.triu(rows.T @ rows, k=1), rows.T @ u[:, stop:]):  # (b, b), (b, A - stop)
+            np.abs(block, out=block)
+            np.minimum(block, 1.0, out=block)  # clipped to [-1, 1] as correlation_from_cov does
+            total += float(block.sum())  # the zeroed lower triangle adds nothing
+            above += int(np.count_nonzero(block > threshold))
+    pairs = a * (a - 1) / 2
+    return total / pairs, above / pairs
+
+
 # --------------------------------------------------------------------------------------------
 # Spectrum-based measures
 # --------------------------------------------------------------------------------------------
@@ -282,13 +349,40 @@ def isoscore_from_eigvals(eigvals: np.ndarray) -> float:
     return float(np.clip(phi, 0.0, 1.0))
 
 
+def isoscore_from_cov(cov: np.ndarray, n: int | None = None) -> float:
+    """IsoScore from the trace and Frobenius norm of a symmetric PSD matrix (k, k), no eigenvalues.
+
+    IsoScore depends on the eigenvalues only through ``sum lambda = tr(cov)`` and
+    ``||lambda||_2 = ||cov||_F`` (:func:`isoscore_from_eigvals` with ``lambda >= 0``):
+
+    * ``delta^2 = (n - sqrt(n) tr / ||cov||_F) / (n - sqrt(n))``
+    * ``IsoScore = (tr^2 / ||cov||_F^2 - 1) / (n - 1)``, clipped to [0, 1].
+
+    ``n`` is the dimension D (default k); a Gram matrix ``Z Z^T / N`` (N, N) with ``n = D`` gives
+    the IsoScore of ``Z^T Z / N``, whose non-zero eigenvalues it shares. Equal to the eigenvalue
+    route up to round-off (its clipping of round-off negative eigenvalues included). Zero total
+    variance -> 0.0; n == 1 with positive variance -> 1.0.
+    """
+    c = np.asarray(cov, dtype=np.float64)
+    n = c.shape[0] if n is None else n
+    top = float(np.abs(c).max()) if c.size else 0.0
+    if top <= 0.0 or float(np.trace(c)) <= 0.0:
+        return 0.0
+    if n == 1:
+        return 1.0
+    c = c / top  # scale-free; no overflow or underflow in the squares
+    ratio = float(np.trace(c)) ** 2 / float(np.einsum("ij,ij->", c, c))
+    return float(np.clip((ratio - 1.0) / (n - 1), 0.0, 1.0))
+
+
 def isoscore(X: ArrayLike) -> float:
-    """IsoScore of the (N, D) point cloud ``X``; see :func:`isoscore_from_eigvals`.
+    """IsoScore of the (N, D) point cloud ``X``; see :func:`isoscore_from_cov`.
 
     Invariant to the covariance normalisation (ddof), to translation and to global scale.
+    No eigendecomposition: a trace and a Frobenius norm of the covariance (or Gram) matrix.
     """
-    m = _moments(as_embedding_matrix(X))
-    return isoscore_from_eigvals(covariance_eigvals(m.cov_unit))
+    A = as_embedding_matrix(X)
+    return isoscore_from_cov(_moments(A).second, A.shape[1])
 
 
 def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
@@ -308,8 +402,8 @@ def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
 
 def effective_rank(X: ArrayLike) -> float:
     """Effective rank of the covariance of ``X``; see :func:`effective_rank_from_eigvals`."""
-    m = _moments(as_embedding_matrix(X))
-    return effective_rank_from_eigvals(covariance_eigvals(m.cov_unit))
+    A = as_embedding_matrix(X)
+    return effective_rank_from_eigvals(_eigvals(_moments(A), A.shape[1]))
 
 
 def pc_share(eigvals: np.ndarray, k: int) -> float:
@@ -356,6 +450,25 @@ def _partition_isotropy(A: np.ndarray, m: _Moments, eigvecs: np.ndarray) -> floa
     return float(np.exp(log_z.min() - log_z.max()))
 
 
+def _partition_isotropy_gram(m: _Moments, evals: np.ndarray, gram_vecs: np.ndarray) -> float:
+    """Partition isotropy from the Gram side (N < D), no D-dimensional direction formed.
+
+    For an eigenvector u_k of ``G = Z Z^T / N`` with eigenvalue l_k > 0, c_k = Z^T u_k / ||Z^T u_k||
+    is a unit eigenvector of ``Z^T Z`` and ``Z c_k = sqrt(N l_k) u_k``; every direction orthogonal
+    to the rows (there are D - rank >= 1 of them) has ``Z c = 0``, ``Z(c) = N``.
+    """
+    if m.mean_row_norm_unit <= 0.0:  # all rows identical: every Z(c) = N
+        return 1.0
+    n = gram_vecs.shape[0]
+    lam = np.clip(evals, 0.0, None)  # (N,), eigenvalues of the columns of gram_vecs
+    s = gram_vecs * (np.sqrt(n * lam) / m.mean_row_norm_unit)  # (N, N): c_k^T w_i
+    s = np.concatenate([s, -s], axis=1)  # +c and -c
+    peak = s.max(axis=0)
+    log_z = peak + np.log(np.exp(s - peak).sum(axis=0))
+    log_z = np.append(log_z, np.log(n))  # the null space
+    return float(np.exp(log_z.min() - log_z.max()))
+
+
 def partition_isotropy(X: ArrayLike) -> float:
     """Partition-function isotropy ``I(W) = min_c Z(c) / max_c Z(c)`` (Mu & Viswanath 2018).
 
@@ -373,7 +486,9 @@ def partition_isotropy(X: ArrayLike) -> float:
     """
     A = as_embedding_matrix(X)
     m = _moments(A)
-    _, vecs = np.linalg.eigh(m.cov_unit)
+    evals, vecs = np.linalg.eigh(m.second)
+    if m.gram_unit is not None:
+        return _partition_isotropy_gram(m, evals, vecs)
     return _partition_isotropy(A, m, vecs)
 
 
@@ -426,21 +541,25 @@ def report(X: ArrayLike) -> dict[str, float]:
       correlation among non-dead dims (0.0 when fewer than two are alive).
     * the rest: see the individual functions; eigenvalues and eigenvectors are computed once.
 
-    Cost: three passes over X (O(N D^2) flops), one D x D eigendecomposition; memory O(D^2 +
-    chunk * D).
+    Cost, N >= D: three passes over X (O(N D^2) flops), one D x D eigendecomposition; memory
+    O(D^2 + chunk * D). N < D: the N x N Gram side, O(N^2 D + N^3) flops and one N x N
+    eigendecomposition, plus O(N D^2) for the correlations; memory O(N D + N^2).
     """
     A = as_embedding_matrix(X)
     n, d = A.shape
     m = _moments(A)
 
-    std = per_dim_std(m.cov_unit)  # in units of m.scale
+    std = np.sqrt(np.clip(m.var_unit, 0.0, None))  # in units of m.scale
     dead = dead_dims_mask(std)
     std_mean_unit, std_cv = _std_mean_cv(std)
-    corr = correlation_from_cov(m.cov_unit, ~dead)
-    mean_abs, frac_gt = correlation_stats(corr, 0.5)
-
-    evals, evecs = np.linalg.eigh(m.cov_unit)
-    lam = np.clip(evals[::-1], 0.0, None)
+    evals, vecs = np.linalg.eigh(m.second)
+    lam = _padded(evals, d)
+    if m.gram_unit is None:
+        mean_abs, frac_gt = correlation_stats(correlation_from_cov(m.cov_unit, ~dead), 0.5)
+        partition = _partition_isotropy(A, m, vecs)
+    else:
+        mean_abs, frac_gt = _correlation_stats_of_columns(m.z_unit, m.var_unit, ~dead, 0.5)
+        partition = _partition_isotropy_gram(m, evals, vecs)
 
     return {
         "n": float(n),
@@ -450,8 +569,8 @@ def report(X: ArrayLike) -> dict[str, float]:
         "dead_dims": float(dead.sum()),
         "mean_abs_corr": mean_abs,
         "frac_abs_corr_gt_0_5": frac_gt,
-        "isoscore": isoscore_from_eigvals(lam),
-        "partition_isotropy": _partition_isotropy(A, m, evecs),
+        "isoscore": isoscore_from_cov(m.second, d),
+        "partition_isotropy": partition,
         "avg_cosine": _avg_cosine(A),
         "effective_rank": effective_rank_from_eigvals(lam),
         "top1_pc_share": pc_share(lam, 1),

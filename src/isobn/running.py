@@ -14,6 +14,7 @@ buffer serve the other method modules too (I-STAR's reference).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -26,13 +27,13 @@ def check_num_features(num_features: int) -> None:
 
 
 def check_momentum(momentum: float | None) -> None:
-    if momentum is not None and not 0 < momentum <= 1:
+    if momentum is not None and not 0 < momentum <= 1:  # NaN and inf fail too
         raise ValueError(f"momentum must be in (0, 1] or None, got {momentum}")
 
 
 def check_eps(eps: float) -> None:
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    if not (eps > 0 and math.isfinite(eps)):  # NaN fails `eps > 0`
+        raise ValueError(f"eps must be a finite number > 0, got {eps}")
 
 
 def check_statistics_dtype(dtype: torch.dtype, what: str = "statistics") -> None:
@@ -53,7 +54,8 @@ def update_weight(momentum: float | None, t: Tensor, dtype: torch.dtype) -> Tens
 def bias_correction(momentum: float, t: Tensor, dtype: torch.dtype) -> Tensor:
     """c = 1 - (1 - m)^t in `dtype`: the total weight the zero-initialised average has given
     to batches after t updates (0 at t = 0)."""
-    return 1.0 - (1.0 - momentum) ** t.to(dtype)
+    decay = (1.0 - momentum) ** t  # default float dtype: computed as before, in one op
+    return 1.0 - (decay if decay.dtype == dtype else (1.0 - momentum) ** t.to(dtype))
 
 
 class KeepsStatisticsDtype(nn.Module):
@@ -116,20 +118,39 @@ class RunningEstimates(KeepsStatisticsDtype):
         self.reset_running_stats()
 
     def _check_input(self, x: Tensor) -> None:
+        """Refuse what cannot be normalised: non-floating input (its scale would be cast to
+        integers), a wrong last dimension, or input on another device than the statistics
+        (a module on `meta` takes `meta` input: shapes only)."""
+        name = type(self).__name__
+        if not x.is_floating_point():
+            raise TypeError(f"{name} needs floating-point input, got {x.dtype}; convert it first")
         if x.shape[-1] != self.num_features:
             raise ValueError(f"expected last dimension {self.num_features}, got {tuple(x.shape)}")
+        device = self.num_batches_tracked.device
+        if x.device != device:
+            raise ValueError(
+                f"{name}'s statistics are on {device} but the input is on {x.device}; move the "
+                f"module with .to({str(x.device)!r}) (or the input to {str(device)!r})"
+            )
 
     def _count_batch(self, n: int) -> bool:
         """t += 1 for a batch of n >= 2 rows (True); a batch of one row has no statistics: it
         is not counted (False) and warns once."""
+        if not self._has_statistics(n, stacklevel=5):
+            return False
+        self.num_batches_tracked.add_(1)
+        return True
+
+    def _has_statistics(self, n: int, stacklevel: int = 4) -> bool:
+        """Whether a batch of n rows has statistics (n >= 2); a batch of one row warns once
+        (`stacklevel` 4 names the caller of the module from its update_running_stats)."""
         if n >= 2:
-            self.num_batches_tracked.add_(1)
             return True
         if not self._warned_batch_of_one:
             warnings.warn(
                 f"{type(self).__name__} got a training batch of one row: its statistics are "
                 "left unchanged",
-                stacklevel=4,  # the frame the subclasses' warning named before it moved here
+                stacklevel=stacklevel,
             )
             self._warned_batch_of_one = True
         return False

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import sentiment_rows, write_csv, write_jsonl
+from conftest import sentiment_rows, write_csv
 
 from isobn.cli.main import main
 
@@ -56,9 +56,6 @@ def files(tmp_path_factory, tiny_bert) -> dict[str, str]:
         "empty_text": text("emptytext.csv", "text,label\ngood,pos\n  ,neg\n"),
         "null_text": text("null.jsonl", '{"text": null, "label": "pos"}\n'),
         "empty_label": text("emptylabel.csv", "text,label\ngood,pos\nbad,\n"),
-        "mixed_labels": write_jsonl(
-            d / "mixed.jsonl", [{"text": "good", "label": 1}, {"text": "bad", "label": "neg"}]
-        ),
         "unseen_dev": text("unseen.csv", "text,label\ngood,pos\nfine,maybe\n"),
         "latin1": str(d / "latin1.csv"),
         "one_class": text("oneclass.csv", "text,label\ngood,pos\nfine,pos\n"),
@@ -117,7 +114,13 @@ CASES = [
     ("empty-text", "empty_text", "dev", [], ["line 3: empty text", "fill or drop the row"]),
     ("null-text", "null_text", "dev", [], ["holds null, not text", "fix or drop the row"]),
     ("empty-label", "empty_label", "dev", [], ["line 3: empty label", "fill or drop the row"]),
-    ("mixed-label-types", "mixed_labels", "dev", [], ["mixed label types", "one kind of label"]),
+    (
+        "one-column-two-roles",
+        "train",
+        "dev",
+        ["--label-column", "text"],
+        ["the text column and the label column are both 'text'", "--label-column"],
+    ),
     ("unseen-dev-label", "train", "unseen_dev", [], ["'maybe' does not occur", "fix the label"]),
     ("not-utf8", "latin1", "dev", [], ["not valid UTF-8 (byte 0xe9 on line 2)", "iconv"]),
     ("one-class", "one_class", "dev", [], ["every training label is 'pos'", "two classes"]),

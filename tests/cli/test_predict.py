@@ -1,6 +1,8 @@
 """`isobn predict` holds train's contract: bad rows, a bad --output, an empty input or a
 --max-length beyond the model give one line on stderr and exit 2, before any inference; text
-input gives one prediction per non-blank line, in input order; --output is written atomically.
+input gives one prediction per non-blank line, in input order; --output is written atomically,
+in the format its extension names. The model reads what it was trained on: the columns and max
+length its isobn_model.json records (older checkpoints: the run's config.json).
 
 The checkpoint is the tiny BERT with a fresh head, saved as `isobn train` saves one (no
 training: these tests check the contract, not the predictions).
@@ -166,7 +168,7 @@ def test_output_is_replaced_atomically(tmp_path, run_dir, capsys, monkeypatch):
     # a failure while writing leaves the previous file and no temporary file
     real_write = predict._write
 
-    def fail_midway(handle, records, csv_format):
+    def fail_midway(handle, records, fmt):
         handle.write("partial")
         raise OSError(28, "No space left on device")
 
@@ -330,3 +332,203 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path, run_dir):
         f"{ERROR}{bad} line 2: column 'text' holds dict, not text; fix or drop the row"
     ]
     assert not (tmp_path / "out.jsonl").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the model was trained with: columns, pairs and max length from isobn_model.json
+
+
+@pytest.fixture(scope="module")
+def pair_checkpoint(tmp_path_factory, tiny_bert) -> Path:
+    """A pair model's best/ alone (copied away from its run: no config.json beside it)."""
+    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+
+    best = tmp_path_factory.mktemp("pair-model") / "copied-best"
+    config = ModelConfig(
+        encoder=tiny_bert, num_labels=2, label_names=["different", "same"], pooling="cls",
+        text_column="premise", text_pair_column="hypothesis", max_length=12,
+    )  # fmt: skip
+    save_checkpoint(build_model(config), load_tokenizer(tiny_bert), best)
+    return best
+
+
+@pytest.fixture
+def encode_spy(monkeypatch):
+    """Records (texts, pairs, max_length) of each call of isobn.training.data.encode."""
+    from isobn.training import data
+
+    calls, real = [], data.encode
+
+    def spy(examples, tokenizer, max_length, regression):
+        calls.append(([e.text for e in examples], [e.text_pair for e in examples], max_length))
+        return real(examples, tokenizer, max_length, regression)
+
+    monkeypatch.setattr(data, "encode", spy)
+    return calls
+
+
+def test_a_pair_model_reads_its_columns_and_max_length(
+    tmp_path, pair_checkpoint, capsys, encode_spy
+):
+    rows = [{"premise": "the word is good", "hypothesis": "it is good", "id": 1}]
+    data = write(tmp_path, "pairs.jsonl", jsonl(rows))
+    code, out, err = run_predict(pair_checkpoint, data, capsys)
+    assert code == 0, err
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert record["text"] == "the word is good" and record["text_pair"] == "it is good"
+    assert encode_spy == [(["the word is good"], ["it is good"], 12)]
+    # a flag still overrides what the checkpoint says
+    assert run_predict(pair_checkpoint, data, capsys, "--max-length", "20")[0] == 0
+    assert encode_spy[-1][2] == 20
+
+
+def test_a_pair_model_refuses_single_texts(tmp_path, pair_checkpoint, capsys, no_inference):
+    texts = write(tmp_path, "texts.txt", "the word is good\n")
+    code, _, err = run_predict(pair_checkpoint, texts, capsys)
+    assert_one_line_error(
+        code, err, "trained on text pairs (columns 'premise' and 'hypothesis')",
+        "texts.txt holds single texts", "pass a .csv, .tsv or .jsonl file with both columns",
+    )  # fmt: skip
+    only_premise = write(tmp_path, "premise.csv", "premise\nthe word is good\n")
+    code, _, err = run_predict(pair_checkpoint, only_premise, capsys)
+    assert_one_line_error(code, err, "has no column 'hypothesis'", "--text-pair-column")
+
+
+def test_a_pair_column_flag_refuses_single_texts(tmp_path, run_dir, capsys, no_inference):
+    """A checkpoint that does not record its inputs: the flag asks for pairs."""
+    texts = write(tmp_path, "texts.txt", "good\n")
+    code, _, err = run_predict(run_dir, texts, capsys, "--text-pair-column", "b")
+    assert_one_line_error(code, err, "--text-pair-column asks for text pairs (columns 'text'")
+
+
+def test_a_single_text_model_refuses_a_pair_column(tmp_path, tiny_bert, capsys, no_inference):
+    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+
+    best = tmp_path / "best"
+    config = ModelConfig(
+        encoder=tiny_bert, num_labels=2, pooling="cls", text_column="review", max_length=8
+    )
+    save_checkpoint(build_model(config), load_tokenizer(tiny_bert), best)
+    capsys.readouterr()  # the weights' loading bar
+    data = write(tmp_path, "rows.csv", "review,other\ngood,bad\n")
+    code, _, err = run_predict(best, data, capsys, "--text-pair-column", "other")
+    assert_one_line_error(
+        code, err, "trained on single texts (column 'review')", "drop --text-pair-column"
+    )
+
+
+def test_a_checkpoint_without_the_new_keys_falls_back_to_the_run_config(
+    tmp_path, run_dir, capsys, encode_spy
+):
+    """isobn_model.json written before the columns and max length were recorded: predict
+    reads the run's config.json (text column, max length 16), then the defaults."""
+    import shutil
+
+    old = tmp_path / "run"
+    shutil.copytree(run_dir, old)
+    config_file = old / "best" / "isobn_model.json"
+    values = json.loads(config_file.read_text())
+    for key in ("text_column", "text_pair_column", "max_length"):
+        values.pop(key)
+    config_file.write_text(json.dumps(values))
+    texts = write(tmp_path, "texts.txt", "good\n")
+    assert run_predict(old, texts, capsys)[0] == 0
+    assert encode_spy[-1][2] == 16  # config.json's
+    (old / "config.json").unlink()
+    assert run_predict(old, texts, capsys)[0] == 0
+    assert encode_spy[-1][2] == 128  # the default
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"max_length": 0}, "max_length is 0, not a positive integer"),
+        ({"text_column": ""}, "text_column is '', not a column name"),
+        ({"text_column": None, "text_pair_column": "b"}, "text_pair_column without text_column"),
+    ],
+)
+def test_unusable_recorded_inputs_are_a_damaged_checkpoint(
+    tmp_path, pair_checkpoint, capsys, no_inference, change, fragment
+):
+    import shutil
+
+    best = tmp_path / "best"
+    shutil.copytree(pair_checkpoint, best)
+    values = json.loads((best / "isobn_model.json").read_text())
+    (best / "isobn_model.json").write_text(json.dumps(values | change))
+    data = write(tmp_path, "pairs.jsonl", jsonl([{"premise": "a", "hypothesis": "b"}]))
+    code, _, err = run_predict(best, data, capsys)
+    assert_one_line_error(code, err, f"isobn_model.json is damaged ({fragment})")
+
+
+# ---------------------------------------------------------------------------------------------
+# --output: the extension names the format
+
+
+def test_the_output_extension_names_the_format(tmp_path, pair_checkpoint, capsys):
+    rows = [{"premise": '"Best" film, ever', "hypothesis": "it is good"},
+            {"premise": "the word is bad", "hypothesis": "it is bad"}]  # fmt: skip
+    data = write(tmp_path, "pairs.jsonl", jsonl(rows))
+    outputs = {}
+    for suffix in (".jsonl", ".json", ".csv", ".tsv", ".NDJSON"):
+        target = tmp_path / f"out{suffix}"
+        code, _, err = run_predict(pair_checkpoint, data, capsys, "--output", str(target))
+        assert code == 0, err
+        outputs[suffix] = target.read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in outputs[".jsonl"].splitlines()]
+    assert json.loads(outputs[".json"]) == lines  # one array of the same records
+    assert outputs[".NDJSON"] == outputs[".jsonl"]
+    from isobn.tasks import read_rows
+
+    for suffix in (".csv", ".tsv"):  # isobn reads its own output back as written
+        back = [row for _, row in read_rows(tmp_path / f"out{suffix}", ["text", "label"])]
+        assert back == [
+            {"text": r["text"], "text_pair": r["text_pair"], "label": r["label"]} for r in lines
+        ]
+    assert outputs[".tsv"].splitlines()[1].startswith('"Best" film, ever\tit is good\t')
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out", "out.xlsx"])
+def test_an_unknown_output_extension_is_refused(tmp_path, run_dir, capsys, no_inference, name):
+    texts = write(tmp_path, "texts.txt", "good\n")
+    code, _, err = run_predict(run_dir, texts, capsys, "--output", str(tmp_path / name))
+    assert_one_line_error(code, err, "unknown format", ".jsonl (JSON lines), .json", ".tsv")
+    assert not (tmp_path / name).exists()
+
+
+def test_a_tab_in_a_text_is_refused_for_tsv_before_inference(
+    tmp_path, run_dir, capsys, no_inference
+):
+    data = write(tmp_path, "rows.jsonl", jsonl([{"text": "good"}, {"text": "a\tb"}]))
+    code, _, err = run_predict(run_dir, data, capsys, "--output", str(tmp_path / "out.tsv"))
+    assert_one_line_error(code, err, "input row 2 holds a tab or a line break", ".csv or .jsonl")
+
+
+def test_train_then_predict_from_a_copied_best_keeps_columns_length_and_labels(
+    tmp_path, tiny_bert, capsys, encode_spy
+):
+    """End to end: the labels 007, 7, 070, +7 stay four classes and are printed as written;
+    a best/ copied away from its run reads column 'review' with max length 20."""
+    import shutil
+
+    from conftest import QUICK_ARGS
+
+    labels = ["007", "7", "070", "+7"]
+    rows = "".join(f"the film {w} {i},{labels[i % 4]}\n" for i, w in enumerate(["good"] * 16))
+    data = write(tmp_path, "train.csv", "review,label\n" + rows)
+    out = tmp_path / "run"
+    argv = ["train", "--model", tiny_bert, "--train", data, "--dev", data, "--out", str(out)]
+    argv += [*QUICK_ARGS, "--max-length", "20", "--text-column", "review", "--pooling", "cls"]
+    assert main(argv) == 0
+    recorded = json.loads((out / "best" / "isobn_model.json").read_text())
+    assert recorded["label_names"] == ["+7", "007", "070", "7"]
+    assert (recorded["text_column"], recorded["text_pair_column"]) == ("review", None)
+    assert recorded["max_length"] == 20
+    copied = shutil.copytree(out / "best", tmp_path / "elsewhere" / "model")
+    capsys.readouterr()
+    code, output, err = run_predict(copied, data, capsys)
+    assert code == 0, err
+    predicted = [json.loads(line) for line in output.splitlines()]
+    assert len(predicted) == 16 and {r["label"] for r in predicted} <= set(labels)
+    assert list(predicted[0]["probabilities"]) == ["+7", "007", "070", "7"]
+    assert encode_spy[-1][2] == 20

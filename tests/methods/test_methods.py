@@ -15,8 +15,14 @@ from torch import nn
 
 from isobn import isotropy
 from isobn.methods.correg import CorReg, correlation_penalty
-from isobn.methods.istar import IStar, isoscore_star
-from isobn.methods.whitening import Whitening, inverse_sqrt
+from isobn.methods.istar import (
+    IStar,
+    isoscore_from_covariance,
+    isoscore_from_eigenvalues,
+    isoscore_star,
+    shrunk_covariance,
+)
+from isobn.methods.whitening import Whitening, inverse_sqrt, inverse_sqrt_newton
 
 
 def correlated(generator, b=32, d=6, dtype=torch.float32):
@@ -98,6 +104,67 @@ def reference_whitening_run(batches, m, eps, bias_correction=True):
         cov = sum(w * v for w, v in zip(weights, covs))
         outputs.append((a - mean) @ scipy_inverse_sqrt(cov, eps))
     return outputs, mean, cov
+
+
+@pytest.mark.parametrize("dims, scale", [(6, 1.0), (40, 0.3), (40, 1e-2)])
+def test_newton_schulz_inverse_sqrt_matches_an_independent_matrix_power(dims, scale):
+    """20 steps converge to round-off while ||Sigma + eps I||_F / eps <= 3e5: full-rank and
+    rank-deficient (B = 24 < D = 40) covariances, the ratio from ~1e2 to ~1e5."""
+    g = torch.Generator().manual_seed(1)
+    x = correlated(g, b=24, d=dims, dtype=torch.float64) * scale
+    cov = torch.cov(x.T, correction=0)
+    ratio = torch.linalg.matrix_norm(cov + 1e-3 * torch.eye(dims, dtype=torch.float64)) / 1e-3
+    assert 1e2 < ratio < 3e5
+    expected = scipy_inverse_sqrt(cov.numpy(), 1e-3)
+    w = inverse_sqrt_newton(cov, 1e-3)
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    torch.testing.assert_close(w, inverse_sqrt(cov, 1e-3), rtol=1e-9, atol=1e-9)
+
+
+def test_newton_schulz_beyond_its_range_is_a_softer_whitening():
+    """||Sigma + eps I||_F / eps = 1.5e9: directions above ~1e-6 of the norm still get exactly
+    (lambda + eps)^{-1/2}; weaker ones less (as if eps were ~1e-7 of the norm), never more,
+    and nothing overflows. Too few steps give the same kind of map."""
+    g = torch.Generator().manual_seed(1)
+    cov = torch.cov((correlated(g, b=24, d=40, dtype=torch.float64) * 30.0).T, correction=0)
+    eigenvalues, vectors = torch.linalg.eigh(cov)
+    exact_gain = (eigenvalues.clamp_min(0) + 1e-3).rsqrt()  # (D,)
+    strong = eigenvalues > 1e-6 * torch.linalg.matrix_norm(cov)
+    for steps in (20, 3):
+        gain = (vectors.T @ inverse_sqrt_newton(cov, 1e-3, steps) @ vectors).diagonal()
+        assert torch.isfinite(gain).all() and (gain <= exact_gain * (1 + 1e-9)).all()
+        if steps == 20:
+            torch.testing.assert_close(gain[strong], exact_gain[strong], rtol=1e-8, atol=0)
+            assert (gain[~strong] < 0.5 * exact_gain[~strong]).all()
+
+
+@pytest.mark.parametrize("backprop", [False, True])
+def test_whitening_solvers_agree_through_training(backprop):
+    g = torch.Generator().manual_seed(2)
+    batches = [correlated(g, b=8, d=12, dtype=torch.float64) for _ in range(4)]
+    layers = {
+        solver: Whitening(12, backprop=backprop, solver=solver, dtype=torch.float64).train()
+        for solver in ("newton", "eigh")
+    }
+    outputs, grads = {}, {}
+    for solver, layer in layers.items():
+        xs = [x.clone().requires_grad_() for x in batches]
+        outputs[solver] = [layer(x) for x in xs]
+        sum(out.square().sum() for out in outputs[solver]).backward()
+        grads[solver] = [x.grad for x in xs]
+    for a, b in zip(outputs["newton"], outputs["eigh"]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    for a, b in zip(grads["newton"], grads["eigh"]):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+    for key, value in layers["eigh"].state_dict().items():
+        torch.testing.assert_close(layers["newton"].state_dict()[key], value, rtol=1e-9, atol=1e-9)
+
+
+def test_whitening_solver_auto_is_eigh_on_the_cpu_and_newton_elsewhere():
+    assert Whitening(4).resolved_solver() == "eigh"
+    assert Whitening(4, device="meta").resolved_solver() == "newton"
+    assert Whitening(4, solver="newton").resolved_solver() == "newton"
+    assert Whitening(4, solver="eigh", device="meta").resolved_solver() == "eigh"
 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
@@ -269,13 +336,16 @@ def test_whitening_leading_dimensions_repr_and_validation():
     text = repr(Whitening(6, momentum=0.1, update_every=4, backprop=True))
     for part in ("momentum=0.1", "eps=0.001", "bias_correction=True", "backprop=True"):
         assert part in text
-    assert "update_every=4" in text
+    assert "update_every=4" in text and "solver=auto" in text and "iterations=20" in text
     for bad in (
         {"momentum": 0.0},
         {"eps": 0.0},
         {"update_every": 0},
         {"update_every": 1.5},
         {"update_every": True},
+        {"solver": "svd"},
+        {"iterations": 0},
+        {"iterations": 2.5},
     ):
         with pytest.raises(ValueError):
             Whitening(4, **bad)
@@ -392,6 +462,34 @@ def test_correg_gradient_matches_finite_differences_and_decorrelates():
     assert module(y).item() < 0.5 * before
 
 
+def autograd_correg(x):
+    """The penalty as plain differentiable torch (the formula before its backward was written
+    out): centre, per-column std in the graph, drop dead columns, zero the diagonal."""
+    y = x - x.mean(0)
+    std = y.detach().square().mean(0).sqrt()
+    y = y[:, std > isotropy.DEAD_RTOL * std.max()]
+    z = y / y.square().mean(0).sqrt()
+    corr = z.T @ z / z.shape[0]
+    return torch.linalg.vector_norm(corr - torch.diag_embed(corr.diagonal()))
+
+
+@pytest.mark.parametrize("rows, dims, dead", [(10, 4, False), (16, 40, True), (64, 12, True)])
+def test_correg_gradient_equals_autograd_of_the_formula(rows, dims, dead):
+    g = torch.Generator().manual_seed(23)
+    x = correlated(g, b=rows, d=dims, dtype=torch.float64)
+    if dead:
+        x[:, 2] = 1.5
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value = correlation_penalty(ours)
+    value.backward()
+    expected = autograd_correg(theirs)
+    expected.backward()
+    np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-9, atol=1e-12)
+    if dead:
+        assert ours.grad[:, 2].abs().max() == 0
+
+
 def test_correg_validation():
     for weight in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
@@ -492,6 +590,43 @@ def test_istar_gradient_matches_finite_differences_and_is_finite_when_rank_defic
     wide = torch.randn(4, 30, generator=g).requires_grad_()  # 26 repeated zero eigenvalues
     IStar(30)(wide).backward()
     assert torch.isfinite(wide.grad).all() and wide.grad.abs().sum() > 0
+
+
+def eigenvalue_isoscore_star(x, reference, zeta):
+    """IsoScore* through torch's eigenvalues of the shrunk covariance, differentiable (the
+    route before the closed form), centred in the graph."""
+    y = x - x.mean(0)
+    cov = y.T @ y / (x.shape[0] - 1)
+    if reference is not None:
+        cov = (1 - zeta) * cov + zeta * reference
+    return isoscore_from_eigenvalues(torch.linalg.eigvalsh(cov))
+
+
+@pytest.mark.parametrize("rows, dims, reference", [(40, 6, True), (40, 6, False), (8, 12, True)])
+def test_istar_closed_form_equals_the_eigenvalue_route(rows, dims, reference):
+    """Value to 1e-12; gradient too, where the eigenvalues are distinct (the eigenvalue route's
+    gradient is undefined at repeated ones, e.g. the zeros of a rank-deficient batch)."""
+    g = torch.Generator().manual_seed(35)
+    x = correlated(g, b=rows, d=dims, dtype=torch.float64)
+    c0 = torch.cov(correlated(g, b=200, d=dims, dtype=torch.float64).T)
+    ref = c0 if reference else None
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value = isoscore_star(ours, ref, 0.3)
+    expected = eigenvalue_isoscore_star(theirs, ref, 0.3)
+    assert abs(value.item() - expected.item()) <= 1e-12
+    cov = shrunk_covariance(x, ref, 0.3)
+    assert abs(isoscore_from_covariance(cov).item() - expected.item()) <= 1e-12
+    if rows > dims or reference:  # distinct eigenvalues
+        value.backward()
+        expected.backward()
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-8, atol=1e-12)
+
+
+def test_istar_zero_variance_has_a_zero_gradient():
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = IStar(4, weight=-5.0)(x)
+    loss.backward()
+    assert loss.item() == pytest.approx(-5.0) and torch.equal(x.grad, torch.zeros(6, 4))
 
 
 def test_istar_edge_cases_and_validation():

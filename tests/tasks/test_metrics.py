@@ -67,13 +67,18 @@ def test_pearson_and_spearman_by_hand():
     assert metrics.pearson([3, 2, 1], [1, 2, 3]) == pytest.approx(-1.0)
 
 
-def test_correlations_are_zero_not_nan_when_undefined():
+def test_correlations_are_undefined_for_constant_labels_and_zero_for_constant_predictions():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no ConstantInputWarning / RuntimeWarning either
         assert metrics.pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
         assert metrics.spearman([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
-        assert metrics.pearson([1.0, 2.0], [4.0, 4.0]) == 0.0
-        assert metrics.pearson([1.0], [2.0]) == 0.0
+        assert math.isnan(metrics.pearson([1.0, 2.0], [4.0, 4.0]))
+        assert math.isnan(metrics.spearman([1.0, 2.0], [4.0, 4.0]))
+        assert math.isnan(metrics.pearson([3.0, 3.0], [4.0, 4.0]))  # the data's first
+        assert math.isnan(metrics.pearson([1.0], [2.0]))
+        scored = metrics.regression_metrics([1.0, 2.0], [4.0, 4.0])
+        assert all(math.isnan(v) for v in scored.values()), scored
+        assert math.isnan(metrics.glue_metrics("stsb", [1.0, 2.0], [4.0, 4.0])["pearson_spearman"])
 
 
 def test_bad_shapes_raise():

@@ -114,6 +114,23 @@ def test_aggregate_by_hand():
     assert wilcoxon_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64)
 
 
+def test_an_undefined_score_is_tabled_as_undefined_not_as_a_number():
+    """Pearson/Spearman on constant dev targets are NaN (isobn.tasks.metrics): the tables say
+    "undefined", never "nan" and never a number."""
+    from isobn.training.report import markdown
+
+    runs = [
+        {"task": t, "method": m, "seed": seed, "main_metric": "pearson_spearman",
+         "dev": {"pearson_spearman": float("nan") if t == "flat" else 0.5 + 0.01 * seed}}
+        for t in ("flat", "sts") for m in ("none", "isobn") for seed in (1, 2)
+    ]  # fmt: skip
+    table = markdown(aggregate(runs))
+    flat = [line for line in table.splitlines() if line.startswith("| none |")]
+    assert flat and all("undefined +- undefined (n=2)" in line for line in flat[:1])
+    assert "nan" not in table.lower().replace("undefined", "")
+    assert "51.50 +- 0.71 (n=2)" in table  # the defined task keeps its numbers
+
+
 def test_columns_are_the_data_each_run_trained_on(tmp_path, tiny_bert, sentiment_files, capsys):
     """A run on files is stored and tabled under the name of its data (--name, or the
     training file's): two data sets in one directory are two columns of n = 2 seeds each."""

@@ -1,11 +1,18 @@
 """`isobn predict`: label a file of texts with a checkpoint written by `isobn train`.
 
+The model reads what it was trained on: the text columns and max length come from the
+checkpoint's isobn_model.json (a copied best/ works alike); flags override them. Checkpoints
+written before isobn recorded them fall back to the run's config.json beside best/, then to
+column "text" and 128 tokens. A model trained on text pairs refuses a `.txt` file (single
+texts), and a model trained on single texts refuses `--text-pair-column`.
+
 The input contract is train's: CSV/TSV/JSONL rows are read by `isobn.tasks.read_rows` and every
 text is checked by `isobn.tasks.text_value` (null, an object or an empty text is a one-line error
 with the file and line); `--max-length` gets train's check. A `.txt` file holds one text per
 line (lines end at "\n" only) and gives exactly one prediction per non-blank line, in input
 order; blank lines are skipped, as in CSV and JSONL files, with a warning naming them. The
-`--output` file is checked before the model is loaded and written atomically.
+`--output` file is checked before the model is loaded and written atomically, in the format
+its extension names (`OUTPUT_FORMATS`); any other extension is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", "")  # one text per line
+# --output extension -> format; standard output gets JSON lines
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                  ".tsv": "tsv"}  # fmt: skip
 
 
 def register(subparsers) -> None:
@@ -28,8 +38,9 @@ def register(subparsers) -> None:
         "predict",
         help="predict labels for a file of texts",
         description="Read texts (.txt: one per line, blank lines skipped; .csv/.tsv/.jsonl: "
-        "--text-column) and write one prediction per text, in input order (JSON lines, or CSV "
-        "when --output ends in .csv).",
+        "the columns the model was trained on) and write one prediction per text, in input "
+        "order: JSON lines, or the format the --output extension names (.jsonl, .json: one "
+        "array, .csv, .tsv).",
     )
     parser.add_argument(
         "--checkpoint",
@@ -37,9 +48,14 @@ def register(subparsers) -> None:
         help="a run directory of `isobn train` or its best/ checkpoint",
     )
     parser.add_argument("--input", required=True, help="file of texts")
-    parser.add_argument("--output", help="output file (default: standard output)")
+    parser.add_argument(
+        "--output",
+        help="output file, .jsonl, .json, .csv or .tsv (default: JSON lines on standard output)",
+    )
     parser.add_argument("--text-column", help="default: the column the model was trained on")
-    parser.add_argument("--text-pair-column")
+    parser.add_argument(
+        "--text-pair-column", help="default: the second-text column the model was trained on"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, help="default: the training max length")
     parser.add_argument("--trust-remote-code", action="store_true")
@@ -69,8 +85,12 @@ def _checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
     return best, run_config if isinstance(run_config, dict) else {}
 
 
-def _settings(args: argparse.Namespace, run_config: dict) -> tuple[str, str | None, int]:
-    """(text column, pair column, max length): the arguments, else the training run's."""
+def _settings(
+    args: argparse.Namespace, model_config, run_config: dict
+) -> tuple[str, str | None, int]:
+    """(text column, pair column, max length): the arguments, else the checkpoint's
+    isobn_model.json, else (older checkpoints) the training run's config.json, else "text",
+    no pair and 128. A model known to be trained on single texts refuses a pair column."""
     from isobn.errors import UserError
 
     for name in ("batch_size", "max_length"):
@@ -78,14 +98,29 @@ def _settings(args: argparse.Namespace, run_config: dict) -> tuple[str, str | No
         if value is not None and value < 1:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} must be a positive integer, got {value}")
+    trained = {
+        "text_column": model_config.text_column,
+        "text_pair_column": model_config.text_pair_column,
+        "max_length": model_config.max_length,
+    }
+    known_inputs = model_config.text_column is not None
+    if known_inputs and args.text_pair_column and model_config.text_pair_column is None:
+        raise UserError(
+            f"the model was trained on single texts (column {model_config.text_column!r}), "
+            "not on pairs; drop --text-pair-column"
+        )
     given = {
         "text_column": args.text_column,
         "text_pair_column": args.text_pair_column,
         "max_length": args.max_length,
     }
     for key, value in given.items():
-        if not value and run_config.get(key) is not None:
-            value = given[key] = run_config[key]  # as the model was trained
+        if value:
+            continue
+        if trained[key] is not None or (known_inputs and key == "text_pair_column"):
+            given[key] = trained[key]  # as the model was trained (checked on reading)
+        elif run_config.get(key) is not None:
+            value = given[key] = run_config[key]  # an older checkpoint: its run's settings
             wanted = int if key == "max_length" else str
             if type(value) is not wanted or (wanted is int and value < 1):
                 flag = "--" + key.replace("_", "-")
@@ -96,6 +131,21 @@ def _settings(args: argparse.Namespace, run_config: dict) -> tuple[str, str | No
     pair_column = given["text_pair_column"]
     max_length = given["max_length"] or 128
     return text_column, pair_column, max_length
+
+
+def check_input_kind(
+    path: Path, text_column: str, pair_column: str | None, flagged: bool = False
+) -> None:
+    """Pairs are read from rows: a .txt file (one single text per line) is refused for a
+    pair model (or with `flagged`: when --text-pair-column asks for pairs)."""
+    from isobn.errors import UserError
+
+    if pair_column is not None and path.suffix.lower() in TEXT_SUFFIXES:
+        why = "--text-pair-column asks for" if flagged else "the model was trained on"
+        raise UserError(
+            f"{why} text pairs (columns {text_column!r} and {pair_column!r}), and {path} "
+            "holds single texts; pass a .csv, .tsv or .jsonl file with both columns"
+        )
 
 
 def read_inputs(path: Path, text_column: str, pair_column: str | None):
@@ -149,6 +199,22 @@ def _read_lines(path: Path) -> list[tuple[str, None]]:
     return rows
 
 
+def output_format(output: str | None) -> str:
+    """The format of --output, named by its extension (`OUTPUT_FORMATS`); standard output
+    gets JSON lines. An unknown extension is a one-line UserError."""
+    from isobn.errors import UserError
+
+    if not output:
+        return "jsonl"
+    suffix = Path(output).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise UserError(
+            f"--output {output}: unknown format {suffix or '(no extension)'!r}; end the name "
+            "with .jsonl (JSON lines), .json (one JSON array), .csv or .tsv"
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
 def check_output(output: str | None, input_path: Path) -> None:
     """Refuse an --output that cannot be written, before any inference runs."""
     from isobn.errors import UserError
@@ -173,6 +239,22 @@ def check_output(output: str | None, input_path: Path) -> None:
             f"--output {path}: cannot write to folder {folder} (permission denied); "
             "choose another --output"
         )
+    output_format(output)
+
+
+def check_tsv_fields(rows: list[tuple[str, str | None]], label_names: list[str], output: str):
+    """TSV is written as written (no quoting, as isobn reads it): a text or label holding a
+    tab or a line break is refused before inference, naming its row."""
+    from isobn.errors import UserError
+
+    for number, values in enumerate([*rows, tuple(label_names)], 1):
+        for value in values:
+            if value is not None and any(c in value for c in "\t\n\r"):
+                what = "a label name" if number > len(rows) else f"input row {number}"
+                raise UserError(
+                    f"--output {output}: {what} holds a tab or a line break, which TSV "
+                    "cannot hold; write .csv or .jsonl instead"
+                )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,12 +262,16 @@ def run(args: argparse.Namespace) -> int:
     from isobn.training.data import encode
     from isobn.training.embeddings import predict
     from isobn.training.max_length import check_max_length
-    from isobn.training.model import load_checkpoint
+    from isobn.training.model import load_checkpoint, read_model_config
 
     best, run_config = _checkpoint_and_run_config(Path(args.checkpoint))
-    text_column, pair_column, max_length = _settings(args, run_config)
+    model_config = read_model_config(best)  # a small JSON file: the weights load later
+    text_column, pair_column, max_length = _settings(args, model_config, run_config)
     check_output(args.output, Path(args.input))
+    check_input_kind(Path(args.input), text_column, pair_column, bool(args.text_pair_column))
     rows = read_inputs(Path(args.input), text_column, pair_column)
+    if output_format(args.output) == "tsv":
+        check_tsv_fields(rows, model_config.label_names, args.output)
     model, tokenizer = load_checkpoint(best, args.trust_remote_code)
     check_max_length(max_length, str(best), tokenizer, model.encoder.config, bool(pair_column))
     config = model.config
@@ -197,19 +283,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _records(rows: list[tuple[str, str | None]], logits, config) -> list[dict]:
-    """One output record per input row, in input order, from (N, num_labels) logits."""
+    """One output record per input row, in input order, from (N, num_labels) logits: the
+    text (and second text), the label as written in the training data and the class
+    probabilities, or the regression prediction."""
     import torch
 
     records = []
-    for (text, _), row in zip(rows, torch.as_tensor(logits), strict=True):
+    for (text, pair), row in zip(rows, torch.as_tensor(logits), strict=True):
+        record = {"text": text} | ({"text_pair": pair} if pair is not None else {})
         if config.regression:
-            records.append({"text": text, "prediction": float(row[0])})
+            records.append(record | {"prediction": float(row[0])})
         else:
             probs = row.softmax(-1)
             names = config.label_names or [str(i) for i in range(config.num_labels)]
             records.append(
-                {
-                    "text": text,
+                record
+                | {
                     "label": names[int(probs.argmax())],
                     "probabilities": {n: round(float(p), 6) for n, p in zip(names, probs)},
                 }
@@ -218,20 +307,22 @@ def _records(rows: list[tuple[str, str | None]], logits, config) -> list[dict]:
 
 
 def write_records(records: list[dict], output: str | None) -> None:
-    """JSON lines (CSV without the probabilities when ``output`` ends in .csv) to ``output``,
-    written to a temporary file beside it and renamed into place; standard output without."""
+    """The records to ``output`` in the format its extension names (`output_format`),
+    written to a temporary file beside it and renamed into place; JSON lines on standard
+    output without."""
     from isobn.errors import UserError
 
+    fmt = output_format(output)
     if not output:
-        _write(sys.stdout, records, csv_format=False)
+        _write(sys.stdout, records, fmt)
         return
     path = Path(output)
     if path.is_symlink():
         path = path.resolve()  # replace the file the link points to, not the link
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", newline="" if output.endswith(".csv") else None) as handle:
-            _write(handle, records, csv_format=output.endswith(".csv"))
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            _write(handle, records, fmt)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -245,12 +336,23 @@ def write_records(records: list[dict], output: str | None) -> None:
         raise
 
 
-def _write(handle, records: list[dict], csv_format: bool) -> None:
-    if csv_format:
+def _write(handle, records: list[dict], fmt: str) -> None:
+    """JSON lines, one JSON array, or CSV / TSV rows without the probabilities (TSV as
+    written: no quoting, fields checked by `check_tsv_fields`)."""
+    if fmt in ("csv", "tsv"):
         fields = [k for k in records[0] if k != "probabilities"]
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        dialect = (
+            {"lineterminator": "\r\n"}
+            if fmt == "csv"
+            else {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "quotechar": None,
+                  "lineterminator": "\n"}
+        )  # fmt: skip
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", **dialect)
         writer.writeheader()
         writer.writerows(records)
-        return
-    for record in records:
-        handle.write(json.dumps(record) + "\n")
+    elif fmt == "json":
+        json.dump(records, handle, indent=1)
+        handle.write("\n")
+    else:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")

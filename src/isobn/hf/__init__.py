@@ -38,8 +38,9 @@ Persistence, two ways:
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
 """
 
-from isobn.hf.inject import attach, detach, find_isobn
-from isobn.hf.persist import from_pretrained, load_isobn, save_isobn
+from isobn.hf.attached import find_isobn, save_isobn
+from isobn.hf.inject import attach, detach
+from isobn.hf.persist import from_pretrained, load_isobn
 from isobn.hf.sites import TABLE
 
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = tuple(TABLE)

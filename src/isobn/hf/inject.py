@@ -4,38 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
 from transformers import PreTrainedModel
 
-from isobn.hf.sites import CHILD_NAME, find_site, make_hook
+from isobn.hf.adapters import restore_save, save_with_isobn
+from isobn.hf.attached import (
+    CONFIG_KEY,
+    HANDLE_ATTR,
+    SAVED_KWARGS,
+    attachment,
+    hyperparameters,
+)
+from isobn.hf.sites import CHILD_NAME, base_model, find_site, is_peft_model, make_hook
 from isobn.layer import IsoBN
 
-CONFIG_KEY = "isobn"  # model.config.isobn: the IsoBN hyperparameters, saved in config.json
-HANDLE_ATTR = "_isobn_hook_handle"  # on the site: the RemovableHandle of the pre-hook
-
-# Hyperparameters that attach() forwards to IsoBN; all but process_group go into the config.
-SAVED_KWARGS = ("momentum", "beta", "eps", "bias_correction", "use_correlation")
-_ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")
-
-
-def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
-    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None."""
-    for path, module in model.named_modules():
-        norm = module._modules.get(CHILD_NAME)
-        if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
-            return path, module, norm
-    return None
-
-
-def find_isobn(model: nn.Module) -> IsoBN | None:
-    """The IsoBN layer attached to `model`, or None."""
-    found = attachment(model)
-    return None if found is None else found[2]
-
-
-def hyperparameters(norm: IsoBN) -> dict[str, Any]:
-    """The JSON-serializable constructor arguments of an IsoBN layer."""
-    return {key: getattr(norm, key) for key in SAVED_KWARGS}
+_ALLOWED_KWARGS = (*SAVED_KWARGS, "process_group")  # process_group is not saved
 
 
 def _method_kwargs(method: str) -> dict[str, Any]:
@@ -61,7 +43,9 @@ def attach(
 
     Args:
         model: a sequence classifier; see :mod:`isobn.hf` for where IsoBN sits in each
-            architecture and which others the general path accepts.
+            architecture and which others the general path accepts. A peft ``PeftModel``
+            (e.g. LoRA) gets IsoBN on its base model, and its ``save_pretrained`` then also
+            writes IsoBN's state next to the adapter (see :mod:`isobn.hf.adapters`).
         method: optionally the arguments as a method string, e.g. ``"isobn:beta=0.25"``.
         **isobn_kwargs: ``momentum``, ``beta``, ``eps``, ``bias_correction``,
             ``use_correlation``, ``process_group``, as in :class:`~isobn.IsoBN`. num_features is
@@ -88,15 +72,18 @@ def attach(
             f"IsoBN is already attached to {type(model).__name__} (at {found[0]}.{CHILD_NAME}); "
             "call isobn.detach(model) first"
         )
-    site = find_site(model)
-    module = model.get_submodule(site.path)
-    device = next(model.parameters()).device
+    base = base_model(model)
+    site = find_site(base)
+    module = base.get_submodule(site.path)
+    device = next(base.parameters()).device
     norm = IsoBN(site.num_features, device=device, **isobn_kwargs)
-    norm.train(model.training)
+    norm.train(base.training)
     module.add_module(CHILD_NAME, norm)
     handle = module.register_forward_pre_hook(make_hook(module, site), with_kwargs=True)
     module.__dict__[HANDLE_ATTR] = handle  # copied with the module, so deepcopy stays attached
-    setattr(model.config, CONFIG_KEY, hyperparameters(norm))
+    setattr(base.config, CONFIG_KEY, hyperparameters(norm))
+    if is_peft_model(model):
+        save_with_isobn(model)
     return model
 
 
@@ -112,6 +99,8 @@ def detach(model: PreTrainedModel) -> PreTrainedModel:
     _, module, _ = found
     module.__dict__.pop(HANDLE_ATTR).remove()
     del module._modules[CHILD_NAME]
-    if hasattr(model.config, CONFIG_KEY):
-        delattr(model.config, CONFIG_KEY)
+    config = base_model(model).config
+    if hasattr(config, CONFIG_KEY):
+        delattr(config, CONFIG_KEY)
+    restore_save(model)
     return model

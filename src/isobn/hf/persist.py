@@ -11,18 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import transformers
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
-from isobn.hf.inject import CONFIG_KEY, attach, attachment, detach, hyperparameters
-from isobn.hf.sites import CHILD_NAME
+from isobn.hf.adapters import save_with_isobn
+from isobn.hf.attached import (
+    CONFIG_KEY,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    attachment,
+    hyperparameters,
+)
+from isobn.hf.inject import attach, detach
+from isobn.hf.sites import CHILD_NAME, base_model, is_peft_model
 from isobn.layer import IsoBN
-
-WEIGHTS_NAME = "isobn.safetensors"
-CONFIG_NAME = "isobn_config.json"
-_FORMAT_VERSION = 1
 
 # Checkpoint keys of an attached IsoBN, which the plain architecture does not expect.
 _ISOBN_KEY_PATTERN = rf"(^|\.){CHILD_NAME}\.(running_std|running_cov|num_batches_tracked)$"
@@ -137,35 +141,12 @@ def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
 # --- IsoBN-only checkpoints (peft style) ------------------------------------------------------
 
 
-def save_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> None:
-    """Write only the attached IsoBN: buffers to isobn.safetensors, settings to isobn_config.json.
-
-    Raises:
-        ValueError: no IsoBN is attached.
-    """
-    found = attachment(model)
-    if found is None:
-        raise ValueError(f"no IsoBN is attached to {type(model).__name__}")
-    site_path, _, norm = found
-    prefix = f"{site_path}.{CHILD_NAME}."
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in norm.state_dict().items()}
-    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt"})
-    config = {
-        "format_version": _FORMAT_VERSION,
-        "architecture": type(model).__name__,
-        "site": f"{site_path}.{CHILD_NAME}",
-        "num_features": norm.num_features,
-        "isobn": hyperparameters(norm),
-    }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-
-
 def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrainedModel:
     """Attach IsoBN to `model` with the settings saved by :func:`save_isobn`; load its buffers.
 
-    If IsoBN is already attached with the same settings, only the buffers are loaded.
+    If IsoBN is already attached with the same settings, only the buffers are loaded. A
+    ``PeftModel`` (e.g. from ``PeftModel.from_pretrained(base, d)``) gets IsoBN on its base
+    model, and its ``save_pretrained`` then writes IsoBN's state again.
 
     Raises:
         ValueError: the directory was saved from another architecture, site or vector size,
@@ -173,13 +154,14 @@ def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrain
     """
     directory = Path(directory)
     saved = json.loads((directory / CONFIG_NAME).read_text())
+    wrapper, model = model, base_model(model)
     architecture = type(model).__name__
     if saved["architecture"] != architecture:
         raise ValueError(f"{directory} holds IsoBN for {saved['architecture']}, not {architecture}")
     found = attachment(model)
     attached_here = found is None
     if attached_here:
-        attach(model, **saved["isobn"])
+        attach(wrapper, **saved["isobn"])
         found = attachment(model)
     elif hyperparameters(found[2]) != saved["isobn"]:
         raise ValueError(
@@ -190,10 +172,12 @@ def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrain
     prefix = f"{site_path}.{CHILD_NAME}."
     if saved["site"] + "." != prefix or saved["num_features"] != norm.num_features:
         if attached_here:
-            detach(model)
+            detach(wrapper)
         raise ValueError(
             f"{directory} holds IsoBN at {saved['site']} of size {saved['num_features']}, "
             f"this model has it at {prefix[:-1]} of size {norm.num_features}"
         )
     _load_buffers(norm, load_file(directory / WEIGHTS_NAME), prefix, str(directory))
-    return model
+    if is_peft_model(wrapper):
+        save_with_isobn(wrapper)
+    return wrapper

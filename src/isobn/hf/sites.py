@@ -69,6 +69,17 @@ TABLE: dict[str, _Known] = {
 }
 
 
+def is_peft_model(model: nn.Module) -> bool:
+    """Whether `model` is a peft ``PeftModel`` (checked without importing peft)."""
+    return type(model).__module__.startswith("peft.") and hasattr(model, "get_base_model")
+
+
+def base_model(model: nn.Module) -> nn.Module:
+    """The transformers model inside a ``PeftModel`` (LoRA layers included); `model` itself
+    otherwise. IsoBN is attached to, saved from and loaded into this model."""
+    return model.get_base_model() if is_peft_model(model) else model
+
+
 def refusal(name: str, reason: str) -> ValueError:
     """The one-line error for a model IsoBN cannot be attached to."""
     return ValueError(

@@ -2,9 +2,9 @@
 
 W. Rudman, C. Eickhoff, "Stable Anisotropic Regularization", ICLR 2024.
 
-    Sigma*   = (1 - zeta) Sigma_b + zeta C0                                      # (D, D)
-    IsoScore* = IsoScore from the eigenvalues of Sigma*
-    loss     = weight * (1 - IsoScore*)                                          # scalar
+    Sigma*    = (1 - zeta) Sigma_b + zeta C0                                     # (D, D)
+    IsoScore* = (tr(Sigma*)^2 / ||Sigma*||_F^2 - 1) / (D - 1)  # IsoScore of Sigma*'s eigenvalues
+    loss      = weight * (1 - IsoScore*)                                         # scalar
 
 Sigma_b is the unbiased (divide by B - 1) covariance of the batch X_b (B, D) and C0 the unbiased
 covariance of the pooled embeddings of a sample of the training set, as in the authors'
@@ -40,7 +40,8 @@ def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
         delta      = ||lambda_hat - 1||_2 / sqrt(2 (n - sqrt(n)))      # isotropy defect, [0, 1]
         IsoScore   = ((n - delta^2 (n - sqrt(n)))^2 - n) / (n (n - 1))  # 1 isotropic, 0 one line
     Dead dimensions count in n, as in the reference. Zero total variance gives 0 (and no
-    gradient); D = 1 gives 1.
+    gradient); D = 1 gives 1. The eigenvalue route, kept as the definition that
+    :func:`isoscore_from_covariance` is tested against.
     """
     n = eigenvalues.shape[0]
     if n == 1:
@@ -54,29 +55,77 @@ def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
     return torch.where(positive, score, torch.zeros_like(score))
 
 
+def participation_ratio(cov: Tensor) -> Tensor:
+    """tr(cov)^2 / ||cov||_F^2 = (sum lambda)^2 / sum lambda^2 of a symmetric PSD matrix (k, k).
+
+    In [1, rank]: 1 for one direction, k for an isotropic cov. Computed as
+    (tr^2 + f) / (||cov||_F^2 + f) with f = sqrt(tiny) of the dtype (1.5e-154 in float64), so a
+    zero matrix gives 1 with a zero gradient, the gradient is finite everywhere, and f changes
+    nothing above round-off for any ||cov||_F^2 > 1e-138. A 0-dim tensor in cov's dtype.
+    """
+    floor = torch.finfo(cov.dtype).tiny ** 0.5
+    flat = cov.reshape(-1)  # (k * k,)
+    return (cov.diagonal().sum().square() + floor) / (torch.dot(flat, flat) + floor)
+
+
+def isoscore_from_covariance(cov: Tensor) -> Tensor:
+    """IsoScore of a symmetric PSD covariance (D, D) without its eigenvalues; a 0-dim tensor.
+
+    IsoScore depends on the eigenvalues lambda >= 0 only through sum lambda = tr(cov) and
+    ||lambda||_2 = ||cov||_F: with n = D, ||lambda_hat - 1||^2 = 2n - 2 sqrt(n) tr / ||cov||_F, so
+        delta^2  = (n - sqrt(n) tr / ||cov||_F) / (n - sqrt(n))
+        IsoScore = (tr^2 / ||cov||_F^2 - 1) / (n - 1)          # (participation ratio - 1) / (n - 1)
+    equal to :func:`isoscore_from_eigenvalues` (to round-off; exactly where no eigenvalue is
+    negative) and differentiable through a trace and a Frobenius norm, so the gradient is
+    stable where eigenvalues repeat. D = 1 gives 1; zero total variance gives 0.
+    """
+    n = cov.shape[-1]
+    if n == 1:
+        return torch.ones((), dtype=cov.dtype, device=cov.device)
+    return (participation_ratio(cov) - 1.0) / (n - 1)
+
+
+def shrunk_covariance(
+    x: Tensor, reference_cov: Tensor | None = None, zeta: float | Tensor = 0.0
+) -> Tensor:
+    """Sigma* = (1 - zeta) y^T y / (B - 1) + zeta C0 (D, D) of the rows of x (B, D), B >= 2.
+
+    y = x - mean(x); without a reference, Sigma* = y^T y / (B - 1). zeta may be a 0-dim tensor
+    (no host synchronisation). float64 (float32 on MPS), autocast off.
+    The mean is a constant to autograd: a function of y^T y has the gradient 2 y G (G
+    symmetric), whose column means are 0 already, so centring's backward (the projection onto
+    zero-mean columns) would leave it unchanged.
+    """
+    assert x.dim() == 2 and x.shape[0] >= 2, f"expected (B >= 2, D), got {tuple(x.shape)}"
+    dtype = statistics_dtype(x.device)
+    b = x.shape[0]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        y = x.to(dtype)
+        with torch.no_grad():
+            mean = y.mean(0)  # (D,)
+        y = y - mean  # (B, D)
+        if reference_cov is None:
+            return y.T @ y / (b - 1)
+        reference_cov = reference_cov.to(dtype)
+        if isinstance(zeta, Tensor):
+            return (1.0 - zeta) * (y.T @ y / (b - 1)) + zeta * reference_cov
+        # one fused op: zeta C0 + (1 - zeta) / (B - 1) y^T y
+        return torch.addmm(reference_cov, y.T, y, beta=zeta, alpha=(1.0 - zeta) / (b - 1))
+
+
 def isoscore_star(
     x: Tensor, reference_cov: Tensor | None = None, zeta: float | Tensor = 0.0
 ) -> Tensor:
     """IsoScore* of the rows of x (B, D) shrunk towards reference_cov (D, D); float64 scalar.
 
-    Sigma* = (1 - zeta) Sigma_b + zeta C0 with Sigma_b = y^T y / (B - 1), y = x - mean(x); without
-    a reference, Sigma* = Sigma_b. zeta may be a 0-dim tensor (no host synchronisation).
-    Eigenvalues by ``eigvalsh`` in float64 (float32 on MPS) with autocast off; differentiable
-    in x (the eigenvalue gradient U diag(g) U^T stays finite for repeated eigenvalues).
-    This process's rows only, as in the authors' DDP code.
-    B < 2 has no covariance: 0 is returned (a constant).
+    IsoScore (:func:`isoscore_from_covariance`: a trace and a Frobenius norm, no eigenvalues)
+    of Sigma* (:func:`shrunk_covariance`). This process's rows only, as in the authors' DDP
+    code. B < 2 has no covariance: 0 is returned (a constant).
     """
     assert x.dim() == 2, f"expected (B, D), got {tuple(x.shape)}"
-    dtype = statistics_dtype(x.device)
     if x.shape[0] < 2:
-        return torch.zeros((), dtype=dtype, device=x.device)
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        y = x.to(dtype)
-        y = y - y.mean(0)  # (B, D)
-        cov = y.T @ y / (y.shape[0] - 1)  # (D, D), unbiased
-        if reference_cov is not None:
-            cov = (1.0 - zeta) * cov + zeta * reference_cov.to(dtype)
-        return isoscore_from_eigenvalues(torch.linalg.eigvalsh(cov))
+        return torch.zeros((), dtype=statistics_dtype(x.device), device=x.device)
+    return isoscore_from_covariance(shrunk_covariance(x, reference_cov, zeta))
 
 
 class IStar(KeepsStatisticsDtype):
@@ -96,7 +145,8 @@ class IStar(KeepsStatisticsDtype):
         reference_cov (D, D): C0, the unbiased covariance of the rows given to `set_reference`;
             float32/64 whatever the module is cast to.
         reference_count: long scalar, how many rows C0 comes from; 0 before any reference,
-            and then zeta is treated as 0 (IsoScore* of the batch covariance alone).
+            and then zeta is treated as 0 (IsoScore* of the batch covariance alone). C0 is 0
+            whenever the count is 0 (set and cleared together).
     """
 
     def __init__(
@@ -148,20 +198,32 @@ class IStar(KeepsStatisticsDtype):
         self.reference_cov.zero_()
         self.reference_count.zero_()
 
+    def _zeta(self, device: torch.device) -> float | Tensor:
+        """zeta for Sigma*, treated as 0 before any reference without a read of the count.
+
+        C0 is 0 then, so Sigma* = (1 - zeta) Sigma_b, whose IsoScore is that of Sigma_b
+        (IsoScore is scale-free). Only zeta = 1 needs the count, decided on the device.
+        """
+        if self.zeta == 1.0:
+            return (self.reference_count > 0).to(statistics_dtype(device))
+        return self.zeta
+
     def isoscore_star(self, pooled: Tensor) -> Tensor:
         """IsoScore* of pooled (B, D) with this module's C0 and zeta (float64 scalar)."""
-        # zeta -> 0 before any reference, decided on the device (no host synchronisation)
-        has_reference = (self.reference_count > 0).to(statistics_dtype(pooled.device))
-        zeta = self.zeta * has_reference  # a 0-dim tensor: 0 or zeta
-        return isoscore_star(pooled, self.reference_cov, zeta)
+        return isoscore_star(pooled, self.reference_cov, self._zeta(pooled.device))
 
     def forward(self, pooled: Tensor) -> Tensor:
         if pooled.dim() != 2 or pooled.shape[1] != self.num_features:
             raise ValueError(f"expected (B, {self.num_features}), got {tuple(pooled.shape)}")
         out_dtype = torch.float64 if pooled.dtype == torch.float64 else torch.float32
-        if pooled.shape[0] < 2:  # no covariance: no loss (not weight * (1 - 0))
+        n = self.num_features
+        if pooled.shape[0] < 2 or n == 1:  # no covariance, or IsoScore* = 1: no loss
             return torch.zeros((), dtype=out_dtype, device=pooled.device)
-        return (self.weight * (1.0 - self.isoscore_star(pooled))).to(out_dtype)
+        cov = shrunk_covariance(pooled, self.reference_cov, self._zeta(pooled.device))
+        # weight (1 - IsoScore*) = weight (n - ratio) / (n - 1), as one multiply and one add
+        ratio = participation_ratio(cov)
+        loss = ratio * (-self.weight / (n - 1)) + self.weight * n / (n - 1)
+        return loss.to(out_dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, weight={self.weight}, zeta={self.zeta}"

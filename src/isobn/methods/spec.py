@@ -4,8 +4,8 @@
     part  := name [':' key '=' value (',' key '=' value)*]
 
 e.g. ``none``, ``isobn``, ``isobn:beta=0.25``, ``isobn:bias_correction=false``, ``layernorm``,
-``whitening:update_every=4``, ``correg:weight=0.04``, ``istar:weight=-5,zeta=0.2``,
-``isobn+correg``.
+``whitening:update_every=4``, ``whitening:solver=eigh``, ``correg:weight=0.04``,
+``istar:weight=-5,zeta=0.2``, ``isobn+correg``.
 A *norm* is a module between the pooled embedding and the classifier (at most one per spec);
 a *regulariser* adds a loss term on the pooled embedding (several may follow a norm): its
 module's ``forward(pooled (B, D))`` returns the already-weighted scalar, and it may have
@@ -33,7 +33,7 @@ from isobn.errors import UserError
 from isobn.layer import IsoBN
 from isobn.methods.correg import CorReg
 from isobn.methods.istar import IStar
-from isobn.methods.whitening import Whitening
+from isobn.methods.whitening import SOLVERS, Whitening
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -42,7 +42,7 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 class Param:
     """One parameter of a method: its type, the rule its value obeys, and that rule in words."""
 
-    kind: type  # float, int or bool
+    kind: type  # float, int, bool or str
     check: Callable[[Any], bool] = lambda value: True
     rule: str = ""
     allow_none: bool = False  # `key=none` passes None (e.g. IsoBN's cumulative momentum)
@@ -109,6 +109,8 @@ METHODS: dict[str, MethodDef] = {
             "bias_correction": Param(bool),
             "backprop": Param(bool),
             "update_every": Param(int, lambda v: v >= 1, ">= 1"),
+            "solver": Param(str, lambda v: v in SOLVERS, "one of " + ", ".join(SOLVERS)),
+            "iterations": Param(int, lambda v: v >= 1, ">= 1"),
         },
         Whitening,
     ),

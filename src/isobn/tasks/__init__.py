@@ -9,6 +9,7 @@ Tasks come from :func:`load_task` (by name) or :func:`load_files` (CSV/TSV/JSONL
 | ``glue``      | GLUE from the hub or the original TSV layout                             |
 | ``offline``   | the datasets shipped in packages (mr, trec, sms-spam): a registry        |
 | ``files``     | user CSV/TSV/JSONL files; ``read_rows``, the row reader ``predict`` uses |
+| ``checks``    | one role per column; warnings on repeated rows, one class, flat targets  |
 | ``sampling``  | seeded stratified subsampling, the fixed 80/10/10 split                  |
 
 Main metric (``Task.main_metric``, the key used for early stopping) per task:

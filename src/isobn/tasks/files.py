@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from isobn.errors import UserError
+from isobn.tasks.checks import check_label_column, check_roles, warn_about_splits
 from isobn.tasks.sampling import check_max, limit_task
 from isobn.tasks.task import Example, Task
 
@@ -27,7 +28,7 @@ ROW_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 
 Row = tuple[str, dict[str, Any]]  # (where: "FILE line N" for messages, {column: value})
 _FileRecord = tuple[str, str, str | None, Any]  # (where, text, text_pair, raw label)
-_INT_LABEL = re.compile(r"[+-]?\d+(\.0*)?")
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")  # 7, -3, 0; not 007, +7, 7.0, -0
 
 
 def load_files(
@@ -46,19 +47,32 @@ def load_files(
     """Build task ``"file"`` from CSV, TSV or JSON-lines files (chosen by extension).
 
     ``.csv`` / ``.tsv`` need a header row; ``.jsonl`` / ``.json`` hold one JSON object per line
-    (a ``.json`` file holding one JSON array of objects works too). Files must be UTF-8.
-    Classification labels are strings or integers: string labels are indexed in sorted order,
-    integer labels in numeric order (``label_names`` are their strings); every dev/test label
-    must occur in train. With ``regression`` labels are parsed as floats.
-    Main metric: ``accuracy`` (classification) or ``pearson_spearman`` (regression).
+    (a ``.json`` file holding one JSON array of objects works too). Files must be UTF-8; TSV
+    is read as written (no quoting: a field holds no tab, and quotes are text).
+
+    A classification label is its text as written (trimmed; JSON numbers and booleans as
+    their JSON text): ``007``, ``7``, ``070`` and ``+7`` are four classes. Classes are
+    ordered numerically when every training label is an integer written canonically
+    (``-3``, ``0``, ``10``), else as text; ``label_names`` are the labels as written, and
+    every dev/test label must occur in train, written alike. With ``regression`` labels are
+    parsed as floats. Main metric: ``accuracy`` (classification) or ``pearson_spearman``
+    (regression). Each column has one role, and problems of the splits (dev rows repeating
+    training rows, one dev class, constant targets) are logged: see :mod:`isobn.tasks.checks`.
     """
     check_max("max_train", max_train)
     check_max("max_eval", max_eval)
+    check_roles(text_column, text_pair_column, label_column)
     paths = {"train": train, "dev": dev} | ({"test": test} if test is not None else {})
     raw = {
         split: _file_records(Path(path), text_column, text_pair_column, label_column)
         for split, path in paths.items()
     }
+    check_label_column(
+        train,
+        [(t, tp, _written(lab)) for _, t, tp, lab in raw["train"]],
+        label_column,
+        text_column,
+    )
     if regression:
         label_names: list[str] = []
         splits = {
@@ -66,7 +80,7 @@ def load_files(
             for split, records in raw.items()
         }
     else:
-        label_names, index = _label_index(Path(train), raw["train"], label_column)
+        label_names, index = _label_index(Path(train), raw["train"])
         splits = {
             split: _indexed(records, index, label_names, train) for split, records in raw.items()
         }
@@ -77,8 +91,11 @@ def load_files(
         splits=splits,
         dev_splits=["dev"],
         main_metric="pearson_spearman" if regression else "accuracy",
+        input_columns=(text_column, text_pair_column),
     )
-    return limit_task(task, max_train, max_eval, seed)
+    task = limit_task(task, max_train, max_eval, seed)
+    warn_about_splits(task, paths)
+    return task
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,9 +199,12 @@ def _read_data_file(path: Path) -> str:
 
 
 def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], list[Row]]:
+    """CSV with quoting (RFC 4180); TSV as written, as the GLUE reader: no quoting, so quotes
+    are text (``"Best" film ever`` stays) and a field holds no tab and no line break."""
     raise_csv_field_limit()
     kind = "CSV" if delimiter == "," else "TSV"
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     rows: list[Row] = []
     start = 1
     try:
@@ -202,7 +222,9 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], 
                 continue
             if len(row) != len(header):
                 hint = f"quote fields that contain {delimiter!r} or quotes"
-                if any("\n" in value for value in row):
+                if kind == "TSV":
+                    hint = "TSV is read as written: a field cannot hold a tab; use CSV for that"
+                elif any("\n" in value for value in row):
                     hint = 'an unclosed quote (") swallowed the lines after it'
                 raise UserError(
                     f"{where}: {len(row)} fields but the header has {len(header)}; fix the row "
@@ -269,68 +291,69 @@ def _file_records(
 
 def _indexed(
     records: list[_FileRecord],
-    index: dict[tuple[str, int | str], int],
+    index: dict[str, int],
     label_names: list[str],
     train: str,
 ) -> list[Example]:
     """Examples with class indices; a label unseen in the training file is an error."""
     examples = []
     for where, text, pair, raw in records:
-        key = _label_key(raw, where)
-        if key not in index:
+        label = _label_text(raw, where)
+        if label not in index:
             shown = ", ".join(label_names[:20]) + (" ..." if len(label_names) > 20 else "")
+            alike = [f" (labels are compared as written: {label!r} is not {name!r})"
+                     for name in label_names if _same_number(name, label)]  # fmt: skip
+            note = alike[0] if alike else ""
             raise UserError(
-                f"{where}: label {key[1]!r} does not occur in the training file {train} "
+                f"{where}: label {label!r} does not occur in the training file {train}{note} "
                 f"(training labels: {shown}); fix the label or add training examples"
             )
-        examples.append(Example(text, pair, index[key]))
+        examples.append(Example(text, pair, index[label]))
     return examples
 
 
-def _label_key(raw: Any, where: str) -> tuple[str, int | str]:
-    """``("int", n)`` for integer labels (``3``, ``"3"``, ``"3.0"``), else ``("str", s)``."""
+def _written(raw: Any) -> str:
+    """A label cell as written: strings trimmed, JSON values as their JSON text."""
+    if isinstance(raw, str):
+        return raw.strip()
     if isinstance(raw, bool):
-        return ("str", str(raw).lower())
-    if isinstance(raw, int):
-        return ("int", raw)
-    if isinstance(raw, float):
-        if raw.is_integer():
-            return ("int", int(raw))
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _label_text(raw: Any, where: str) -> str:
+    """A class label: its text as written (``_written``); a JSON fraction, object or list is
+    a one-line UserError."""
+    if isinstance(raw, float) and not raw.is_integer():
         raise UserError(
             f"{where}: label {raw!r} is not a class; use integer or string labels, "
             "or regression for numeric targets"
         )
-    if isinstance(raw, str):
-        s = raw.strip()
-        if _INT_LABEL.fullmatch(s):
-            return ("int", int(s.split(".")[0]))
-        return ("str", s)
-    raise UserError(f"{where}: label of type {type(raw).__name__} is not a class; use a string")
+    if isinstance(raw, dict | list):
+        raise UserError(f"{where}: label of type {type(raw).__name__} is not a class; use a string")
+    return _written(raw)
 
 
-def _label_index(
-    path: Path, records: list[_FileRecord], column: str
-) -> tuple[list[str], dict[tuple[str, int | str], int]]:
-    """Label names and the map from label key to index, from the training records."""
-    first_of: dict[str, tuple[str, Any]] = {}
-    keys = set()
-    for where, _, _, raw in records:
-        key = _label_key(raw, where)
-        keys.add(key)
-        first_of.setdefault(key[0], (where, raw))
-    if len(first_of) > 1:
-        (w_int, v_int), (w_str, v_str) = first_of["int"], first_of["str"]
+def _same_number(a: str, b: str) -> bool:
+    """Whether two label texts read as the same number (``7`` and ``007``)."""
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def _label_index(path: Path, records: list[_FileRecord]) -> tuple[list[str], dict[str, int]]:
+    """Label names (as written) and the map from label to index, from the training records:
+    numeric order when every label is a canonical integer, else text order."""
+    names = sorted({_label_text(raw, where) for where, _, _, raw in records})
+    if all(_CANONICAL_INT.fullmatch(name) for name in names):
+        names.sort(key=int)
+    if len(names) < 2:
         raise UserError(
-            f"{path}: mixed label types in column {column!r}: integer {v_int!r} ({w_int}) and "
-            f"text {v_str!r} ({w_str}); use one kind of label"
-        )
-    ordered = sorted(keys, key=lambda k: k[1])
-    if len(ordered) < 2:
-        raise UserError(
-            f"{path}: every training label is {ordered[0][1]!r}; classification needs at least "
+            f"{path}: every training label is {names[0]!r}; classification needs at least "
             "two classes (or use regression for numeric targets)"
         )
-    return [str(k[1]) for k in ordered], {k: i for i, k in enumerate(ordered)}
+    return names, {name: i for i, name in enumerate(names)}
 
 
 def _as_float(raw: Any, where: str) -> float:

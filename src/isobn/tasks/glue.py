@@ -87,6 +87,7 @@ def load_glue(name: str, data_dir: str | None) -> Task:
         dev_splits=[split for split, _, _ in spec.dev],
         main_metric=metrics.GLUE_MAIN_METRIC[name],
         split_metrics=partial(metrics.glue_metrics, name),
+        input_columns=spec.hf_columns,
     )
 
 

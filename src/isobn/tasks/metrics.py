@@ -5,10 +5,13 @@ Every function takes predictions first and gold labels second (the reverse of sc
 indices, regression predictions are floats. Empty inputs or inputs of different lengths raise
 ``ValueError``.
 
-Correlations (``pearson``, ``spearman``) are undefined when either side is constant or has
-fewer than two points; they return ``0.0`` there instead of NaN, so that a collapsed model
-scores "no correlation" and early stopping keeps working. ``matthews_corrcoef`` likewise
-returns ``0.0`` for constant predictions (scikit-learn's convention).
+Correlations (``pearson``, ``spearman``) are undefined (0 / 0) when either side is constant.
+Constant gold labels (or fewer than two) are a property of the data: no model can be scored
+on them, and the correlations are NaN ("undefined" in tables, never a number). Constant
+predictions against varying labels are the model's doing: they score ``0.0``, "no
+correlation", so that a collapsed model ranks below any that tracks the labels and early
+stopping keeps working. ``matthews_corrcoef`` likewise returns ``0.0`` for constant
+predictions (scikit-learn's convention).
 
 GLUE metric names (``glue_metrics``), main metric marked with ``*``:
 
@@ -23,6 +26,7 @@ GLUE metric names (``glue_metrics``), main metric marked with ``*``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -101,31 +105,29 @@ def matthews_corrcoef(preds: ArrayLike, labels: ArrayLike) -> float:
     return float(sk_mcc(y, p))
 
 
-def _degenerate(p: np.ndarray, y: np.ndarray) -> bool:
-    """True when a correlation is undefined: fewer than two points or a constant side."""
-    return p.size < 2 or bool(np.all(p == p[0])) or bool(np.all(y == y[0]))
+def _correlation(preds: ArrayLike, labels: ArrayLike, scipy_name: str) -> float:
+    """scipy's correlation of the two sides; NaN for constant labels, 0.0 for constant
+    predictions (see the module docstring)."""
+    p, y = _pair(preds, labels)
+    p, y = p.astype(np.float64), y.astype(np.float64)
+    if y.size < 2 or bool(np.all(y == y[0])):
+        return math.nan
+    if bool(np.all(p == p[0])):
+        return 0.0
+    import scipy.stats
+
+    return float(getattr(scipy.stats, scipy_name)(p, y)[0])
 
 
 def pearson(preds: ArrayLike, labels: ArrayLike) -> float:
-    """Pearson correlation; 0.0 when either side is constant (where it is undefined)."""
-    p, y = _pair(preds, labels)
-    p, y = p.astype(np.float64), y.astype(np.float64)
-    if _degenerate(p, y):
-        return 0.0
-    from scipy.stats import pearsonr
-
-    return float(pearsonr(p, y)[0])
+    """Pearson correlation; NaN for constant labels, 0.0 for constant predictions."""
+    return _correlation(preds, labels, "pearsonr")
 
 
 def spearman(preds: ArrayLike, labels: ArrayLike) -> float:
-    """Spearman rank correlation (average ranks for ties); 0.0 when either side is constant."""
-    p, y = _pair(preds, labels)
-    p, y = p.astype(np.float64), y.astype(np.float64)
-    if _degenerate(p, y):
-        return 0.0
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(p, y)[0])
+    """Spearman rank correlation (average ranks for ties); NaN for constant labels, 0.0 for
+    constant predictions."""
+    return _correlation(preds, labels, "spearmanr")
 
 
 def classification_metrics(
@@ -139,7 +141,8 @@ def classification_metrics(
 
 
 def regression_metrics(preds: ArrayLike, labels: ArrayLike) -> dict[str, float]:
-    """``pearson``, ``spearman`` and their mean ``pearson_spearman``."""
+    """``pearson``, ``spearman`` and their mean ``pearson_spearman`` (NaN when the labels
+    are constant)."""
     r, rho = pearson(preds, labels), spearman(preds, labels)
     return {"pearson": r, "spearman": rho, "pearson_spearman": (r + rho) / 2}
 

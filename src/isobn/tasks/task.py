@@ -31,6 +31,7 @@ class Task:
     ``splits`` always has ``"train"``, every name in ``dev_splits``, and ``"test"`` only when
     labelled test data exist. ``split_metrics`` maps ``(preds, labels)`` to a metrics dict;
     ``None`` means accuracy + macro F1 (classification) or Pearson + Spearman (regression).
+    ``input_columns`` names the text and second-text columns (second None: single texts).
     """
 
     name: str
@@ -40,6 +41,9 @@ class Task:
     dev_splits: list[str]
     main_metric: str
     split_metrics: SplitMetrics | None = field(default=None, repr=False, compare=False)
+    # the columns of the input in the task's files: text, second text (None: single texts);
+    # what a checkpoint records, so that `isobn predict` reads what the model was trained on
+    input_columns: tuple[str, str | None] = ("text", None)
 
     @property
     def num_labels(self) -> int:

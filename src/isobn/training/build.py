@@ -122,6 +122,10 @@ def build_classifier(cfg: TrainConfig, task, device: torch.device) -> SequenceCl
         pooling=cfg.pooling,
         method=cfg.method,
         dropout=cfg.dropout,
+        peft=cfg.peft,
+        text_column=task.input_columns[0],
+        text_pair_column=task.input_columns[1],
+        max_length=cfg.max_length,
     )
     model = build_model(config, cfg.trust_remote_code)
     pooler = getattr(model.encoder, "pooler", None)

@@ -231,6 +231,13 @@ class TrainConfig(DataOptions):
         files_only=True,
     )
     method: str = setting("isobn", _method_help, group="method")
+    peft: str | None = setting(
+        None,
+        "fine-tune the encoder with LoRA adapters only (needs isobn[peft]): "
+        "lora:r=8,alpha=16,dropout=0.1,target=query,value (default: full fine-tuning)",
+        group="method",
+        metavar="SPEC",
+    )
     max_length: int = setting(128, "tokens per text, as run_glue", rule=POSITIVE)
     batch_size: int = setting(32, "training batch size (the paper's)", rule=POSITIVE)
     drop_last: bool = setting(
@@ -315,6 +322,11 @@ class TrainConfig(DataOptions):
                 f"--name must be letters, digits and _ . + - (it names a directory), "
                 f"got {self.name!r}"
             )
+        if self.peft is not None:
+            from isobn.hf.adapters import parse_peft, require_peft
+
+            self.peft = parse_peft(self.peft).canonical()
+            require_peft()
         self.validate_data()
 
     @property

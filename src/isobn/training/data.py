@@ -26,9 +26,14 @@ class EncodedSplit:
 
 
 def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSplit:
-    """Tokenise `examples` (isobn.tasks.Example) once, truncated to `max_length`, no padding."""
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair for e in examples]
+    """Tokenise `examples` (isobn.tasks.Example) once, truncated to `max_length`, no padding.
+
+    Each text is first cut to `char_budget` characters, so the tokenizer's memory is bounded
+    by the batch, not by the longest line (a 100 MB line is read as its first few thousand
+    characters)."""
+    budget = char_budget(tokenizer, max_length)
+    texts = [clip(e.text, budget) for e in examples]
+    pairs = [clip(e.text_pair, budget) for e in examples]
     has_pairs = any(p is not None for p in pairs)
     encoded = tokenizer(
         texts,
@@ -41,6 +46,33 @@ def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSpl
     dtype = torch.float32 if regression else torch.long
     labels = torch.tensor([e.label for e in examples], dtype=dtype)
     return EncodedSplit(list(encoded["input_ids"]), token_types, labels)
+
+
+def char_budget(tokenizer, max_length: int) -> int | None:
+    """The characters of a text that its first `max_length` tokens can cover: `max_length` x
+    the longest token of the vocabulary, in characters (byte-level and SentencePiece tokens
+    are no shorter than the text they cover). None when the tokenizer has no vocabulary to
+    read (the text is then not cut).
+
+    Exact for text whose every character belongs to some token; characters that the
+    tokenizer drops (runs of whitespace, control characters, accents it strips) and words
+    that become one unknown token whatever their length count against the budget too, so
+    such a text may keep fewer than `max_length` tokens. A pair whose two texts are both cut
+    keeps the same number of tokens, but the tokenizer gives an odd one to the longer text,
+    judged on the cut texts: it may change sides."""
+    try:
+        vocabulary = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        return None
+    longest = max((len(token) for token in vocabulary), default=0)
+    return max_length * longest if longest else None
+
+
+def clip(text: str | None, budget: int | None) -> str | None:
+    """`text` cut to its first `budget` characters (None and short texts unchanged)."""
+    if text is None or budget is None or len(text) <= budget:
+        return text
+    return text[:budget]
 
 
 def length_grouped_batches(

@@ -33,6 +33,13 @@ class ModelConfig:
     pooling: str = "pooler"  # the released code feeds the HF pooler output to the head
     method: str = "isobn"  # a method spec (isobn.methods), canonical
     dropout: float | None = None  # None: the encoder's classifier/hidden dropout, as in HF heads
+    peft: str | None = None  # LoRA spec (isobn.hf.adapters): adapters injected into the encoder
+    # what the model reads, as it was trained: `isobn predict` reads the same (None in
+    # checkpoints written before isobn recorded them: predict falls back to the run's
+    # config.json, then to column "text" and 128 tokens)
+    text_column: str | None = None  # the column of the text in the training files
+    text_pair_column: str | None = None  # the second text's column; None: single texts
+    max_length: int | None = None  # tokens per input
     # earlier spellings of `method` (as in TrainConfig); after construction `norm` reads the
     # name of the method's norm part (`none`, `isobn`, `batchnorm`, ...)
     norm: InitVar[str | None] = None
@@ -331,6 +338,10 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ModelConfig, encoder: nn.Module) -> None:
         super().__init__()
         self.config = config
+        if config.peft is not None:  # LoRA layers in the encoder, its own weights frozen
+            from isobn.hf.adapters import add_lora, parse_peft
+
+            encoder = add_lora(encoder, parse_peft(config.peft))
         self.encoder = encoder
         enc = encoder.config
         hidden = enc.hidden_size if hasattr(enc, "hidden_size") else enc.dim
@@ -423,8 +434,19 @@ def _model_config_problem(values: dict) -> str | None:
         isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1
     ):
         return f"dropout is {dropout!r}, not in [0, 1)"
+    if values.get("peft") is not None and not isinstance(values["peft"], str):
+        return f"peft is {values['peft']!r}, not a LoRA spec"
     if not isinstance(values.get("encoder"), str):
         return f"encoder is {values.get('encoder')!r}, not a name"
+    for key in ("text_column", "text_pair_column"):
+        column = values.get(key)
+        if column is not None and (not isinstance(column, str) or not column):
+            return f"{key} is {column!r}, not a column name"
+    if values.get("text_pair_column") is not None and values.get("text_column") is None:
+        return "text_pair_column without text_column"
+    length = values.get("max_length")
+    if length is not None and (type(length) is not int or length < 1):
+        return f"max_length is {length!r}, not a positive integer"
     return None
 
 

@@ -143,10 +143,14 @@ def _paired_vs_baseline(scores: dict, tasks: list[str], method: str) -> dict | N
     }
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _fmt(value: float | None, digits: int = 2, sign: str = "") -> str:
+    """A number for a table: "n/a" when there is none, "undefined" when it is NaN (a
+    correlation on constant dev targets, see isobn.tasks.metrics), never "nan"."""
+    if value is None:
         return "n/a"
-    return f"{value:.{digits}f}"
+    if isinstance(value, float) and math.isnan(value):
+        return "undefined"
+    return f"{value:{sign}.{digits}f}"
 
 
 def markdown(results: dict) -> str:
@@ -166,7 +170,7 @@ def markdown(results: dict) -> str:
         for task in tasks:
             cell = cells[task].get(method)
             row.append(
-                f"{cell['median']:.2f} +- {cell['std']:.2f} (n={cell['n']})" if cell else "-"
+                f"{_fmt(cell['median'])} +- {_fmt(cell['std'])} (n={cell['n']})" if cell else "-"
             )
         lines.append(
             f"| {method} | " + " | ".join(row) + f" | {_fmt(results['average'].get(method))} |"
@@ -175,7 +179,7 @@ def markdown(results: dict) -> str:
     lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for method in methods:
         row = [
-            f"{cells[t][method]['mean']:.2f} / {cells[t][method]['best']:.2f}"
+            f"{_fmt(cells[t][method]['mean'])} / {_fmt(cells[t][method]['best'])}"
             if method in cells[t]
             else "-"
             for t in tasks
@@ -195,7 +199,7 @@ def markdown(results: dict) -> str:
             for task in [*tasks, None]:
                 entry = paired["all"] if task is None else paired["tasks"].get(task)
                 row.append(
-                    f"{entry['mean_diff']:+.2f} ({entry['wins']}/{entry['n']}, "
+                    f"{_fmt(entry['mean_diff'], sign='+')} ({entry['wins']}/{entry['n']}, "
                     f"p={_fmt(entry['p_wilcoxon'], 3)})"
                     if entry
                     else "-"

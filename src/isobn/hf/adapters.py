@@ -1,0 +1,147 @@
+"""PEFT models (LoRA and the other tuners): IsoBN goes on the base model, and its state travels
+with the adapter.
+
+``peft_model.save_pretrained(d)`` saves only the adapter's weights, so IsoBN's running
+statistics would be lost and a reloaded model's IsoBN would be the identity: a silent change of
+predictions. :func:`isobn.attach` on a ``PeftModel`` therefore attaches IsoBN to its base model
+and makes that model's ``save_pretrained`` also write ``isobn.safetensors`` and
+``isobn_config.json`` next to the adapter (:func:`isobn.hf.save_isobn`). Reload with::
+
+    model = PeftModel.from_pretrained(base_model, d)
+    isobn.hf.load_isobn(model, d)
+
+peft's own ``modules_to_save`` would wrap the layer in a trainable copy per adapter, which
+IsoBN (no parameters, one set of statistics) does not need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from isobn.errors import UserError
+from isobn.hf.attached import save_isobn
+
+SAVE_ATTR = "save_pretrained"  # the instance attribute that shadows PeftModel.save_pretrained
+
+
+def save_with_isobn(model: nn.Module) -> None:
+    """Make ``model.save_pretrained`` (a PeftModel's) also write IsoBN's files into the
+    adapter's directory."""
+    model.__dict__[SAVE_ATTR] = _SaveWithIsobn(type(model).save_pretrained.__get__(model))
+
+
+def restore_save(model: nn.Module) -> None:
+    """Undo :func:`save_with_isobn` (on detach)."""
+    model.__dict__.pop(SAVE_ATTR, None)
+
+
+class _SaveWithIsobn:
+    """``save_pretrained(directory, ...)`` of the adapter, then :func:`save_isobn` into the same
+    directory (on the main process only, as peft writes)."""
+
+    def __init__(self, save) -> None:
+        self.save = save
+
+    def __call__(self, save_directory, *args: Any, **kwargs: Any) -> None:
+        self.save(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            save_isobn(self.save.__self__, save_directory)
+
+
+# --- LoRA on an encoder (isobn train --peft) ---------------------------------------------------
+
+PEFT_MISSING = "--peft needs the optional package peft: pip install 'isobn[peft]'"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA settings of ``--peft lora:r=8,alpha=16,dropout=0.1,target=query,value``.
+
+    W x + (alpha / r) B A x on each target linear layer of the encoder (A: (r, in), B: (out, r),
+    B = 0 at start); the encoder's own weights are frozen, the head stays trainable.
+    """
+
+    r: int = 8  # rank
+    alpha: float = 8.0  # scaling numerator (peft's default lora_alpha)
+    dropout: float = 0.0  # on the input of A
+    target: tuple[str, ...] = ()  # module names; empty: peft's default for the architecture
+
+    def canonical(self) -> str:
+        parts = [f"r={self.r}", f"alpha={self.alpha:g}", f"dropout={self.dropout:g}"]
+        if self.target:
+            parts.append("target=" + ",".join(self.target))
+        return "lora:" + ",".join(parts)
+
+
+def parse_peft(text: str, option: str = "--peft") -> LoraSpec:
+    """A LoRA spec from ``lora`` or ``lora:key=value,...`` (keys r, alpha, dropout, target;
+    target takes a comma-separated list). One-line UserError for anything else."""
+    kind, _, rest = text.strip().partition(":")
+    if kind.strip().lower() != "lora":
+        raise UserError(f"{option}: only lora is supported, e.g. lora:r=8,alpha=16, got {text!r}")
+    values: dict[str, Any] = {}
+    key = None
+    for item in (part.strip() for part in rest.split(",")) if rest.strip() else ():
+        if "=" not in item:
+            if key != "target" or not item:
+                raise UserError(f"{option}: expected key=value, got {item!r} in {text!r}")
+            values["target"].append(item)
+            continue
+        key, raw = (s.strip() for s in item.split("=", 1))
+        if key in values:
+            raise UserError(f"{option}: {key!r} is given twice in {text!r}")
+        values[key] = _lora_value(key, raw, option)
+    if values.get("target") == [""]:
+        raise UserError(f"{option}: target needs module names, e.g. target=query,value")
+    values["target"] = tuple(values.get("target", ()))
+    return LoraSpec(**values)
+
+
+def _lora_value(key: str, raw: str, option: str) -> Any:
+    rules = {
+        "r": (int, lambda v: v >= 1, "an integer >= 1"),
+        "alpha": (float, lambda v: v > 0 and math.isfinite(v), "a number > 0"),
+        "dropout": (float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    }
+    if key == "target":
+        return [raw] if raw else [""]
+    if key not in rules:
+        raise UserError(f"{option}: unknown lora key {key!r}; keys: r, alpha, dropout, target")
+    kind, check, words = rules[key]
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not check(value):
+        raise UserError(f"{option}: lora {key} must be {words}, got {raw!r}")
+    return value
+
+
+def require_peft(option: str = "--peft"):
+    """The peft module, or a one-line UserError saying how to install it."""
+    try:
+        import peft
+    except ImportError:
+        raise UserError(PEFT_MISSING.replace("--peft", option)) from None
+    return peft
+
+
+def add_lora(encoder: nn.Module, spec: LoraSpec) -> nn.Module:
+    """Inject LoRA layers into `encoder` in place (peft's ``inject_adapter_in_model``): only
+    they are trainable in the encoder afterwards. Returns `encoder`."""
+    peft = require_peft()
+    config = peft.LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=list(spec.target) or None,
+    )
+    try:
+        return peft.inject_adapter_in_model(config, encoder)
+    except ValueError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"--peft {spec.canonical()}: {first}") from None

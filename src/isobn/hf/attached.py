@@ -1,0 +1,74 @@
+"""The IsoBN attached to a model: finding it, its settings, and its IsoBN-only files (peft
+style: isobn.safetensors and isobn_config.json, written by :func:`save_isobn`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import nn
+
+from isobn.hf.sites import CHILD_NAME, base_model
+from isobn.layer import IsoBN
+
+CONFIG_KEY = "isobn"  # model.config.isobn: the IsoBN hyperparameters, saved in config.json
+HANDLE_ATTR = "_isobn_hook_handle"  # on the site: the RemovableHandle of the pre-hook
+# Hyperparameters that attach() forwards to IsoBN and records in the config.
+SAVED_KWARGS = ("momentum", "beta", "eps", "bias_correction", "use_correlation")
+
+WEIGHTS_NAME = "isobn.safetensors"
+CONFIG_NAME = "isobn_config.json"
+_FORMAT_VERSION = 1
+
+
+def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
+    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None.
+    The path is relative to the transformers model (inside a PeftModel: its base model)."""
+    for path, module in base_model(model).named_modules():
+        norm = module._modules.get(CHILD_NAME)
+        if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
+            return path, module, norm
+    return None
+
+
+def find_isobn(model: nn.Module) -> IsoBN | None:
+    """The IsoBN layer attached to `model`, or None."""
+    found = attachment(model)
+    return None if found is None else found[2]
+
+
+def hyperparameters(norm: IsoBN) -> dict[str, Any]:
+    """The JSON-serializable constructor arguments of an IsoBN layer."""
+    return {key: getattr(norm, key) for key in SAVED_KWARGS}
+
+
+def save_isobn(model: nn.Module, directory: str | os.PathLike) -> None:
+    """Write only the attached IsoBN: buffers to isobn.safetensors, settings to isobn_config.json.
+
+    A ``PeftModel`` saves its base model's IsoBN (its ``save_pretrained`` does this already
+    once IsoBN is attached).
+
+    Raises:
+        ValueError: no IsoBN is attached.
+    """
+    model = base_model(model)
+    found = attachment(model)
+    if found is None:
+        raise ValueError(f"no IsoBN is attached to {type(model).__name__}")
+    site_path, _, norm = found
+    prefix = f"{site_path}.{CHILD_NAME}."
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in norm.state_dict().items()}
+    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    config = {
+        "format_version": _FORMAT_VERSION,
+        "architecture": type(model).__name__,
+        "site": f"{site_path}.{CHILD_NAME}",
+        "num_features": norm.num_features,
+        "isobn": hyperparameters(norm),
+    }
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

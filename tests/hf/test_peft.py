@@ -1,0 +1,84 @@
+"""IsoBN with peft (LoRA): attach to a PeftModel, the statistics travel with the adapter, and
+merge_and_unload keeps them."""
+
+import pytest
+import torch
+from test_hf import batch, logits, tiny_bert
+
+import isobn
+from isobn.hf import find_isobn, load_isobn
+
+peft = pytest.importorskip("peft")
+
+
+def lora(model):
+    config = peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query"])
+    return peft.get_peft_model(model, config)
+
+
+def trained_peft_model():
+    model = lora(tiny_bert())
+    isobn.attach(model)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    for seed in range(3):
+        inputs = batch(seed=seed)
+        loss = model(**inputs, labels=torch.tensor([0, 1, 2, 0, 1, 2])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
+def test_attach_accepts_a_peft_model_and_trains():
+    model = trained_peft_model()
+    norm = find_isobn(model)
+    assert norm is not None and norm.num_batches_tracked.item() == 3
+    assert norm is find_isobn(model.get_base_model())
+    assert model.get_base_model().config.isobn["beta"] == 0.5
+
+
+def test_statistics_travel_with_the_adapter(tmp_path):
+    model = trained_peft_model()
+    inputs = batch(seed=9)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path)
+    assert {"adapter_model.safetensors", "isobn.safetensors"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    without = peft.PeftModel.from_pretrained(tiny_bert(), tmp_path)
+    assert not torch.allclose(logits(without, inputs), expected)  # what the issue saw
+    reloaded = load_isobn(peft.PeftModel.from_pretrained(tiny_bert(), tmp_path), tmp_path)
+    torch.testing.assert_close(logits(reloaded, inputs), expected)
+    # the reloaded model saves its statistics again
+    reloaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "isobn.safetensors").exists()
+
+
+def test_merge_and_unload_keeps_isobn():
+    model = trained_peft_model()
+    inputs = batch(seed=10)
+    expected = logits(model, inputs)
+    merged = model.merge_and_unload()
+    assert find_isobn(merged) is not None
+    torch.testing.assert_close(logits(merged, inputs), expected)
+
+
+def test_attach_to_a_merged_model(tmp_path):
+    merged = lora(tiny_bert()).merge_and_unload()
+    isobn.attach(merged)
+    merged.train()(**batch())
+    merged.save_pretrained(tmp_path)
+    inputs = batch(seed=11)
+    torch.testing.assert_close(
+        logits(isobn.hf.from_pretrained(tmp_path), inputs), logits(merged, inputs)
+    )
+
+
+def test_detach_restores_the_adapter_save(tmp_path):
+    model = lora(tiny_bert())
+    isobn.attach(model)
+    isobn.detach(model)
+    assert find_isobn(model) is None and "save_pretrained" not in model.__dict__
+    model.save_pretrained(tmp_path)
+    assert not (tmp_path / "isobn.safetensors").exists()

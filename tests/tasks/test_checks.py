@@ -1,0 +1,136 @@
+"""One role per column (refused with one line), and the warnings about the splits: dev/test
+rows that repeat training rows, a one-class dev split, constant regression targets."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import jsonl, write
+from test_tasks import one_line_error
+
+from isobn.errors import UserError
+from isobn.tasks import load_files, metrics
+
+TRAIN = "review,title,label\nthe film was good,A,pos\nthe film was bad,B,neg\nfine acting,C,pos\n"
+
+
+def _load(tmp_path, train=TRAIN, dev=None, **columns):
+    train_path = write(tmp_path, "train.csv", train)
+    dev_path = write(tmp_path, "dev.csv", dev) if dev is not None else train_path
+    args = {"text_column": "review", "label_column": "label"} | columns
+    return load_files(train_path, dev_path, **args)
+
+
+# ---------------------------------------------------------------------------------------------
+# One role per column
+
+
+@pytest.mark.parametrize(
+    ("columns", "fragments"),
+    [
+        ({"label_column": "review"},
+         ["the text column and the label column are both 'review'", "--label-column"]),
+        ({"text_pair_column": "review"},
+         ["the second-text column is the text column 'review'", "--text-pair-column"]),
+        ({"text_pair_column": "label"},
+         ["the second-text column is the label column 'label'", "--text-pair-column"]),
+    ],
+)  # fmt: skip
+def test_a_column_with_two_roles_is_refused(tmp_path, columns, fragments):
+    with pytest.raises(UserError) as e:
+        _load(tmp_path, **columns)
+    message = one_line_error(e)
+    assert all(f in message for f in fragments), message
+
+
+def test_a_label_column_that_copies_the_text_is_refused(tmp_path):
+    # the texts repeat, so the labels repeat too: only the copy rule sees it
+    train = "text,copy,label\ngood,good,pos\nbad,bad,neg\ngood,good,pos\n"
+    with pytest.raises(UserError, match=r"label column 'copy' holds the text") as e:
+        _load(tmp_path, train, text_column="text", label_column="copy")
+    assert "every label equals the row's text" in one_line_error(e)
+    pairs = "a,b,y\nx,good,good\nz,bad,bad\n"  # the label copies the second text
+    with pytest.raises(UserError, match=r"label column 'y' holds the text"):
+        _load(tmp_path, pairs, text_column="a", text_pair_column="b", label_column="y")
+
+
+def test_a_label_column_of_sentences_is_refused(tmp_path):
+    # the columns swapped: each "label" is a review, the "text" is the class
+    with pytest.raises(UserError, match=r"label column 'review' holds texts, not classes") as e:
+        _load(tmp_path, text_column="label", label_column="review")
+    message = one_line_error(e)
+    assert "3 values are all different and several words long" in message
+    assert "(the text column is 'label': --text-column)" in message
+
+
+def test_real_label_columns_pass(tmp_path):
+    _load(tmp_path)  # pos/neg
+    two_rows = write(tmp_path, "two.csv", "text,label\nhello,pos\nbye,neg\n")  # one per class
+    assert load_files(two_rows, two_rows, text_column="text", label_column="label").num_labels == 2
+    # multi-word class names that repeat
+    named = "text,label\na,very good\nb,very bad\nc,very good\n"
+    assert _load(tmp_path, named, text_column="text").label_names == ["very bad", "very good"]
+    # some rows whose text is the label (a one-word review) are not a copy of the text
+    some = "text,label\npos,pos\nit was bad,neg\n"
+    assert _load(tmp_path, some, text_column="text").num_labels == 2
+
+
+def test_the_cli_refuses_two_roles_with_one_line(tmp_path, capsys):
+    from isobn.cli.main import main
+
+    train = write(tmp_path, "train.csv", TRAIN)
+    argv = ["train", "--train", train, "--dev", train, "--out", str(tmp_path / "run")]
+    code = main([*argv, "--text-column", "label", "--label-column", "label"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the text column and the label column are both 'label'" in err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings, one line each
+
+
+def test_dev_rows_that_repeat_training_rows_are_counted(tmp_path, caplog):
+    dev = "review,label\nthe film was good,pos\n new ,neg\nfine acting ,pos\n"
+    with caplog.at_level(logging.WARNING):
+        _load(tmp_path, dev=dev)
+    [record] = [r for r in caplog.records if "repeat" in r.getMessage()]
+    message = record.getMessage()
+    assert "dev.csv: 2 of 3 dev rows repeat a training text" in message
+    assert "\n" not in message and "remove them from the dev file" in message
+
+
+def test_pairs_repeat_only_when_both_texts_do(tmp_path, caplog):
+    rows = [{"a": "x", "b": "y", "l": 0}, {"a": "x", "b": "z", "l": 1}]
+    train = write(tmp_path, "train.jsonl", jsonl(rows))
+    dev = write(tmp_path, "dev.jsonl", jsonl([{"a": "x", "b": "w", "l": 0}, rows[1]]))
+    with caplog.at_level(logging.WARNING):
+        load_files(train, dev, text_column="a", text_pair_column="b", label_column="l")
+    assert "1 of 2 dev rows repeat a training text" in caplog.text
+
+
+def test_a_one_class_dev_split_is_warned_about(tmp_path, caplog):
+    dev = "review,label\nnew one,pos\nanother,pos\n"
+    with caplog.at_level(logging.WARNING):
+        _load(tmp_path, dev=dev)
+    assert "dev.csv: every dev row has label 'pos'" in caplog.text
+    assert "accuracy 1.0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _load(tmp_path, dev="review,label\nnew one,pos\nanother,neg\n")
+    assert caplog.text == ""  # two classes, no repeated rows: nothing to say
+
+
+def test_constant_regression_targets_are_warned_about_and_undefined(tmp_path, caplog):
+    train = "review,score\na b,1.5\nc d,2.5\ne f,3\n"
+    dev = "review,score\ng h,2\ni j,2.0\n"
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, train, dev, label_column="score", regression=True)
+    assert "dev.csv: every dev target is 2: Pearson and Spearman are undefined" in caplog.text
+    scored = task.score({"dev": (np.array([1.0, 3.0]), np.array([2.0, 2.0]))})
+    assert all(np.isnan(scored[k]) for k in ("pearson", "spearman", "pearson_spearman"))
+    # constant predictions on varying targets: the model's fault, "no correlation"
+    assert metrics.pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
