@@ -272,6 +272,12 @@ def summary(report: dict) -> str:
         f"{report['seconds']:.0f} s of a {report['budget_s']:.0f} s budget.",
         "",
     ]
+    if report["tiny"]:
+        lines += [
+            "Tiny mode checks the code paths only: its figures (a tiny random model on the CPU)",
+            "say nothing about the targets, which apply to the full run on a GPU.",
+            "",
+        ]
     parts = report["parts"]
     for name in PARTS:
         part = parts[name]
