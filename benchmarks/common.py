@@ -39,6 +39,7 @@ class Settings:
     train_arms: tuple[str, ...] | None = None  # arms of the throughput benchmark (None: its own)
     eval_size: int = 256  # mr dev sentences of the evaluation benchmark
     compile: bool = True  # torch.compile arm of the fast-path benchmark
+    precision: str = "fp32"  # autocast of the training benchmark's arms: fp32 or bf16
     _tmp: Path | None = None
     _model_dir: str | None = None
 
