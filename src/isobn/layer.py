@@ -77,10 +77,11 @@ class IsoBN(RunningEstimates):
         )
         self.beta = beta
         self.use_correlation = use_correlation
-        # batches with statistics seen in training (Python) against those that were finite
-        # (device): their difference, read when training stops, is the number skipped
-        self._batches_offered = 0
+        # batches with statistics seen in training / that were finite, counted on the
+        # device (a Python counter would change the module on every step: torch.compile would
+        # recompile each time); read once when training stops
         self.register_buffer("_finite_batches", counter(device), persistent=False)
+        self.register_buffer("_offered_batches", counter(device), persistent=False)
 
     # not saved state: the scale cache (see `scale`) and the warn-once flag of `update_...`
     _cached_scale: tuple | None = None
@@ -89,11 +90,9 @@ class IsoBN(RunningEstimates):
     def __setstate__(self, state) -> None:
         # modules pickled before the skip counter existed
         super().__setstate__(state)
-        if "_finite_batches" not in self._buffers:
-            self._batches_offered = 0
-            self.register_buffer(
-                "_finite_batches", counter(self.running_std.device), persistent=False
-            )
+        for name in ("_finite_batches", "_offered_batches"):
+            if name not in self._buffers:
+                self.register_buffer(name, counter(self.running_std.device), persistent=False)
 
     @torch.no_grad()
     def update_running_stats(self, x: Tensor) -> None:
@@ -108,13 +107,13 @@ class IsoBN(RunningEstimates):
         n, std, cov = batch_statistics(x, self.process_group)
         if not self._has_statistics(n):  # one row: no statistics (warns once)
             return
-        self._batches_offered += 1
         finite = std.max() < float("inf")  # False for NaN or inf in x: its std is NaN
         dtype = self.running_std.dtype
         std = torch.where(finite, std, self.running_std).to(dtype)  # skipped: unchanged
         cov = torch.where(finite, cov, self.running_cov).to(dtype)
         self.num_batches_tracked.add_(finite)
         self._finite_batches.add_(finite)
+        self._offered_batches.add_(1)
         weight = self._update_weight(dtype)
         self.running_std.lerp_(std, weight)  # est + w (batch - est)
         self.running_cov.lerp_(cov, weight)
@@ -168,7 +167,7 @@ class IsoBN(RunningEstimates):
     def reset_running_stats(self) -> None:
         super().reset_running_stats()
         self._finite_batches.zero_()
-        self._batches_offered = 0
+        self._offered_batches.zero_()
         self._cached_scale = None
 
     def _apply(self, fn, recurse=True):
@@ -197,12 +196,14 @@ class IsoBN(RunningEstimates):
         return tuple((b, b._version) for b in buffers), hyper
 
     def _warn_if_batches_were_skipped(self) -> None:
-        if self._warned_non_finite or self._batches_offered == 0 or self._finite_batches.is_meta:
+        if self._warned_non_finite or self._offered_batches.is_meta:
             return
-        skipped = self._batches_offered - int(self._finite_batches)  # one host read
+        # one host read, when training stops (an evaluation reads the device anyway)
+        finite, offered = torch.stack([self._finite_batches, self._offered_batches]).tolist()
+        skipped = offered - finite
         if skipped > 0:
             warnings.warn(
-                f"IsoBN skipped the statistics of {skipped} of {self._batches_offered} training "
+                f"IsoBN skipped the statistics of {skipped} of {offered} training "
                 "batches that held NaN or inf; its running estimates are those of the others",
                 stacklevel=3,
             )

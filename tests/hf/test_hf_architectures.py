@@ -42,8 +42,8 @@ def test_every_table_row_is_tested():
     assert {ARCHS[a].classifier for a in ARCHS} == set(SUPPORTED_ARCHITECTURES)
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-README_NAMES = {  # the README table's names -> the tiny configs that test them
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "huggingface.md"
+README_NAMES = {  # the guide table's names -> the tiny configs that test them
     "BERT": ["bert"],
     "ALBERT": ["albert"],
     "DeBERTa-v2": ["deberta-v2"],
@@ -58,10 +58,10 @@ README_NAMES = {  # the README table's names -> the tiny configs that test them
 }
 
 
-def test_readme_table_is_the_tested_one():
-    """Each README row: its site is the one attach uses and the tests check, its pooler column
-    what AutoModel builds."""
-    section = README.read_text().split("## Hugging Face models\n")[1].split("\n## ")[0]
+def test_guide_table_is_the_tested_one():
+    """Each row of the Hugging Face guide's table: its site is the one attach uses and the
+    tests check, its pooler column what AutoModel builds."""
+    section = GUIDE.read_text().split("## Where IsoBN goes\n")[1].split("\n## ")[0]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
     covered = []
     for names, _, site, pooler in rows[1:-1]:  # header and the general-path row aside

@@ -40,6 +40,15 @@ def log_losses(out) -> list[float]:
     return [line["loss"] for line in lines if "loss" in line]
 
 
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Each test compiles from nothing: code compiled by an earlier test (another backend)
+    would be reused while its guards hold."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 def varied_lengths(n: int, seed: int) -> list[dict]:
     """Sentiment rows of 1 to 12 words: batches of many lengths."""
     rows = sentiment_rows(n, seed)

@@ -83,7 +83,7 @@ def test_resume_on_a_changed_file_is_refused(tmp_path, tiny_bert, sentiment_file
 
     files = copy_files(sentiment_files, tmp_path / "data")
     out = tmp_path / "run"
-    cfg = quick_config(out, tiny_bert, files, epochs=1, max_train=32)
+    cfg = quick_config(out, tiny_bert, files, epochs=1, max_train=32, keep_last=True)
     train(cfg)
     (out / "metrics.json").unlink()  # last/ of the final step: an interrupted run
     change_one_label(files["dev"])
