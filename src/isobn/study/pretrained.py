@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from isobn.study.spec import Study
-from isobn.training.checkpoint import write_json_atomically
-from isobn.training.safe_files import make_folder
+from isobn.training.safe_files import make_folder, write_json_atomically
 
 FILE = "pretrained_isotropy.json"
 # task settings that `isobn analyze` takes, and their options

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from isobn.study.runner import finished_cells
 from isobn.study.spec import Study
-from isobn.training.checkpoint import write_json_atomically
-from isobn.training.safe_files import replaced_atomically
+from isobn.training.safe_files import replaced_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,12 @@ from pathlib import Path
 from isobn.errors import UserError
 from isobn.study.record import cell_path, finished_cells
 from isobn.study.spec import Cell, Study, check_task_files
-from isobn.training.checkpoint import write_json_atomically
-from isobn.training.safe_files import append_line, make_folder, open_for_update
+from isobn.training.safe_files import (
+    append_line,
+    make_folder,
+    open_for_update,
+    write_json_atomically,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -196,13 +196,6 @@ def resolve_directory(target: str | Path) -> Path | None:
     return old if old.is_dir() else None
 
 
-def write_json_atomically(path: str | Path, payload) -> None:
-    """`payload` as JSON in `path`, swapped in from a new file (isobn.training.safe_files)."""
-    from isobn.training.safe_files import write_json_atomically as write
-
-    write(path, payload)
-
-
 def _fsync_tree(directory: Path) -> None:
     for file in directory.rglob("*"):
         if file.is_file():

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from isobn.errors import UserError
 from isobn.methods import canonical, parse_method
 from isobn.training import checkpoint as ckpt
+from isobn.training import safe_files
 from isobn.training.config import POOLINGS, migrate_config
 
 MODEL_CONFIG_FILE = "isobn_model.json"
@@ -391,7 +392,7 @@ def save_checkpoint(model: SequenceClassifier, tokenizer, directory: str | Path)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    ckpt.write_json_atomically(directory / MODEL_CONFIG_FILE, asdict(model.config))
+    safe_files.write_json_atomically(directory / MODEL_CONFIG_FILE, asdict(model.config))
     model.encoder.config.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)

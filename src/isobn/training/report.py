@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from isobn.errors import UserError
-from isobn.training.checkpoint import write_json_atomically
 from isobn.training.runs import finished_run_dirs, read_metrics
-from isobn.training.safe_files import replaced_atomically, write_atomically
+from isobn.training.safe_files import replaced_atomically, write_atomically, write_json_atomically
 
 BASELINE = "none"
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from isobn.errors import UserError
 from isobn.training import checkpoint as ckpt
-from isobn.training import run_dir
+from isobn.training import run_dir, safe_files
 from isobn.training.build import (
     RunData,
     build_classifier,
@@ -508,7 +508,7 @@ def final_metrics(run: Run) -> dict:
             run.raw_model, view, run.data.encoded, test_splits, run.eval_settings
         )
     if run.main:
-        ckpt.write_json_atomically(run.out / run_dir.METRICS_FILE, result)
+        safe_files.write_json_atomically(run.out / run_dir.METRICS_FILE, result)
     run.accelerator.wait_for_everyone()
     return result
 
