@@ -173,9 +173,10 @@ def device_reads(settings: common.Settings, tiny: bool) -> dict:
     results: dict = {
         "steps": steps,
         "mode": "sync warnings" if settings.cuda else HOST_READ,
-        "note": "the encoder's own read (transformers' padding-mask check under SDPA) is "
-        "included; on the CPU, RunningLosses.read's .tolist() dispatches no "
-        "_local_scalar_dense, so its read counts 0 there",
+        "note": "the encoder's forward is included (the classifier gives it a prepared 4D "
+        "mask, so transformers' padding-mask check does not read); on the CPU, "
+        "RunningLosses.read's .tolist() dispatches no _local_scalar_dense, so its read counts "
+        "0 there",
     }
     for method in ("none", "isobn", "istar:weight=-5,zeta=0.2", "correg:weight=0.04"):
         model = models.classifier(settings, norm=method)

@@ -15,6 +15,7 @@ from isobn.errors import UserError
 from isobn.methods import canonical, parse_method
 from isobn.training import checkpoint as ckpt
 from isobn.training import safe_files
+from isobn.training.attention_masks import encoder_attention_mask
 from isobn.training.config import POOLINGS, migrate_config
 
 MODEL_CONFIG_FILE = "isobn_model.json"
@@ -368,7 +369,8 @@ class SequenceClassifier(nn.Module):
 
     def pool(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs) -> Tensor:
         """Pooled embedding (B, H) of token ids (B, T)."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs)
+        mask = encoder_attention_mask(self.encoder, attention_mask)  # no device read in it
+        out = self.encoder(input_ids=input_ids, attention_mask=mask, **encoder_inputs)
         return pool_output(out, attention_mask, self.config.pooling)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, **encoder_inputs):
