@@ -98,6 +98,33 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `isobn ARGV`; the exit code: 0, 2 for bad input, 130 when interrupted, 141 when
+    stdout's reader left early (`isobn study --list | head`: quiet, as a pipe's end)."""
+    try:
+        try:
+            return run_command(argv)
+        finally:
+            sys.stdout.flush()  # output still buffered meets a reader that left here, not at exit
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # some other pipe: a fault, not the end of a pipeline
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush is quiet
+        return 141
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no file descriptor behind stdout
+        return False
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the command's own parser, which knows the command's options
