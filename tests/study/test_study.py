@@ -348,6 +348,61 @@ def test_bootstrap_interval_and_paired_statistics():
     assert stats.paired({1: 1.0}, {2: 1.0}) is None
 
 
+def undefined_score_records() -> list[dict]:
+    """stsb: `isobn` has seed 2's score undefined (NaN: constant dev targets); mr: only `none`."""
+
+    def record(task, method, seed, score):
+        return {
+            "task": task,
+            "size": 64,
+            "method": method,
+            "seed": seed,
+            "dev_score": score,
+            "test_score": score,
+            "best_epoch": 1.0,
+            "majority_dev_score": None,
+        }
+
+    nan = float("nan")
+    return (
+        [record("stsb", "none", seed, v) for seed, v in ((1, 80.0), (2, 81.0), (3, 82.0))]
+        + [record("stsb", "isobn", seed, v) for seed, v in ((1, 79.0), (2, nan), (3, 83.0))]
+        + [record("mr", "none", seed, v) for seed, v in ((1, 70.0), (2, 71.0), (3, 72.0))]
+    )
+
+
+def test_an_undefined_score_is_undefined_in_every_table_never_nan_or_dropped():
+    from isobn.study import markdown
+
+    groups, methods = stats.group(undefined_score_records()), ["none", "isobn"]
+    tables = {
+        name: "\n".join(table(groups, methods))
+        for name, table in [
+            ("scores", markdown._scores_table),
+            ("paired", markdown._paired_table),
+            ("average", markdown._average_table),
+        ]
+    }
+    assert not any("nan" in text for text in tables.values())
+
+    def row(name, start):
+        return next(line for line in tables[name].splitlines() if line.startswith(start))
+
+    # the median and the std of {79, NaN, 83} are undefined; none's are numbers
+    assert row("scores", "| stsb | 64 | `isobn` | 3 | undefined ± undefined |")
+    assert row("scores", "| stsb | 64 | `none` | 3 | 81.0 ± 1.0 |")
+    # differences -1, NaN, +1: counted, the undefined one named, the mean and p undefined
+    paired = "undefined undefined | 1/0/1 (1 undefined) | undefined"
+    assert row("paired", "| stsb | 64 | `isobn` | 3 |") == (
+        f"| stsb | 64 | `isobn` | 3 | {paired} | {paired} |"
+    )
+    # mr has no `isobn` cell: its average over the tasks is missing ("-"), not undefined
+    assert row("average", "| `isobn` |") == "| `isobn` | - | - |"
+    assert row("average", "| `none` |") == "| `none` | 76.00 | 76.00 |"
+    nan_interval = stats.bootstrap_interval([1.0, float("nan"), 2.0])
+    assert np.isnan(nan_interval).all()
+
+
 def test_failed_run_is_no_better_than_the_majority_class():
     assert stats.failed({"dev_score": 60.0, "majority_dev_score": 60.0})
     assert not stats.failed({"dev_score": 60.1, "majority_dev_score": 60.0})

@@ -75,21 +75,37 @@ def _kept_verdict(path: Path) -> str:
     return "_Not written yet: it is written from the tables below once the cells have run._"
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+UNDEFINED = "undefined"  # a NaN score: a correlation on constant targets (isobn.tasks.metrics)
+
+
+def _fmt(value: float | None, digits: int = 1, sign: str = "") -> str:
+    """ "-" when there is no value, "undefined" when it is NaN, never "nan"."""
+    if value is None:
+        return "-"
+    return UNDEFINED if np.isnan(value) else f"{value:{sign}.{digits}f}"
 
 
 def _sig(value: float | None) -> str:
     """Three significant digits: isotropy metrics span 1e-5 (a collapsed embedding) to 1."""
-    return "-" if value is None or not np.isfinite(value) else f"{value:.3g}"
+    if value is None:
+        return "-"
+    return UNDEFINED if np.isnan(value) else f"{value:.3g}"
 
 
 def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
-    return "-" if interval is None else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    if interval is None:
+        return "-"
+    if np.isnan(interval).any():
+        return UNDEFINED
+    return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
 
 def _p(value: float | None) -> str:
-    return "-" if value is None else (f"{value:.3f}" if value >= 0.001 else f"{value:.1e}")
+    if value is None:
+        return "-"
+    if np.isnan(value):
+        return UNDEFINED
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
 def _size(size: int | None) -> str:
@@ -329,10 +345,12 @@ def _paired_table(groups, methods) -> list[str]:
                 if result is None:
                     cells.append("- | - | -")
                     continue
+                undefined = result["undefined"]
                 cells.append(
-                    f"{result['mean_diff']:+.2f} {_ci(result['ci'], 2)} | "
-                    f"{result['wins']}/{result['ties']}/{result['losses']} | "
-                    f"{_p(result['p_wilcoxon'])}"
+                    f"{_fmt(result['mean_diff'], 2, '+')} {_ci(result['ci'], 2)} | "
+                    f"{result['wins']}/{result['ties']}/{result['losses']}"
+                    + (f" ({undefined} undefined)" if undefined else "")
+                    + f" | {_p(result['p_wilcoxon'])}"
                 )
                 n = result["n"]
             lines.append(
@@ -351,20 +369,13 @@ def _average_table(groups, methods) -> list[str]:
             continue
         row = []
         for method in methods:
-            medians = {
-                split: [
-                    np.median(
-                        list(stats.scores(groups[(t, size)].get(method, {}), split).values())
-                        or [np.nan]
-                    )
-                    for t in tasks
-                ]
-                for split in ("dev", "test")
-            }
-            row.append(
-                f"| `{method}` | {_fmt(float(np.mean(medians['dev'])), 2)} | "
-                f"{_fmt(float(np.mean(medians['test'])), 2)} |"
-            )
+            averages = []
+            for split in ("dev", "test"):  # "-" when a task lacks the method's scores
+                per_task = [stats.scores(groups[(t, size)].get(method, {}), split) for t in tasks]
+                medians = [np.median(list(s.values())) for s in per_task if s]
+                whole = len(medians) == len(tasks)
+                averages.append(_fmt(float(np.mean(medians)), 2) if whole else "-")
+            row.append(f"| `{method}` | {averages[0]} | {averages[1]} |")
         lines += [
             f"Average over {', '.join(tasks)} of the per-task median (size {_size(size)}; "
             "the paper's summary):",
@@ -405,7 +416,8 @@ def _isotropy_section(records: list[dict]) -> list[str]:
             lines.append(f"| {task} | {_size(size)} | `{method}` | " + " | ".join(cells) + " |")
             for r in runs.values():
                 iso = r["isotropy_at_best"].get("after_norm", {}).get("isoscore")
-                if iso is not None and r.get("test_score") is not None:
+                score = r.get("test_score")
+                if iso is not None and score is not None and np.isfinite([iso, score]).all():
                     xs.append(iso)
                     ys.append(r["test_score"])
         rho = stats.spearman(xs, ys)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -211,7 +212,9 @@ def run_cells(
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    if value is None:
+        return "-"
+    return "undefined" if math.isnan(value) else f"{value:.2f}"
 
 
 def _worker(

@@ -17,10 +17,13 @@ BASELINE = "none"
 
 def bootstrap_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean; None for fewer than 3 values (two values give
-    an interval that is only their range); (v, v) when every value is v."""
+    an interval that is only their range); (v, v) when every value is v; (NaN, NaN) when a
+    value is NaN (an undefined score: the mean is undefined too)."""
     array = np.asarray(values, dtype=float)
     if len(array) < 3:
         return None
+    if np.isnan(array).any():
+        return float("nan"), float("nan")
     if np.all(array == array[0]):
         return float(array[0]), float(array[0])
     from scipy.stats import bootstrap
@@ -44,7 +47,9 @@ def summary(values: list[float]) -> dict:
 
 def paired(ours: dict[int, float], base: dict[int, float]) -> dict | None:
     """Seed-paired differences ours - base over the seeds both have: mean with its 95%
-    interval, wins/ties/losses and the Wilcoxon p-value; None without common seeds."""
+    interval, wins/ties/losses, the number of undefined (NaN) differences, and the Wilcoxon
+    p-value; None without common seeds. An undefined difference makes the mean, interval and
+    p-value undefined (NaN) rather than being dropped."""
     seeds = sorted(set(ours) & set(base))
     if not seeds:
         return None
@@ -59,6 +64,7 @@ def paired(ours: dict[int, float], base: dict[int, float]) -> dict | None:
         "wins": sum(d > 0 for d in diffs),
         "ties": sum(d == 0 for d in diffs),
         "losses": sum(d < 0 for d in diffs),
+        "undefined": int(np.isnan(diffs).sum()),
         "p_wilcoxon": wilcoxon_p(diffs),
     }
 

@@ -38,11 +38,13 @@ def main_score(run: dict, split: str = "dev") -> float | None:
 
 def wilcoxon_p(differences: list[float]) -> float | None:
     """Two-sided Wilcoxon signed-rank p-value (scipy); 1.0 when every difference is 0,
-    None for fewer than 2 pairs."""
+    None for fewer than 2 pairs, NaN when a difference is NaN (an undefined score)."""
     from scipy.stats import wilcoxon
 
     if len(differences) < 2:
         return None
+    if np.isnan(differences).any():
+        return float("nan")
     if all(d == 0 for d in differences):
         return 1.0
     return float(wilcoxon(differences).pvalue)
