@@ -82,3 +82,28 @@ def test_detach_restores_the_adapter_save(tmp_path):
     assert find_isobn(model) is None and "save_pretrained" not in model.__dict__
     model.save_pretrained(tmp_path)
     assert not (tmp_path / "isobn.safetensors").exists()
+
+
+def test_isobn_attached_before_the_wrapping_is_saved_once_attach_sees_the_peft_model(tmp_path):
+    """attach(base) then get_peft_model: attaching to the PeftModel keeps the trained layer
+    and makes the adapter's save_pretrained save its statistics; other settings are refused."""
+    base = isobn.attach(tiny_bert())
+    model = lora(base)
+    norm = find_isobn(model)
+    model.train()
+    model(**batch(seed=1))
+    model.save_pretrained(tmp_path / "before")
+    assert not (tmp_path / "before" / "isobn.safetensors").exists()  # the silent loss
+    with pytest.raises(ValueError, match="already attached to the base model"):
+        isobn.attach(model, beta=0.25)
+    assert isobn.attach(model, "isobn:beta=0.5") is model
+    assert find_isobn(model) is norm and norm.num_batches_tracked.item() == 1
+    inputs = batch(seed=11)
+    expected = logits(model, inputs)
+    model.save_pretrained(tmp_path / "after")
+    reloaded = load_isobn(
+        peft.PeftModel.from_pretrained(tiny_bert(), tmp_path / "after"), tmp_path / "after"
+    )
+    torch.testing.assert_close(logits(reloaded, inputs), expected)
+    with pytest.raises(ValueError, match="already attached"):  # once saved, a second attach
+        isobn.attach(model)

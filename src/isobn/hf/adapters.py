@@ -34,6 +34,11 @@ def save_with_isobn(model: nn.Module) -> None:
     model.__dict__[SAVE_ATTR] = _SaveWithIsobn(type(model).save_pretrained.__get__(model))
 
 
+def is_saved_with_isobn(model: nn.Module) -> bool:
+    """Whether ``model.save_pretrained`` already writes IsoBN's files (:func:`save_with_isobn`)."""
+    return isinstance(model.__dict__.get(SAVE_ATTR), _SaveWithIsobn)
+
+
 def restore_save(model: nn.Module) -> None:
     """Undo :func:`save_with_isobn` (on detach)."""
     model.__dict__.pop(SAVE_ATTR, None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from isobn.hf.adapters import restore_save, save_with_isobn
+from isobn.hf.adapters import is_saved_with_isobn, restore_save, save_with_isobn
 from isobn.hf.attached import (
     CONFIG_KEY,
     HANDLE_ATTR,
@@ -45,7 +45,10 @@ def attach(
         model: a sequence classifier; see :mod:`isobn.hf` for where IsoBN sits in each
             architecture and which others the general path accepts. A peft ``PeftModel``
             (e.g. LoRA) gets IsoBN on its base model, and its ``save_pretrained`` then also
-            writes IsoBN's state next to the adapter (see :mod:`isobn.hf.adapters`).
+            writes IsoBN's state next to the adapter (see :mod:`isobn.hf.adapters`). If IsoBN
+            was attached to the base model before ``get_peft_model`` wrapped it, attaching to
+            the ``PeftModel`` (without arguments, or with the same settings) keeps that layer
+            and its statistics and only makes the adapter's ``save_pretrained`` save them.
         method: optionally the arguments as a method string, e.g. ``"isobn:beta=0.25"``.
         **isobn_kwargs: ``momentum``, ``beta``, ``eps``, ``bias_correction``,
             ``use_correlation``, ``process_group``, as in :class:`~isobn.IsoBN`. num_features is
@@ -67,6 +70,8 @@ def attach(
             raise TypeError("give the IsoBN arguments either in `method` or as keywords, not both")
         isobn_kwargs = {**_method_kwargs(method), **isobn_kwargs}
     found = attachment(model)
+    if found is not None and is_peft_model(model) and not is_saved_with_isobn(model):
+        return _save_attached_with_adapter(model, found[2], isobn_kwargs)
     if found is not None:
         raise ValueError(
             f"IsoBN is already attached to {type(model).__name__} (at {found[0]}.{CHILD_NAME}); "
@@ -84,6 +89,23 @@ def attach(
     setattr(base.config, CONFIG_KEY, hyperparameters(norm))
     if is_peft_model(model):
         save_with_isobn(model)
+    return model
+
+
+def _save_attached_with_adapter(model, norm: IsoBN, isobn_kwargs: dict) -> PreTrainedModel:
+    """attach() on a PeftModel whose base got IsoBN before the wrapping: keep that layer (other
+    settings are refused: they would silently not apply) and save it with the adapter."""
+    current = hyperparameters(norm)
+    asked = {k: v for k, v in isobn_kwargs.items() if k != "process_group"}
+    differing = {k: v for k, v in asked.items() if current.get(k) != v}
+    if differing:
+        raise ValueError(
+            f"IsoBN is already attached to the base model with {current}, not {differing}; "
+            "call isobn.detach(model) first to attach it with other settings"
+        )
+    if "process_group" in isobn_kwargs:
+        norm.process_group = isobn_kwargs["process_group"]
+    save_with_isobn(model)
     return model
 
 
