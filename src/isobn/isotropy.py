@@ -36,17 +36,18 @@ N >= 2 and magnitudes below ~1e307 (differences of entries must not overflow flo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-    ArrayLike = np.ndarray | torch.Tensor
-else:
-    ArrayLike = Any
+from isobn.embedding_moments import (
+    ArrayLike,
+    Moments,
+    as_embedding_matrix,
+    centred_unit_chunks,
+    moment_eigvals,
+    moments,
+    padded,
+    row_chunks,
+)
 
 __all__ = [
     "DEAD_RTOL",
@@ -71,140 +72,7 @@ __all__ = [
 DEAD_RTOL = 1e-8
 """A dimension is dead when its std is <= DEAD_RTOL * (largest per-dimension std)."""
 
-_CHUNK_BYTES = 1 << 26  # ~64 MiB of float64 per chunk of rows
 _BLOCK_BYTES = 1 << 24  # ~16 MiB of float64 per block of correlations (N < D)
-
-
-# --------------------------------------------------------------------------------------------
-# Input handling and shared moments
-# --------------------------------------------------------------------------------------------
-
-
-def as_embedding_matrix(X: ArrayLike) -> np.ndarray:
-    """Validate ``X`` and return it as a 2-D floating numpy array of shape (N, D).
-
-    Torch tensors are detached and moved to CPU; float32/float64 data keep their dtype (chunks are
-    cast to float64 later, so a large float32 matrix is never copied whole), anything else is cast
-    to float64. Raises ``ValueError`` for non-2-D input, N < 2, D < 1, complex or non-finite data.
-    """
-    if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch.Tensor, without importing torch
-        t = X.detach().cpu()
-        if t.is_complex():
-            raise ValueError("embeddings must be real-valued, got a complex tensor")
-        if str(t.dtype) not in ("torch.float32", "torch.float64"):
-            t = t.double()
-        X = t.numpy()
-    A = np.asarray(X)
-    if A.ndim != 2:
-        raise ValueError(
-            f"embeddings must be a 2-D (N, D) matrix (rows = samples), got shape {A.shape}"
-        )
-    n, d = A.shape
-    if n < 2:
-        raise ValueError(f"need at least 2 rows (samples) to measure isotropy, got N={n}")
-    if d < 1:
-        raise ValueError("embeddings must have at least one dimension, got D=0")
-    if np.iscomplexobj(A):
-        raise ValueError("embeddings must be real-valued, got a complex array")
-    if A.dtype not in (np.float32, np.float64):
-        A = A.astype(np.float64)
-    for chunk in _row_chunks(A):
-        if not np.isfinite(chunk).all():
-            raise ValueError("embeddings contain NaN or infinite values")
-    return A
-
-
-def _row_chunks(A: np.ndarray):
-    """Yield consecutive row blocks of ``A`` of about ``_CHUNK_BYTES`` bytes in float64."""
-    step = max(1, _CHUNK_BYTES // (8 * A.shape[1]))
-    for start in range(0, A.shape[0], step):
-        yield A[start : start + step]
-
-
-@dataclass(frozen=True)
-class _Moments:
-    """Shared first/second moments of X (N, D).
-
-    ``Z = (X - mean) / scale`` are the centred data in units of ``scale`` (|Z| <= 2), where the
-    centring is done as ``(X - shift) - shift_mean`` with ``shift = X[0]`` and
-    ``shift_mean = mean(X - shift)`` so that a constant column centres to exactly 0.
-    ``var_unit = diag(Z^T Z) / N`` and ``mean_row_norm_unit = mean_i ||Z_i||``. The second
-    moment is on one side: ``cov_unit = Z^T Z / N`` (D, D) when N >= D (population), or when
-    N < D the Gram matrix ``gram_unit = Z Z^T / N`` (N, N) and ``z_unit = Z`` (N, D) itself.
-    """
-
-    shift: np.ndarray  # (D,) float64
-    shift_mean: np.ndarray  # (D,) float64
-    scale: float
-    var_unit: np.ndarray  # (D,) float64
-    mean_row_norm_unit: float
-    cov_unit: np.ndarray | None = None  # (D, D) float64, symmetric; N >= D
-    gram_unit: np.ndarray | None = None  # (N, N) float64, symmetric; N < D
-    z_unit: np.ndarray | None = None  # (N, D) float64; N < D
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.shift + self.shift_mean
-
-    @property
-    def second(self) -> np.ndarray:
-        """The side's second-moment matrix: cov_unit (D, D) or gram_unit (N, N)."""
-        return self.cov_unit if self.gram_unit is None else self.gram_unit
-
-
-def _centred_unit_chunks(A: np.ndarray, shift: np.ndarray, shift_mean: np.ndarray, scale: float):
-    """Yield float64 row chunks of ``Z = ((A - shift) - shift_mean) / scale``."""
-    for chunk in _row_chunks(A):
-        z = chunk.astype(np.float64)
-        z -= shift
-        z -= shift_mean
-        z /= scale
-        yield z
-
-
-def _moments(A: np.ndarray, gram: bool | None = None) -> _Moments:
-    """Two passes over ``A`` (validated): mean and global scale, then the second moments.
-
-    ``gram``: the N x N side (default: when N < D) or the D x D covariance (False).
-    """
-    n, d = A.shape
-    gram = n < d if gram is None else gram
-    shift = A[0].astype(np.float64)
-    total = np.zeros(d)
-    maxabs = 0.0
-    for chunk in _row_chunks(A):
-        s = chunk.astype(np.float64) - shift
-        total += s.sum(axis=0)
-        maxabs = max(maxabs, float(np.abs(s).max()))
-    shift_mean = total / n
-    scale = maxabs if maxabs > 0.0 else 1.0
-    if gram:  # Z (N, D) is smaller than a D x D matrix here
-        z = np.concatenate(list(_centred_unit_chunks(A, shift, shift_mean, scale)))
-        g = z @ z.T / n  # (N, N)
-        norm_mean = float(np.sqrt(np.einsum("ij,ij->i", z, z)).mean())
-        var = np.einsum("ij,ij->j", z, z) / n  # (D,)
-        return _Moments(shift, shift_mean, scale, var, norm_mean, None, 0.5 * (g + g.T), z)
-    cov = np.zeros((d, d))
-    norm_sum = 0.0
-    for z in _centred_unit_chunks(A, shift, shift_mean, scale):
-        cov += z.T @ z
-        norm_sum += float(np.sqrt(np.einsum("ij,ij->i", z, z)).sum())
-    cov /= n
-    cov = 0.5 * (cov + cov.T)
-    return _Moments(shift, shift_mean, scale, np.diag(cov).copy(), norm_sum / n, cov)
-
-
-def _eigvals(m: _Moments, d: int) -> np.ndarray:
-    """Eigenvalues (D,) of ``Z^T Z / N`` from either side, descending, clipped at 0."""
-    return _padded(np.linalg.eigvalsh(m.second), d)
-
-
-def _padded(evals: np.ndarray, d: int) -> np.ndarray:
-    """Ascending eigenvalues of the side's matrix (D or N of them) -> the D eigenvalues of
-    ``Z^T Z / N``, descending, negatives clipped to 0 (the Gram side's D - N missing ones are
-    0)."""
-    lam = np.clip(evals[::-1], 0.0, None)
-    return np.concatenate([lam, np.zeros(d - lam.size)])
 
 
 def covariance(X: ArrayLike) -> np.ndarray:
@@ -213,7 +81,7 @@ def covariance(X: ArrayLike) -> np.ndarray:
     Accumulated over row chunks (never N x N). Entries can overflow to inf only when
     |X| exceeds ~1e154; ``report`` never forms this unscaled matrix.
     """
-    m = _moments(as_embedding_matrix(X), gram=False)
+    m = moments(as_embedding_matrix(X), gram=False)
     return m.cov_unit * (m.scale * m.scale)
 
 
@@ -382,7 +250,7 @@ def isoscore(X: ArrayLike) -> float:
     No eigendecomposition: a trace and a Frobenius norm of the covariance (or Gram) matrix.
     """
     A = as_embedding_matrix(X)
-    return isoscore_from_cov(_moments(A).second, A.shape[1])
+    return isoscore_from_cov(moments(A).second, A.shape[1])
 
 
 def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
@@ -403,7 +271,7 @@ def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
 def effective_rank(X: ArrayLike) -> float:
     """Effective rank of the covariance of ``X``; see :func:`effective_rank_from_eigvals`."""
     A = as_embedding_matrix(X)
-    return effective_rank_from_eigvals(_eigvals(_moments(A), A.shape[1]))
+    return effective_rank_from_eigvals(moment_eigvals(moments(A), A.shape[1]))
 
 
 def pc_share(eigvals: np.ndarray, k: int) -> float:
@@ -425,7 +293,7 @@ def pc_share(eigvals: np.ndarray, k: int) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _partition_isotropy(A: np.ndarray, m: _Moments, eigvecs: np.ndarray) -> float:
+def _partition_isotropy(A: np.ndarray, m: Moments, eigvecs: np.ndarray) -> float:
     """Partition isotropy given moments and the eigenvectors (columns) of the covariance."""
     if m.mean_row_norm_unit <= 0.0:  # all rows identical: every Z(c) = N
         return 1.0
@@ -434,7 +302,7 @@ def _partition_isotropy(A: np.ndarray, m: _Moments, eigvecs: np.ndarray) -> floa
     # Streaming log-sum-exp over rows, for +c (first D entries) and -c (last D entries).
     run_max = np.full(2 * d, -np.inf)
     run_sum = np.zeros(2 * d)
-    for z in _centred_unit_chunks(A, m.shift, m.shift_mean, m.scale):
+    for z in centred_unit_chunks(A, m.shift, m.shift_mean, m.scale):
         s = z @ vecs  # (rows, D): c^T w_i
         new_max = np.maximum(run_max, np.concatenate([s.max(axis=0), -s.min(axis=0)]))
         run_sum *= np.exp(run_max - new_max)
@@ -450,7 +318,7 @@ def _partition_isotropy(A: np.ndarray, m: _Moments, eigvecs: np.ndarray) -> floa
     return float(np.exp(log_z.min() - log_z.max()))
 
 
-def _partition_isotropy_gram(m: _Moments, evals: np.ndarray, gram_vecs: np.ndarray) -> float:
+def _partition_isotropy_gram(m: Moments, evals: np.ndarray, gram_vecs: np.ndarray) -> float:
     """Partition isotropy from the Gram side (N < D), no D-dimensional direction formed.
 
     For an eigenvector u_k of ``G = Z Z^T / N`` with eigenvalue l_k > 0, c_k = Z^T u_k / ||Z^T u_k||
@@ -485,7 +353,7 @@ def partition_isotropy(X: ArrayLike) -> float:
     identical, every Z(c) = N and I = 1.0.
     """
     A = as_embedding_matrix(X)
-    m = _moments(A)
+    m = moments(A)
     evals, vecs = np.linalg.eigh(m.second)
     if m.gram_unit is not None:
         return _partition_isotropy_gram(m, evals, vecs)
@@ -507,7 +375,7 @@ def _avg_cosine(A: np.ndarray) -> float:
     n, d = A.shape
     u_sum = np.zeros(d)
     sq_sum = 0.0
-    for chunk in _row_chunks(A):
+    for chunk in row_chunks(A):
         x = chunk.astype(np.float64)
         peak = np.abs(x).max(axis=1, keepdims=True)  # pre-scale rows: no overflow in the norm
         peak[peak == 0.0] = 1.0
@@ -547,13 +415,13 @@ def report(X: ArrayLike) -> dict[str, float]:
     """
     A = as_embedding_matrix(X)
     n, d = A.shape
-    m = _moments(A)
+    m = moments(A)
 
     std = np.sqrt(np.clip(m.var_unit, 0.0, None))  # in units of m.scale
     dead = dead_dims_mask(std)
     std_mean_unit, std_cv = _std_mean_cv(std)
     evals, vecs = np.linalg.eigh(m.second)
-    lam = _padded(evals, d)
+    lam = padded(evals, d)
     if m.gram_unit is None:
         mean_abs, frac_gt = correlation_stats(correlation_from_cov(m.cov_unit, ~dead), 0.5)
         partition = _partition_isotropy(A, m, vecs)

@@ -114,7 +114,7 @@ def write_analysis(
 
     ``layer_reports``: series ("pooling" or "label pooling") -> isotropy.report per layer.
     """
-    from isobn.analysis import figures
+    import isobn.analysis.figures as figures
     from isobn.training.checkpoint import ensure_writable_directory
 
     out = Path(cfg.out)

@@ -45,6 +45,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads per job (default: cores / jobs on this host)"
     )
+    _add_ray_options(parser)
+    _add_selection_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     ray = parser.add_argument_group(
         "Ray", "run each cell as a Ray task (pip install 'isobn[ray]'); retried if its worker dies"
     )
@@ -74,6 +80,10 @@ def register(subparsers) -> None:
         help="retries of a cell whose worker or node died (it resumes from its checkpoint); "
         "default 3",
     )
+
+
+def _add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """Which cells run, what they keep, and the modes that train nothing."""
     parser.add_argument("--shard", help=SHARD_HELP)
     parser.add_argument(
         "--max-cells", type=int, help="stop after this many cells per job (Ray: in all)"
@@ -92,14 +102,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="rewrite the results from finished cells; train nothing",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
-    from isobn.study.markdown import relative_command
     from isobn.study.packaged import describe, packaged_studies, resolve_study
-    from isobn.study.runner import cell_path, run_jobs
     from isobn.study.spec import load_study
     from isobn.training.experiment import parse_shard
 
@@ -125,40 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory; choose another --out")
     if args.plan:
-        cells = study.cells(blocks)
-        done = sum(cell_path(out, c).is_file() for c in cells)
-        for cell in cells:
-            state = "done" if cell_path(out, cell).is_file() else "todo"
-            print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
-        print(f"{len(cells)} cells, {done} finished")
+        _print_plan(study, out, blocks)
         return 0
-    command = relative_command(["isobn", *sys.argv[1:]], Path.cwd())
-    if not args.report_only and ray_options is not None:
-        from isobn.study.ray_backend import run_on_ray
-
-        session = run_on_ray(
-            study, out, ray_options, shard, args.keep_checkpoints, args.max_cells, command, blocks
-        )
-        print(
-            f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
-            file=sys.stderr,
-        )
-    elif not args.report_only:
-        session = run_jobs(
-            study,
-            out,
-            args.jobs,
-            shard,
-            args.keep_checkpoints,
-            args.max_cells,
-            args.threads,
-            command,
-            blocks,
-        )
-        print(
-            f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
-            file=sys.stderr,
-        )
+    if not args.report_only:
+        _run_cells(args, study, out, ray_options, shard, blocks)
     from isobn.study.pretrained import ensure_pretrained_isotropy
     from isobn.study.results import write_study_results
 
@@ -168,6 +145,38 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"written: {path}")
     return 0
+
+
+def _print_plan(study, out: Path, blocks) -> None:
+    from isobn.study.runner import cell_path
+
+    cells = study.cells(blocks)
+    done = sum(cell_path(out, c).is_file() for c in cells)
+    for cell in cells:
+        state = "done" if cell_path(out, cell).is_file() else "todo"
+        print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
+    print(f"{len(cells)} cells, {done} finished")
+
+
+def _run_cells(args: argparse.Namespace, study, out: Path, ray_options, shard, blocks) -> None:
+    """Train the unfinished cells with the chosen backend; one line on stderr when done."""
+    from isobn.study.markdown import relative_command
+    from isobn.study.runner import run_jobs
+
+    command = relative_command(["isobn", *sys.argv[1:]], Path.cwd())
+    keep, max_cells = args.keep_checkpoints, args.max_cells
+    if ray_options is not None:
+        from isobn.study.ray_backend import run_on_ray
+
+        session = run_on_ray(study, out, ray_options, shard, keep, max_cells, command, blocks)
+    else:
+        session = run_jobs(
+            study, out, args.jobs, shard, keep, max_cells, args.threads, command, blocks
+        )
+    print(
+        f"{session['cells_finished']} cells finished in {session['wall_seconds']:.0f} s",
+        file=sys.stderr,
+    )
 
 
 _RAY_ONLY = ("address", "cpus_per_cell", "gpus_per_cell", "max_retries")

@@ -216,6 +216,15 @@ def _drive(ray, study, out, options, gpus, shard, keep_checkpoints, max_cells, b
     token_path = out / TOKENS / token
     token_path.parent.mkdir(exist_ok=True)
     token_path.touch()
+    try:
+        pending = _submit(ray, study, cells, out, options, gpus, token, keep_checkpoints)
+        return _follow(ray, pending, options, progress)
+    finally:
+        token_path.unlink(missing_ok=True)
+
+
+def _submit(ray, study, cells, out, options, gpus, token, keep_checkpoints) -> dict:
+    """A Ray task per cell, in order: {object ref: cell key}."""
     task = ray.remote(_cell_task).options(
         num_cpus=options.cpus_per_cell,
         num_gpus=gpus,
@@ -225,7 +234,7 @@ def _drive(ray, study, out, options, gpus, shard, keep_checkpoints, max_cells, b
     )
     study_ref = ray.put(study)
     session = os.environ[SESSION_VARIABLE]
-    pending = {
+    return {
         task.remote(
             study_ref,
             cell.key,
@@ -238,6 +247,11 @@ def _drive(ray, study, out, options, gpus, shard, keep_checkpoints, max_cells, b
         ): cell.key
         for cell in cells
     }
+
+
+def _follow(ray, pending: dict, options, progress) -> list[str]:
+    """Wait for the tasks `pending` one at a time, showing them in `progress`; returns the
+    keys run. The first user error cancels the rest and is raised."""
     for key in list(pending.values())[: progress.slots]:
         progress.started(key)  # queued beyond the cluster's capacity: to do
     waiting = list(pending.values())[progress.slots :]
@@ -270,6 +284,4 @@ def _drive(ray, study, out, options, gpus, shard, keep_checkpoints, max_cells, b
         for ref in pending:
             ray.cancel(ref)
         raise
-    finally:
-        token_path.unlink(missing_ok=True)
     return ran

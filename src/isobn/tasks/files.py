@@ -73,17 +73,7 @@ def load_files(
         label_column,
         text_column,
     )
-    if regression:
-        label_names: list[str] = []
-        splits = {
-            split: [Example(t, tp, _as_float(lab, where)) for where, t, tp, lab in records]
-            for split, records in raw.items()
-        }
-    else:
-        label_names, index = _label_index(Path(train), raw["train"])
-        splits = {
-            split: _indexed(records, index, label_names, train) for split, records in raw.items()
-        }
+    label_names, splits = _labelled_splits(raw, train, regression)
     task = Task(
         name="file",
         regression=regression,
@@ -96,6 +86,20 @@ def load_files(
     task = limit_task(task, max_train, max_eval, seed)
     warn_about_splits(task, paths)
     return task
+
+
+def _labelled_splits(raw: dict, train: str, regression: bool) -> tuple[list[str], dict]:
+    """(label_names, {split: [Example]}) of the records read: floats for regression, else
+    class indices of the training file's labels."""
+    if regression:
+        splits = {
+            split: [Example(t, tp, _as_float(lab, where)) for where, t, tp, lab in records]
+            for split, records in raw.items()
+        }
+        return [], splits
+    label_names, index = _label_index(Path(train), raw["train"])
+    splits = {split: _indexed(records, index, label_names, train) for split, records in raw.items()}
+    return label_names, splits
 
 
 # --------------------------------------------------------------------------------------------

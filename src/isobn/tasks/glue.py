@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import isobn.tasks.metrics as metrics
 from isobn.errors import UserError
-from isobn.tasks import metrics
 from isobn.tasks.files import raise_csv_field_limit, read_text
 from isobn.tasks.task import Example, Task
 

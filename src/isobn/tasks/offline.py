@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import isobn.tasks.metrics as metrics
 from isobn.errors import UserError
-from isobn.tasks import metrics
 from isobn.tasks.files import read_text
 from isobn.tasks.sampling import split_80_10_10
 from isobn.tasks.task import Example, Task

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isobn.tasks import metrics
+import isobn.tasks.metrics as metrics
 
 __all__ = ["Example", "SplitMetrics", "Task"]
 
