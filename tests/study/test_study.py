@@ -254,6 +254,9 @@ def test_resume_runs_only_what_is_left_and_keeps_the_verdict(tmp_path, tiny_bert
     run_jobs(study, out, max_cells=1)
     first = finished_cells(out)
     assert len(first) == 1
+    # the record names its run directory relative to the study directory, never a machine path
+    assert first[0]["config"]["out"] == f"runs/{study.cells()[0].key}"
+    assert (out / first[0]["config"]["out"] / "config.json").is_file()
     first_cell = cell_path(out, study.cells()[0])
     stamp = first_cell.stat().st_mtime_ns
     run_jobs(study, out)

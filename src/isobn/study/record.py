@@ -72,7 +72,8 @@ def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: flo
         "finished_at": time.time(),
         "session": os.environ.get("ISOBN_STUDY_SESSION"),
         "train_samples_per_second": metrics["train_samples_per_second"],
-        "config": asdict(cfg),
+        # out relative to the study directory: a record names no machine's paths
+        "config": {**asdict(cfg), "out": str(Path("runs", cell.key))},
         "fingerprints": _fingerprints(run_dir, cfg),
     }
 
