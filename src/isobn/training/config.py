@@ -324,7 +324,8 @@ class TrainConfig(DataOptions):
     # the same run up to float rounding, so --resume may switch it
     compile: bool = setting(
         False,
-        "torch.compile the training forward (one graph for all lengths; pays on long runs)",
+        "torch.compile the training forward (one graph for all lengths); for GPUs: on a "
+        "2-core CPU it ran at 0.97x eager after a minute of compiling",
         group="run",
         resume_free=True,
     )
