@@ -9,9 +9,10 @@ import textwrap
 import pytest
 
 from isobn.errors import UserError
-from isobn.study import placement
-from isobn.study.placement import place_jobs, share_of_cores
+from isobn.study.placement import place_jobs
 from isobn.study.progress import StudyProgress, cell_bars_to_file
+from isobn.training import host_jobs
+from isobn.training.host_jobs import share_of_cores
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 16, 64])
@@ -49,19 +50,19 @@ def test_explicit_threads_are_kept_with_a_warning_when_they_oversubscribe(caplog
 def test_live_jobs_counts_every_process_on_the_host(tmp_path, monkeypatch):
     """Entries held by this process and by another live process count; a dead process's
     entry is stale and removed."""
-    monkeypatch.setattr(placement, "host_jobs_dir", lambda: tmp_path / "jobs")
-    assert placement.live_jobs() == 0
-    with placement.registered_jobs(2):
-        assert placement.live_jobs() == 2
+    monkeypatch.setattr(host_jobs, "host_jobs_dir", lambda: tmp_path / "jobs")
+    assert host_jobs.live_jobs() == 0
+    with host_jobs.registered_jobs(2):
+        assert host_jobs.live_jobs() == 2
         other = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 textwrap.dedent(f"""
                 import sys, pathlib
-                from isobn.study import placement
-                placement.host_jobs_dir = lambda: pathlib.Path({str(tmp_path / "jobs")!r})
-                with placement.registered_jobs(3):
+                from isobn.training import host_jobs
+                host_jobs.host_jobs_dir = lambda: pathlib.Path({str(tmp_path / "jobs")!r})
+                with host_jobs.registered_jobs(3):
                     print("ready", flush=True)
                     sys.stdin.readline()
                 """),
@@ -71,14 +72,14 @@ def test_live_jobs_counts_every_process_on_the_host(tmp_path, monkeypatch):
             text=True,
         )
         assert other.stdout.readline().strip() == "ready"
-        assert placement.live_jobs() == 5
-        assert placement.cell_threads(None, cores=10) == 2 and placement.cell_threads(3) == 3
+        assert host_jobs.live_jobs() == 5
+        assert host_jobs.cell_threads(None, cores=10) == 2 and host_jobs.cell_threads(3) == 3
         other.kill()  # its locks are released by the OS; its files stay behind
         other.wait()
         assert len(list((tmp_path / "jobs").glob("*.job"))) == 5
-        assert placement.live_jobs() == 2
+        assert host_jobs.live_jobs() == 2
         assert len(list((tmp_path / "jobs").glob("*.job"))) == 2
-    assert placement.live_jobs() == 0 and not list((tmp_path / "jobs").iterdir())
+    assert host_jobs.live_jobs() == 0 and not list((tmp_path / "jobs").iterdir())
 
 
 def test_progress_counts_and_eta():

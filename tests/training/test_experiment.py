@@ -210,3 +210,26 @@ def test_two_spellings_of_one_seed_are_refused(text, message):
     with pytest.raises(UserError, match=re.escape(message)):
         parse_seeds(text)
     assert parse_seeds("3, 1,+2") == [3, 1, 2]
+
+
+def test_runs_take_this_hosts_share_of_the_cores(
+    tmp_path, tiny_bert, glue_dir, monkeypatch, capsys
+):
+    """Another job registered on the host (a second shard) halves the runs' threads; a user's
+    OMP_NUM_THREADS is kept."""
+    from isobn.training import host_jobs
+
+    monkeypatch.setattr(host_jobs, "host_jobs_dir", lambda: tmp_path / "jobs")
+    monkeypatch.setattr(host_jobs, "usable_cores", lambda: 8)
+    threads = []
+    monkeypatch.setattr(host_jobs, "use_threads", threads.append)
+    argv = ["experiment", "--tasks", "sst2", "--methods", "none", "--seeds", "1", "--data-dir"]
+    argv += [glue_dir, "--model", tiny_bert, *QUICK]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with host_jobs.registered_jobs(1):  # the other shard
+        assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert threads == [4]  # 8 cores, 2 live jobs
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert threads == [4]  # not called: the user's choice stands
+    assert host_jobs.live_jobs() == 0  # the experiment's entry is gone with it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from dataclasses import replace
@@ -100,13 +101,18 @@ def run_experiment(
     `base.out` (other shards' included). Returns the aggregated results.
 
     A finished run keeps what the tables need (config.json, log.jsonl, metrics.json), and
-    best/ when `keep_best`, last/ when `base.keep_last`."""
+    best/ when `keep_best`, last/ when `base.keep_last`. Each run takes this host's share of
+    the CPU cores as torch threads (cores // the jobs of experiments and studies running here:
+    shards started by hand on one machine never oversubscribe it), unless OMP_NUM_THREADS was
+    set."""
     from isobn.training.checkpoint import check_writable_directory, ensure_writable_directory
+    from isobn.training.host_jobs import cell_threads, registered_jobs, use_threads
     from isobn.training.report import write_results
     from isobn.training.run_dir import finished_result
     from isobn.training.safe_files import check_folder
     from isobn.training.train import train
 
+    chosen_threads = os.environ.get("OMP_NUM_THREADS")  # the user's (or torchrun's) is kept
     configs = grid(base, tasks, methods, seeds)
     for cfg in configs:
         cfg.validate()  # every run's settings before the first hour of compute
@@ -118,17 +124,20 @@ def run_experiment(
     check_writable_directory(Path(base.out))
     if not mine:
         logger.warning("shard %d/%d has no runs: the grid has %d", k, n, len(configs))
-    for number, cfg in enumerate(mine, 1):
-        label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
-        if cfg.out in finished:
-            logger.info("%s: finished already, skipped", label)
-            continue
-        logger.info("%s -> %s", label, cfg.out)
-        # never through a link; train creates the folder once the run's inputs are good
-        check_folder(base.out, Path(cfg.out).relative_to(base.out))
-        train(cfg)
-        if not keep_best:
-            for name in ("best", "best.old", "best.tmp"):
-                shutil.rmtree(Path(cfg.out) / name, ignore_errors=True)
+    with registered_jobs(1):  # shards and studies on this host divide its cores
+        for number, cfg in enumerate(mine, 1):
+            label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
+            if cfg.out in finished:
+                logger.info("%s: finished already, skipped", label)
+                continue
+            logger.info("%s -> %s", label, cfg.out)
+            # never through a link; train creates the folder once the run's inputs are good
+            check_folder(base.out, Path(cfg.out).relative_to(base.out))
+            if chosen_threads is None:
+                use_threads(cell_threads(None))
+            train(cfg)
+            if not keep_best:
+                for name in ("best", "best.old", "best.tmp"):
+                    shutil.rmtree(Path(cfg.out) / name, ignore_errors=True)
     ensure_writable_directory(Path(base.out))
     return write_results(Path(base.out))
