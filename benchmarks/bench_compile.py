@@ -1,5 +1,6 @@
-"""`isobn train --compile` against eager on the CPU: MiniLM (the packaged all-MiniLM-L6-v2), a
-seeded stratified mr subset, batch 32, max length 128, one epoch, method isobn, float32.
+"""`isobn train --compile` against eager, on the CPU (or the GPU when there is one): MiniLM (the
+packaged all-MiniLM-L6-v2), a seeded stratified mr subset, batch 32, max length 128, one epoch,
+method isobn, float32 unless --precision.
 
 Arms, one sample each per round, interleaved (benchmarks/timing.interleaved): `eager` and
 `compile` (inductor, dynamic shapes). Each sample is isobn.training.train.train(cfg) in this
@@ -11,9 +12,10 @@ reuse the graph (torch.compile caches by code, not by model instance). So:
 * samples/s of both arms from the rounds after a warm-up round of each;
 * it pays after compile seconds / (1/eager rate - 1/compile rate) samples.
 
+On a machine with a GPU, `train` runs there (add `--precision bf16` for the usual GPU setting).
 Must run on a quiet machine (timings on shared cores are wrong):
 
-    .venv/bin/python benchmarks/bench_compile.py [--train-size 1200] [--rounds 3]
+    .venv/bin/python benchmarks/bench_compile.py [--train-size 1200] [--rounds 3] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=1200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="minilm")
+    parser.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="e.g. bf16 on a GPU"
+    )
     args = parser.parse_args()
 
     from isobn.training.config import TrainConfig
@@ -57,6 +62,7 @@ def main() -> None:
                 seed=42,
                 isotropy_examples=0,
                 compile=compile,
+                precision=args.precision,
             )
             result = train(cfg)
             shutil.rmtree(out, ignore_errors=True)
