@@ -76,3 +76,13 @@ def test_other_encoders_keep_the_2d_mask(model_type, attn):
     ids, mask = padded_batch()
     assert not prepares_mask(encoder)
     assert encoder_attention_mask(encoder, mask) is mask
+
+
+def test_remote_code_that_reuses_a_model_type_keeps_the_2d_mask():
+    """A model class from outside transformers (trust_remote_code: e.g. a BERT variant whose
+    config says "bert") may build its mask its own way: it gets the 2D mask."""
+    encoder = tiny_encoder("bert")
+    encoder.__class__ = type("RemoteBert", (type(encoder),), {"__module__": "remote.modeling"})
+    ids, mask = padded_batch()
+    assert not prepares_mask(encoder)
+    assert encoder_attention_mask(encoder, mask) is mask

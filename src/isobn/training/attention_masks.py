@@ -22,10 +22,12 @@ PREPARED_MASK_MODEL_TYPES = frozenset(
 
 
 def prepares_mask(encoder: nn.Module) -> bool:
-    """Whether `encoder` takes the prepared 4D mask: a model type above running SDPA."""
+    """Whether `encoder` takes the prepared 4D mask: transformers' own class (not remote code
+    that reuses a model type) of a model type above, running SDPA."""
     config = getattr(encoder, "config", None)
     return (
-        getattr(config, "model_type", None) in PREPARED_MASK_MODEL_TYPES
+        type(encoder).__module__.startswith("transformers.models.")
+        and getattr(config, "model_type", None) in PREPARED_MASK_MODEL_TYPES
         and getattr(config, "_attn_implementation", None) == "sdpa"
     )
 
