@@ -88,6 +88,29 @@ def test_a_non_finite_batch_is_skipped_and_reported_once(bad):
     assert torch.isfinite(layer.scale()).all()
 
 
+@pytest.mark.parametrize("momentum", [None, 0.05])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_skipped_first_batch_leaves_the_estimates_untouched(momentum, dtype):
+    """Skipped at t = 0, where the cumulative average's weight 1 / t would be infinite: the
+    estimates stay exactly 0 (before, momentum None made them NaN for good), and the next
+    batch is folded in as the first one."""
+    g = torch.Generator().manual_seed(3)
+    layer = IsoBN(8, momentum=momentum, dtype=dtype).train()
+    x = correlated_batch(g)
+    x[0, 0] = math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        layer(x)
+    assert layer.num_batches_tracked.item() == 0
+    assert not layer.running_std.any() and not layer.running_cov.any()
+    first = correlated_batch(g)
+    layer(first)
+    fresh = IsoBN(8, momentum=momentum, dtype=dtype).train()
+    fresh(first)
+    torch.testing.assert_close(layer.running_cov, fresh.running_cov, rtol=0, atol=0)
+    torch.testing.assert_close(layer.running_std, fresh.running_std, rtol=0, atol=0)
+
+
 def test_finite_batches_give_no_warning():
     layer = IsoBN(8).train()
     layer(correlated_batch(torch.Generator().manual_seed(1)))

@@ -99,8 +99,9 @@ class IsoBN(RunningEstimates):
         """Fold the statistics of a batch x (N, D) (all ranks) into the running estimates.
 
         A batch whose statistics are not finite (NaN or inf in x) is skipped on the device:
-        the estimates and t keep their values through a ``torch.where``, and a counter records
-        it. Skipping, rather than raising, keeps the step free of host reads (raising would
+        it is folded in with weight 0 (its NaN and inf made finite first, so that
+        est + 0 (batch - est) = est exactly), t is not counted, and a counter records it.
+        Skipping, rather than raising, keeps the step free of host reads (raising would
         need one per step to look at the flag); the counter is read, and a warning given once,
         when the layer next leaves training mode (``.eval()``).
         """
@@ -109,14 +110,16 @@ class IsoBN(RunningEstimates):
             return
         finite = std.max() < float("inf")  # False for NaN or inf in x: its std is NaN
         dtype = self.running_std.dtype
-        std = torch.where(finite, std, self.running_std).to(dtype)  # skipped: unchanged
-        cov = torch.where(finite, cov, self.running_cov).to(dtype)
         self.num_batches_tracked.add_(finite)
         self._finite_batches.add_(finite)
         self._offered_batches.add_(1)
-        weight = self._update_weight(dtype)
-        self.running_std.lerp_(std, weight)  # est + w (batch - est)
-        self.running_cov.lerp_(cov, weight)
+        # w, or 0 for a skipped batch (a 0-dim torch.where over (D, D) is slow on CPUs);
+        # bool * float is exact where the float's dtype is the statistics' own
+        w = self._update_weight(dtype)
+        exact = torch.is_tensor(w) or dtype == torch.get_default_dtype()
+        weight = finite * w if exact else finite.to(dtype) * w
+        self.running_std.lerp_(std.to(dtype).nan_to_num_(), weight)  # est + w (batch - est)
+        self.running_cov.lerp_(cov.to(dtype).nan_to_num_(), weight)
 
     def estimates(self) -> tuple[Tensor, Tensor]:
         """The (std (D,), cov (D, D)) the scale uses: bias-corrected unless disabled."""

@@ -47,8 +47,9 @@ def counter(device=None) -> Tensor:
 
 
 def update_weight(momentum: float | None, t: Tensor, dtype: torch.dtype) -> Tensor | float:
-    """w of est <- est + w (batch - est) for batch t >= 1: m, or 1 / t in `dtype` when m is None."""
-    return t.reciprocal().to(dtype) if momentum is None else momentum
+    """w of est <- est + w (batch - est) for batch t >= 1: m, or 1 / t in `dtype` when m is None
+    (1 at t = 0, when the first batch was skipped: finite, so that 0 * w is 0)."""
+    return t.clamp_min(1).reciprocal().to(dtype) if momentum is None else momentum
 
 
 def bias_correction(momentum: float, t: Tensor, dtype: torch.dtype) -> Tensor:
