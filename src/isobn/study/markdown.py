@@ -78,18 +78,17 @@ def _kept_verdict(path: Path) -> str:
 UNDEFINED = "undefined"  # a NaN score: a correlation on constant targets (isobn.tasks.metrics)
 
 
-def _fmt(value: float | None, digits: int = 1, sign: str = "") -> str:
-    """ "-" when there is no value, "undefined" when it is NaN, never "nan"."""
+def number_text(value: float | None, digits: int = 1, sign: str = "", kind: str = "f") -> str:
+    """`value` formatted ``{sign}.{digits}{kind}``; "-" when there is none, "undefined" when it
+    is NaN, never "nan"."""
     if value is None:
         return "-"
-    return UNDEFINED if np.isnan(value) else f"{value:{sign}.{digits}f}"
+    return UNDEFINED if np.isnan(value) else f"{value:{sign}.{digits}{kind}}"
 
 
 def _sig(value: float | None) -> str:
     """Three significant digits: isotropy metrics span 1e-5 (a collapsed embedding) to 1."""
-    if value is None:
-        return "-"
-    return UNDEFINED if np.isnan(value) else f"{value:.3g}"
+    return number_text(value, 3, kind="g")
 
 
 def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
@@ -101,11 +100,8 @@ def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
 
 
 def _p(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if np.isnan(value):
-        return UNDEFINED
-    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+    small = value is not None and value < 0.001  # NaN is not small: "undefined"
+    return f"{value:.1e}" if small else number_text(value, 3)
 
 
 def _size(size: int | None) -> str:
@@ -305,15 +301,15 @@ def _scores_table(groups, methods) -> list[str]:
             fails = sum(stats.failed(r) for r in runs.values())
             lines.append(
                 f"| {task} | {_size(size)} | `{method}` | {dev['n']} | "
-                f"{_fmt(dev['median'])} ± {_fmt(dev['std'])} | "
+                f"{number_text(dev['median'])} ± {number_text(dev['std'])} | "
                 + (
-                    f"{_fmt(test['median'])} ± {_fmt(test['std'])} | {_fmt(test['mean'])} "
-                    f"{_ci(test['ci'])} | "
+                    f"{number_text(test['median'])} ± {number_text(test['std'])} | "
+                    f"{number_text(test['mean'])} {_ci(test['ci'])} | "
                     if test
                     else "- | - | "
                 )
-                + f"{fails}/{len(runs)} | {_fmt(float(np.median(epochs)), 1)} "
-                f"({_fmt(min(epochs), 0)}-{_fmt(max(epochs), 0)}) |"
+                + f"{fails}/{len(runs)} | {number_text(float(np.median(epochs)), 1)} "
+                f"({number_text(min(epochs), 0)}-{number_text(max(epochs), 0)}) |"
             )
     return lines + [""]
 
@@ -347,7 +343,7 @@ def _paired_table(groups, methods) -> list[str]:
                     continue
                 undefined = result["undefined"]
                 cells.append(
-                    f"{_fmt(result['mean_diff'], 2, '+')} {_ci(result['ci'], 2)} | "
+                    f"{number_text(result['mean_diff'], 2, '+')} {_ci(result['ci'], 2)} | "
                     f"{result['wins']}/{result['ties']}/{result['losses']}"
                     + (f" ({undefined} undefined)" if undefined else "")
                     + f" | {_p(result['p_wilcoxon'])}"
@@ -374,7 +370,7 @@ def _average_table(groups, methods) -> list[str]:
                 per_task = [stats.scores(groups[(t, size)].get(method, {}), split) for t in tasks]
                 medians = [np.median(list(s.values())) for s in per_task if s]
                 whole = len(medians) == len(tasks)
-                averages.append(_fmt(float(np.mean(medians)), 2) if whole else "-")
+                averages.append(number_text(float(np.mean(medians)), 2) if whole else "-")
             row.append(f"| `{method}` | {averages[0]} | {averages[1]} |")
         lines += [
             f"Average over {', '.join(tasks)} of the per-task median (size {_size(size)}; "
@@ -419,7 +415,7 @@ def _isotropy_section(records: list[dict]) -> list[str]:
                 score = r.get("test_score")
                 if iso is not None and score is not None and np.isfinite([iso, score]).all():
                     xs.append(iso)
-                    ys.append(r["test_score"])
+                    ys.append(score)
         rho = stats.spearman(xs, ys)
         if rho:
             correlations.append(
@@ -437,7 +433,7 @@ def _epochs_section(records: list[dict]) -> list[str]:
     counts: dict[float, int] = {}
     for r in records:
         counts[r["best_epoch"]] = counts.get(r["best_epoch"], 0) + 1
-    histogram = ", ".join(f"{_fmt(k, 0)}: {v}" for k, v in sorted(counts.items()))
+    histogram = ", ".join(f"{number_text(k, 0)}: {v}" for k, v in sorted(counts.items()))
     return [
         "## Best epochs",
         "",

@@ -20,6 +20,11 @@ def cell_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / f"{cell.key}.json"
 
 
+def run_path(cell: Cell) -> Path:
+    """The cell's run directory, relative to the study directory."""
+    return Path("runs", cell.key)
+
+
 # what every reader of a cell record indexes
 _RECORD_KEYS = ("task", "size", "method", "seed", "config", "dev_score")
 
@@ -73,7 +78,7 @@ def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: flo
         "session": os.environ.get("ISOBN_STUDY_SESSION"),
         "train_samples_per_second": metrics["train_samples_per_second"],
         # out relative to the study directory: a record names no machine's paths
-        "config": {**asdict(cfg), "out": str(Path("runs", cell.key))},
+        "config": {**asdict(cfg), "out": str(run_path(cell))},
         "fingerprints": _fingerprints(run_dir, cfg),
     }
 

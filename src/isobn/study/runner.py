@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -36,7 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from isobn.errors import UserError
-from isobn.study.record import cell_path, finished_cells
+from isobn.study.markdown import number_text
+from isobn.study.record import cell_path, finished_cells, run_path
 from isobn.study.spec import Cell, Study, check_task_files
 from isobn.training.safe_files import (
     append_line,
@@ -83,7 +83,7 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
     from isobn.study.record import cell_record
     from isobn.training.train import train
 
-    run_dir = make_folder(out, Path("runs", cell.key))
+    run_dir = make_folder(out, run_path(cell))
     cfg = replace(study.config(cell, out=str(run_dir)), keep_last=keep_checkpoints)
     started = time.perf_counter()
     data = cell_data(cfg)
@@ -152,7 +152,7 @@ def try_cell(
             return None
         if on_start is not None:
             on_start()
-        with cell_bars_to_file(out / "runs" / cell.key, bars_to_file):
+        with cell_bars_to_file(out / run_path(cell), bars_to_file):
             return run_cell(study, cell, out, keep_checkpoints)
 
 
@@ -202,19 +202,13 @@ def run_cells(
         logger.info(
             "%s: dev %s, test %s, %.0f s",
             cell.key,
-            _fmt(record["dev_score"]),
-            _fmt(record["test_score"]),
+            number_text(record["dev_score"], 2),
+            number_text(record["test_score"], 2),
             record["wall_seconds"],
         )
         if events is not None:
             events("done", cell.key, record["wall_seconds"])
     return ran
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "undefined" if math.isnan(value) else f"{value:.2f}"
 
 
 def _worker(
