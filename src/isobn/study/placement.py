@@ -17,25 +17,6 @@ import logging
 from dataclasses import dataclass
 
 from isobn.errors import UserError
-from isobn.training.host_jobs import (  # the study's jobs share the host's registry
-    cell_threads,
-    live_jobs,
-    registered_jobs,
-    share_of_cores,
-    usable_cores,
-    use_threads,
-)
-
-__all__ = [
-    "Placement",
-    "cell_threads",
-    "live_jobs",
-    "place_jobs",
-    "registered_jobs",
-    "share_of_cores",
-    "usable_cores",
-    "use_threads",
-]
 
 logger = logging.getLogger(__name__)
 

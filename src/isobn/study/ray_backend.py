@@ -74,7 +74,7 @@ def _cell_task(
 ) -> dict:
     """One cell in a Ray worker: {"status": "ran" | "skipped" | "error", ...}. A user error is
     returned, not raised, so that Ray does not retry it."""
-    from isobn.study.placement import use_threads
+    from isobn.training.host_jobs import use_threads
 
     node = platform.node()
     directory = Path(out)
@@ -113,7 +113,7 @@ def connect(ray, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        from isobn.study.placement import usable_cores
+        from isobn.training.host_jobs import usable_cores
 
         ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False)
     else:

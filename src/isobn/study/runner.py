@@ -172,7 +172,7 @@ def run_cells(
     after that many (tests, budgets). Before each cell, torch gets `threads` threads (None:
     this host's share of the cores, see placement). `events(kind, key, seconds)` hears of
     each cell: started, done, skipped (another process has it) or stopped."""
-    from isobn.study.placement import cell_threads, use_threads
+    from isobn.training.host_jobs import cell_threads, use_threads
 
     mine = shard_cells(study, shard, blocks)
     ran = 0
@@ -253,7 +253,8 @@ def run_jobs(
     import torch
 
     from isobn.study.binding import check_sizes
-    from isobn.study.placement import cell_threads, place_jobs, registered_jobs, usable_cores
+    from isobn.study.placement import place_jobs
+    from isobn.training.host_jobs import cell_threads, registered_jobs, usable_cores
 
     check_task_files(study)
     check_study_directory(study, out)
