@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_list_shows_every_packaged_study(capsys):
     assert main(["study", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["glue", "offline", "offline-regularisers"]
+    assert [line.split()[0] for line in lines] == [
+        "glue",
+        "offline",
+        "offline-regularisers",
+        "offline-tuned",
+    ]
     offline = next(line for line in lines if line.startswith("offline "))
     assert "IsoBN against no norm on the three offline tasks" in offline
     assert offline.endswith("offline.toml)")
@@ -38,7 +43,7 @@ def test_an_unknown_study_name_lists_the_packaged_ones(tmp_path, capsys):
     assert main(["study", "ofline", "--out", str(tmp_path / "o")]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("isobn study: error: study file not found: ofline; pass a .toml file")
-    assert "(glue, offline, offline-regularisers; see `isobn study --list`)" in line
+    assert "(glue, offline, offline-regularisers, offline-tuned; see `isobn study --list`)" in line
 
 
 @pytest.mark.parametrize(

@@ -375,15 +375,15 @@ def undefined_score_records() -> list[dict]:
 
 
 def test_an_undefined_score_is_undefined_in_every_table_never_nan_or_dropped():
-    from isobn.study import markdown
+    from isobn.study import tables
 
     groups, methods = stats.group(undefined_score_records()), ["none", "isobn"]
     tables = {
         name: "\n".join(table(groups, methods))
         for name, table in [
-            ("scores", markdown._scores_table),
-            ("paired", markdown._paired_table),
-            ("average", markdown._average_table),
+            ("scores", tables.scores_table),
+            ("paired", tables.paired_table),
+            ("average", tables.average_table),
         ]
     }
     assert not any("nan" in text for text in tables.values())

@@ -36,7 +36,10 @@ FREE_SETTINGS = {
 
 
 def record_cell(record: dict) -> Cell:
-    return Cell(record["task"], record["size"], record["method"], record["seed"])
+    """The cell of a record; a record without "grid" (no grid, or written before grids) has
+    the empty grid point."""
+    grid = tuple(sorted((record.get("grid") or {}).items()))
+    return Cell(record["task"], record["size"], record["method"], record["seed"], grid)
 
 
 def settings_changes(study: Study, record: dict) -> list[str]:

@@ -16,6 +16,16 @@ import numpy as np
 
 from isobn.study import stats
 from isobn.study.spec import Study
+from isobn.study.tables import (
+    average_table,
+    group_order,
+    number_text,
+    p_text,
+    paired_table,
+    scores_table,
+    sig_text,
+    size_text,
+)
 from isobn.training.safe_files import write_atomically
 
 VERDICT_START, VERDICT_END = (
@@ -37,8 +47,10 @@ def write_results_markdown(
     cells `apart` ({"cell", "reason"}: not declared, other settings or data) are listed after
     the setup, never tabled. Returns the paths written."""
     from isobn.study.figures import study_figures
+    from isobn.study.tuned import tuned_records
 
-    figures = study_figures(records, out / "figures")
+    tabled = tuned_records(study.blocks, records)  # a grid block's cells at their tuned points
+    figures = study_figures(tabled, out / "figures")
     path = out / "RESULTS.md"
     verdict = _kept_verdict(path)
     lines = [f"# Study `{study.name}`", "", study.description, ""]
@@ -57,9 +69,11 @@ def write_results_markdown(
             "",
         ]
     for block in study.blocks:
-        lines += _block_section(block, records)
-    lines += _isotropy_section(records)
-    lines += _epochs_section(records)
+        block_lines, block_figures = _block_section(block, records, out / "figures")
+        lines += block_lines
+        figures += block_figures
+    lines += _isotropy_section(tabled)
+    lines += _epochs_section(tabled)
     if figures:
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}](figures/{p.name})" for p in figures] + [""]
@@ -73,39 +87,6 @@ def _kept_verdict(path: Path) -> str:
         if VERDICT_START in text and VERDICT_END in text:
             return text.split(VERDICT_START, 1)[1].split(VERDICT_END, 1)[0].strip()
     return "_Not written yet: it is written from the tables below once the cells have run._"
-
-
-UNDEFINED = "undefined"  # a NaN score: a correlation on constant targets (isobn.tasks.metrics)
-
-
-def number_text(value: float | None, digits: int = 1, sign: str = "", kind: str = "f") -> str:
-    """`value` formatted ``{sign}.{digits}{kind}``; "-" when there is none, "undefined" when it
-    is NaN, never "nan"."""
-    if value is None:
-        return "-"
-    return UNDEFINED if np.isnan(value) else f"{value:{sign}.{digits}{kind}}"
-
-
-def _sig(value: float | None) -> str:
-    """Three significant digits: isotropy metrics span 1e-5 (a collapsed embedding) to 1."""
-    return number_text(value, 3, kind="g")
-
-
-def _ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
-    if interval is None:
-        return "-"
-    if np.isnan(interval).any():
-        return UNDEFINED
-    return f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
-
-
-def _p(value: float | None) -> str:
-    small = value is not None and value < 0.001  # NaN is not small: "undefined"
-    return f"{value:.1e}" if small else number_text(value, 3)
-
-
-def _size(size: int | None) -> str:
-    return "full" if size is None else str(size)
 
 
 def _pretrained_section(out: Path) -> list[str]:
@@ -123,13 +104,15 @@ def _pretrained_section(out: Path) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for task, report in data["tasks"].items():
-        lines.append(f"| {task} | " + " | ".join(_sig(report.get(k)) for k in _ISO) + " |")
+        lines.append(f"| {task} | " + " | ".join(sig_text(report.get(k)) for k in _ISO) + " |")
     return lines + [""]
 
 
 def _setup_section(study: Study, out: Path, records: list[dict]) -> list[str]:
+    from isobn.study.binding import record_cell
+
     planned = study.cells()
-    done = {(r["task"], r["size"], r["method"], r["seed"]) for r in records}
+    done = {record_cell(r).key for r in records}
     settings = ", ".join(f"{k} {v}" for k, v in study.train.items())
     lines = [
         "## Set-up",
@@ -225,8 +208,8 @@ def relative_command(argv: list[str], cwd: Path) -> str:
 def _missing(planned, done) -> str:
     counts: dict[tuple, int] = {}
     for cell in planned:
-        if (cell.task, cell.size, cell.method, cell.seed) not in done:
-            key = (cell.blocks[0], cell.task, _size(cell.size))
+        if cell.key not in done:
+            key = (cell.blocks[0], cell.task, size_text(cell.size))
             counts[key] = counts.get(key, 0) + 1
     return "; ".join(f"{b} {t} n={s}: {n} cells" for (b, t, s), n in counts.items())
 
@@ -263,125 +246,21 @@ def _commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def _block_section(block, records: list[dict]) -> list[str]:
-    mine = [
-        r
-        for r in records
-        if r["task"] in block.tasks
-        and r["size"] in block.sizes
-        and r["method"] in block.methods
-        and r["seed"] in block.seeds
-    ]
+def _block_section(block, records: list[dict], figures: Path) -> tuple[list[str], list[Path]]:
+    """A block's tables (and the figures a grid block draws into `figures`)."""
+    from isobn.study.tuned import block_records, grid_block_section
+
+    mine = block_records(block, records)
+    if block.grid:
+        return grid_block_section(block, mine, figures)
     lines = [f"## Block `{block.name}`", ""]
     if not mine:
-        return lines + ["No finished cells yet.", ""]
+        return lines + ["No finished cells yet.", ""], []
     groups = stats.group(mine)
-    lines += _scores_table(groups, block.methods)
-    lines += _paired_table(groups, block.methods)
-    lines += _average_table(groups, block.methods)
-    return lines
-
-
-def _scores_table(groups, methods) -> list[str]:
-    lines = [
-        "Scores (main metric x 100) over seeds. `failed`: runs whose dev score is no better "
-        "than the majority class.",
-        "",
-        "| task | size | method | n | dev median ± std | test median ± std | test mean [95% CI] "
-        "| failed | best epoch median (range) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (task, size), by_method in sorted(groups.items(), key=_group_order):
-        for method in [m for m in methods if m in by_method]:
-            runs = by_method[method]
-            dev = stats.summary(list(stats.scores(runs, "dev").values()))
-            test_scores = list(stats.scores(runs, "test").values())
-            test = stats.summary(test_scores) if test_scores else None
-            epochs = [r["best_epoch"] for r in runs.values()]
-            fails = sum(stats.failed(r) for r in runs.values())
-            lines.append(
-                f"| {task} | {_size(size)} | `{method}` | {dev['n']} | "
-                f"{number_text(dev['median'])} ± {number_text(dev['std'])} | "
-                + (
-                    f"{number_text(test['median'])} ± {number_text(test['std'])} | "
-                    f"{number_text(test['mean'])} {_ci(test['ci'])} | "
-                    if test
-                    else "- | - | "
-                )
-                + f"{fails}/{len(runs)} | {number_text(float(np.median(epochs)), 1)} "
-                f"({number_text(min(epochs), 0)}-{number_text(max(epochs), 0)}) |"
-            )
-    return lines + [""]
-
-
-def _group_order(item):
-    (task, size), _ = item
-    return task, -1 if size is None else size
-
-
-def _paired_table(groups, methods) -> list[str]:
-    lines = [
-        "Seed-paired differences against `none` (method - none, x 100): mean [95% bootstrap CI], "
-        "wins/ties/losses and the Wilcoxon signed-rank p-value.",
-        "",
-        "| task | size | method | n | dev diff [95% CI] | dev W/T/L | dev p | test diff [95% CI] "
-        "| test W/T/L | test p |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for (task, size), by_method in sorted(groups.items(), key=_group_order):
-        base = by_method.get(stats.BASELINE)
-        if base is None:
-            continue
-        for method in [m for m in methods if m in by_method and m != stats.BASELINE]:
-            cells = []
-            for split in ("dev", "test"):
-                result = stats.paired(
-                    stats.scores(by_method[method], split), stats.scores(base, split)
-                )
-                if result is None:
-                    cells.append("- | - | -")
-                    continue
-                undefined = result["undefined"]
-                cells.append(
-                    f"{number_text(result['mean_diff'], 2, '+')} {_ci(result['ci'], 2)} | "
-                    f"{result['wins']}/{result['ties']}/{result['losses']}"
-                    + (f" ({undefined} undefined)" if undefined else "")
-                    + f" | {_p(result['p_wilcoxon'])}"
-                )
-                n = result["n"]
-            lines.append(
-                f"| {task} | {_size(size)} | `{method}` | {n} | " + " | ".join(cells) + " |"
-            )
-    return lines + [""]
-
-
-def _average_table(groups, methods) -> list[str]:
-    """The paper's summary: per size, the average over tasks of each method's median."""
-    sizes = sorted({size for _, size in groups}, key=lambda s: -1 if s is None else s)
-    lines = []
-    for size in sizes:
-        tasks = sorted(task for task, s in groups if s == size)
-        if len(tasks) < 2:
-            continue
-        row = []
-        for method in methods:
-            averages = []
-            for split in ("dev", "test"):  # "-" when a task lacks the method's scores
-                per_task = [stats.scores(groups[(t, size)].get(method, {}), split) for t in tasks]
-                medians = [np.median(list(s.values())) for s in per_task if s]
-                whole = len(medians) == len(tasks)
-                averages.append(number_text(float(np.mean(medians)), 2) if whole else "-")
-            row.append(f"| `{method}` | {averages[0]} | {averages[1]} |")
-        lines += [
-            f"Average over {', '.join(tasks)} of the per-task median (size {_size(size)}; "
-            "the paper's summary):",
-            "",
-            "| method | dev | test |",
-            "|---|---|---|",
-            *row,
-            "",
-        ]
-    return lines
+    lines += scores_table(groups, block.methods)
+    lines += paired_table(groups, block.methods)
+    lines += average_table(groups, block.methods)
+    return lines, []
 
 
 def _isotropy_section(records: list[dict]) -> list[str]:
@@ -398,7 +277,7 @@ def _isotropy_section(records: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     correlations = []
-    for (task, size), by_method in sorted(groups.items(), key=_group_order):
+    for (task, size), by_method in sorted(groups.items(), key=group_order):
         xs, ys = [], []
         for method, runs in by_method.items():
             cells = []
@@ -407,9 +286,9 @@ def _isotropy_section(records: list[dict]) -> list[str]:
                 for side in ("before_norm", "after_norm"):
                     values = [r["isotropy_at_best"].get(side, {}).get(key) for r in runs.values()]
                     values = [v for v in values if v is not None]
-                    pair.append(_sig(float(np.median(values))) if values else "-")
+                    pair.append(sig_text(float(np.median(values))) if values else "-")
                 cells.append(" / ".join(pair))
-            lines.append(f"| {task} | {_size(size)} | `{method}` | " + " | ".join(cells) + " |")
+            lines.append(f"| {task} | {size_text(size)} | `{method}` | " + " | ".join(cells) + " |")
             for r in runs.values():
                 iso = r["isotropy_at_best"].get("after_norm", {}).get("isoscore")
                 score = r.get("test_score")
@@ -419,7 +298,8 @@ def _isotropy_section(records: list[dict]) -> list[str]:
         rho = stats.spearman(xs, ys)
         if rho:
             correlations.append(
-                f"{task} n={_size(size)}: rho {rho[0]:+.2f} (p {_p(rho[1])}, {len(xs)} runs)"
+                f"{task} n={size_text(size)}: rho {rho[0]:+.2f} "
+                f"(p {p_text(rho[1])}, {len(xs)} runs)"
             )
     lines.append("")
     if correlations:

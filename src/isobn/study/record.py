@@ -59,6 +59,7 @@ def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: flo
         "size": cell.size,
         "method": cell.method,
         "seed": cell.seed,
+        **({"grid": dict(cell.grid)} if cell.grid else {}),  # no key without a grid
         "blocks": list(cell.blocks),
         "main_metric": main,
         "dev_score": _score(metrics.get("dev"), main),

@@ -32,8 +32,12 @@ _COLUMNS = (
 
 
 def flat_row(record: dict) -> dict:
-    """One results.csv row: identity, scores, and the isotropy at the best checkpoint."""
-    row = {key: record.get(key) for key in _COLUMNS}
+    """One results.csv row: identity (with grid.NAME columns after seed for a grid cell),
+    scores, and the isotropy at the best checkpoint."""
+    row = {key: record.get(key) for key in _COLUMNS[: _COLUMNS.index("seed") + 1]}
+    for name, value in (record.get("grid") or {}).items():
+        row[f"grid.{name}"] = value
+    row.update({key: record.get(key) for key in _COLUMNS[_COLUMNS.index("seed") + 1 :]})
     for split in ("dev", "test"):
         for key, value in (record.get(split) or {}).items():
             row[f"{split}.{key}"] = value

@@ -35,9 +35,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from isobn.errors import UserError
-from isobn.study.markdown import number_text
 from isobn.study.record import cell_path, finished_cells, run_path
 from isobn.study.spec import Cell, Study, check_task_files
+from isobn.study.tables import number_text
 from isobn.training.safe_files import (
     append_line,
     make_folder,

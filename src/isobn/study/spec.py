@@ -5,14 +5,19 @@
     [tasks.NAME]          per-task settings (TrainConfig fields); a file task sets train_file,
                           dev_file (and test_file, columns) and is named by its table key
     [[block]]             name, tasks, sizes (ints or "full"), methods, seeds
+    [block.grid]          optional: training settings to tune, each a list of values, e.g.
+                          learning_rate = [2e-5, 5e-5, 1e-4]; every method runs every point
 
 Study, task and block names are identifiers (letters, digits and _ . + -), as they name
 directories and table rows. A task is looked up case-insensitively and by its aliases
 (`MR` is the file's [tasks.mr], `SST-2` is sst2), and a method by its canonical spec, so two
 spellings of one thing are one cell (within a block, they are refused).
 
-A cell is one (task, size, method, seed) training run. Cells are the same whichever block
-names them (a block's `none`/`isobn` seeds 1-5 are the main block's), so they run once.
+A cell is one (task, size, method, grid point, seed) training run; a block without a grid has
+one, empty, grid point. Cells are the same whichever block names them (a block's `none`/`isobn`
+seeds 1-5 are the main block's), so they run once. A grid point is part of the cell's identity
+even where it repeats a [train] setting: a grid cell at the study's own learning rate is another
+cell than the block-without-grid cell.
 Every size draws one fixed stratified subsample of the training set (seed 0 of the task
 loader), the same for every seed and method: seeds vary only initialisation, dropout and
 data order.
@@ -20,9 +25,10 @@ data order.
 
 from __future__ import annotations
 
+import itertools
 import re
 import typing
-from dataclasses import InitVar, dataclass, fields
+from dataclasses import InitVar, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,46 @@ _CELL_FIELDS = {
 }
 _FILE_FIELDS = ("train_file", "dev_file", "test_file")
 
+# A grid point: (setting, value) pairs sorted by setting, e.g. (("learning_rate", 2e-05),)
+GridPoint = tuple[tuple[str, Any], ...]
+
+
+def _grid_axes() -> frozenset[str]:
+    """TrainConfig fields a [block.grid] may tune: what changes a run's training (the model's
+    pooling and dropout, the optimiser, the schedule, the length, PEFT), not its data, its
+    model, its method (method parameters stay in method specs), its seed or how it is run."""
+    not_per_cell = {"model", "trust_remote_code", "method", "seed", "isotropy_examples"}
+    return frozenset(
+        f.name
+        for f in fields(TrainConfig)
+        if f.metadata.get("group") in ("model", "method", "training")
+        and not f.metadata.get("resume_free")
+        and f.name not in not_per_cell
+    )
+
+
+GRID_AXES = _grid_axes()
+
+
+def value_text(value: Any) -> str:
+    """A grid value as it is written in keys and tables: floats by repr (shortest text that
+    reads back as the same float: 2e-05, 0.0001), booleans as TOML writes them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def point_text(point: GridPoint) -> str:
+    """'learning_rate=2e-05,batch_size=16'; '' for the empty point of a block without grid."""
+    return ",".join(f"{name}={value_text(value)}" for name, value in point)
+
+
+def grid_points(grid: dict[str, list]) -> list[GridPoint]:
+    """Every point of a grid, in order: the product of the axes sorted by name, each axis's
+    values as listed ([()] for no grid)."""
+    names = sorted(grid)
+    return [tuple(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -54,14 +100,17 @@ class Cell:
     size: int | None  # training examples; None: the full training set
     method: str  # canonical method spec
     seed: int
+    grid: GridPoint = ()  # the block's grid point; () without a grid
     blocks: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
-        """File-name-safe identity, e.g. 'mr/n500/isobn_beta=0.25/seed3'."""
+        """File-name-safe identity, e.g. 'mr/n500/isobn_beta=0.25/seed3', with a grid point
+        'mr/n500/isobn/learning_rate=2e-05/seed3'."""
         size = "full" if self.size is None else f"n{self.size}"
         method = re.sub(r"[^A-Za-z0-9_.=+-]", "_", self.method)
-        return f"{self.task}/{size}/{method}/seed{self.seed}"
+        point = re.sub(r"[^A-Za-z0-9_.=+,-]", "_", point_text(self.grid))
+        return "/".join([self.task, size, method, *([point] if point else []), f"seed{self.seed}"])
 
 
 @dataclass
@@ -71,6 +120,11 @@ class Block:
     sizes: list[int | None]
     methods: list[str]
     seeds: list[int]
+    grid: dict[str, list] = field(default_factory=dict)  # setting -> values; {} without grid
+
+    @property
+    def points(self) -> list[GridPoint]:
+        return grid_points(self.grid)
 
 
 @dataclass
@@ -88,15 +142,15 @@ class Study:
 
     def cells(self, blocks: tuple[str, ...] | None = None) -> list[Cell]:
         """Every distinct cell, in running order: block by block, then size, seed, task,
-        method, so that finished cells always hold complete seed-paired comparisons. With
-        `blocks` (names), only the cells that one of them names."""
+        method, grid point, so that finished cells always hold complete seed-paired
+        comparisons (tuned ones too). With `blocks` (names), only the cells that one of them
+        names."""
         order: dict[tuple, list[str]] = {}
         for block in self.blocks:
-            for size in block.sizes:
-                for seed in block.seeds:
-                    for task in block.tasks:
-                        for method in block.methods:
-                            order.setdefault((task, size, method, seed), []).append(block.name)
+            for size, seed, task, method, point in itertools.product(
+                block.sizes, block.seeds, block.tasks, block.methods, block.points
+            ):
+                order.setdefault((task, size, method, seed, point), []).append(block.name)
         cells = [Cell(*key, blocks=tuple(names)) for key, names in order.items()]
         return cells if blocks is None else [c for c in cells if set(c.blocks) & set(blocks)]
 
@@ -117,7 +171,12 @@ class Study:
 
     def config(self, cell: Cell, out: str) -> TrainConfig:
         """The TrainConfig of one cell, written to `out`."""
-        values = {"model": self.model, **self.train, **self.tasks.get(cell.task, {})}
+        values = {
+            "model": self.model,
+            **self.train,
+            **self.tasks.get(cell.task, {}),
+            **dict(cell.grid),
+        }
         if not any(values.get(name) for name in _FILE_FIELDS):
             values["task"] = cell.task
         values.update(out=out, max_train=cell.size, seed=cell.seed, resume=True)
@@ -184,7 +243,7 @@ def parse_study(text: str, path: Path) -> Study:
         source=text,
         path=str(path),
     )
-    for cell in {(c.task, c.size): c for c in study.cells()}.values():
+    for cell in {(c.task, c.size, c.grid): c for c in study.cells()}.values():
         cfg = study.config(cell, out="unused")
         cfg.validate()  # every setting before hours of compute
         if cfg.task is not None:
@@ -197,13 +256,13 @@ def check_task_files(study: Study) -> None:
     from isobn.training.safe_files import check_path
 
     for name, values in study.tasks.items():
-        for field in _FILE_FIELDS:
-            file = values.get(field)
+        for setting in _FILE_FIELDS:
+            file = values.get(setting)
             if file is not None:
-                check_path(file, f"{study.path} [tasks.{name}] {field}")
+                check_path(file, f"{study.path} [tasks.{name}] {setting}")
             if file is not None and not Path(file).is_file():
                 raise UserError(
-                    f"{study.path} [tasks.{name}] {field}: file not found: {file} (a relative "
+                    f"{study.path} [tasks.{name}] {setting}: file not found: {file} (a relative "
                     "path is read from the directory isobn study runs in); check the path"
                 )
 
@@ -327,9 +386,12 @@ def _block(raw: Any, number: int, path: Path, tables: dict[str, Any]) -> Block:
     missing = [key for key in ("tasks", "sizes", "methods", "seeds") if key not in raw]
     if missing:
         raise UserError(f"{where} lacks {', '.join(missing)}")
-    unknown = set(raw) - {"name", "tasks", "sizes", "methods", "seeds"}
+    unknown = set(raw) - {"name", "tasks", "sizes", "methods", "seeds", "grid"}
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}")
+        raise UserError(
+            f"{where}: unknown key(s) {sorted(unknown)}; use name, tasks, sizes, "
+            "methods, seeds, grid"
+        )
     name = raw.get("name", f"block{number}")
     check_name(name, f"{where} name")
     return Block(
@@ -338,7 +400,31 @@ def _block(raw: Any, number: int, path: Path, tables: dict[str, Any]) -> Block:
         sizes=[_size(s, where) for s in _list(raw["sizes"], (int, str), f"{where} sizes")],
         methods=_methods(_list(raw["methods"], str, f"{where} methods"), f"{where} methods"),
         seeds=[_seed(s, where) for s in _list(raw["seeds"], int, f"{where} seeds")],
+        grid=_grid(raw.get("grid", {}), f"{where} grid"),
     )
+
+
+def _grid(raw: Any, where: str) -> dict[str, list]:
+    """A block's grid: each axis a tunable TrainConfig setting with a non-empty list of
+    distinct values of its type ([block.grid] learning_rate = [2e-5, 5e-5])."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a table, e.g. [block.grid] learning_rate = [2e-5, 5e-5]")
+    grid = {}
+    for name, values in raw.items():
+        if name not in GRID_AXES:
+            why = (
+                "method parameters go in the method spec, e.g. isobn:beta=0.25"
+                if name == "method"
+                else f"a grid may tune {', '.join(sorted(GRID_AXES))}"
+            )
+            raise UserError(f"{where}: {name!r} cannot be a grid axis; {why}")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where} {name} must be a non-empty list, e.g. {name} = [...]")
+        typed = [_typed(name, value, f"{where} {name}") for value in values]
+        if len(set(map(value_text, typed))) != len(typed):
+            raise UserError(f"{where} {name} lists a value twice: {values!r}")
+        grid[name] = typed
+    return grid
 
 
 def _methods(specs: list[str], where: str) -> list[str]:
@@ -384,4 +470,16 @@ def _seed(value: int, where: str) -> int:
     return value
 
 
-__all__ = ["Block", "Cell", "Study", "load_study", "method_settings", "parse_study", "task_name"]
+__all__ = [
+    "GRID_AXES",
+    "Block",
+    "Cell",
+    "GridPoint",
+    "Study",
+    "grid_points",
+    "load_study",
+    "method_settings",
+    "parse_study",
+    "point_text",
+    "task_name",
+]
