@@ -43,7 +43,10 @@ def test_an_unknown_study_name_lists_the_packaged_ones(tmp_path, capsys):
     assert main(["study", "ofline", "--out", str(tmp_path / "o")]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("isobn study: error: study file not found: ofline; pass a .toml file")
-    assert "(glue, offline, offline-regularisers, offline-tuned; see `isobn study --list`)" in line
+    assert (
+        "(glue, glue-tuned, offline, offline-regularisers, offline-tuned; see `isobn study --list`)"
+        in line
+    )
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,30 @@ def _print_plan(study, out: Path, blocks) -> None:
     for cell in cells:
         state = "done" if cell_path(out, cell).is_file() else "todo"
         print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
+    for block in study.blocks:
+        if blocks is None or block.name in blocks:
+            print(_block_plan(block))
     print(f"{len(cells)} cells, {done} finished")
+
+
+def _block_plan(block) -> str:
+    """'block tuned: 2 tasks x 1 size x 2 methods x 3 grid points (learning_rate: 3) x 5 seeds
+    = 60 cells' (cells it names; another block may name some of them too)."""
+
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    parts = [
+        count(len(block.tasks), "task"),
+        count(len(block.sizes), "size"),
+        count(len(block.methods), "method"),
+    ]
+    if block.grid:
+        axes = ", ".join(f"{name}: {len(values)}" for name, values in sorted(block.grid.items()))
+        parts.append(f"{count(len(block.points), 'grid point')} ({axes})")
+    parts.append(count(len(block.seeds), "seed"))
+    total = len(block.tasks) * len(block.sizes) * len(block.methods) * len(block.points)
+    return f"block {block.name}: {' x '.join(parts)} = {total * len(block.seeds)} cells"
 
 
 def _run_cells(args: argparse.Namespace, study, out: Path, ray_options, shard, blocks) -> None:

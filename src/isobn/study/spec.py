@@ -245,7 +245,12 @@ def parse_study(text: str, path: Path) -> Study:
     )
     for cell in {(c.task, c.size, c.grid): c for c in study.cells()}.values():
         cfg = study.config(cell, out="unused")
-        cfg.validate()  # every setting before hours of compute
+        try:
+            cfg.validate()  # every setting before hours of compute
+        except UserError as error:
+            if not cell.grid:
+                raise
+            raise UserError(f"{path} grid point {point_text(cell.grid)}: {error}") from None
         if cfg.task is not None:
             _check_task_name(cfg.task, path)
     return study

@@ -186,7 +186,9 @@ def budget_lines(block: Block, records: list[dict]) -> list[str]:
         "dev, trials tied on dev sharing their weight. The band is opda's simultaneous "
         f"{tuning.BAND_LEVEL:.0%} confidence band of E[best dev] (Lourie et al., NAACL 2024), "
         f"drawn with at least {tuning.BAND_MIN_TRIALS} trials; dev scores on a finite dev set "
-        "are discrete, so it is approximate.",
+        "are discrete, so it is approximate. With few trials its upper end nears the score's "
+        "ceiling: they cannot rule out a rare, much better trial. The figures' axes follow the "
+        "curves, so a wide band runs off them.",
         "",
         "| task | size | method | N | E[best dev] / E[test] at n = ... | band at n = N |",
         "|---|---|---|---|---|---|",

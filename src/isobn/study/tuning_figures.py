@@ -42,16 +42,22 @@ def sensitivity_figure(block: Block, records: list[dict], chosen, figures: Path)
             labels.append((f"{task} n={size or 'full'} {method}", chosen.get((task, size), {})))
     import matplotlib.pyplot as plt
 
-    values = np.array(rows)
+    values = np.array(rows)  # (rows, points); NaN where a point has no finished cell
+    with np.errstate(invalid="ignore"):
+        best = np.nanmax(np.where(np.isnan(values), -np.inf, values), axis=1, keepdims=True)
+    below = values - best  # <= 0: how far each point is below the row's best
     columns = [point_text(p).replace(",", "\n") for p in block.points]
     fig, ax = plt.subplots(
         figsize=(max(4.5, 1.5 * len(columns) + 2.5), 0.45 * len(rows) + 1.6), layout="constrained"
     )
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(below), cmap="viridis", aspect="auto")
+    low = np.nanmin(below) if np.isfinite(below).any() else 0.0
     for i, row in enumerate(values):
         for j, value in enumerate(row):
             if np.isfinite(value):
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8, color="w")
+                dark = below[i, j] < low / 2  # the darker half of viridis: white text
+                colour = "white" if dark else "black"
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8, color=colour)
     for i, (label, picks) in enumerate(labels):
         method = label.rsplit(" ", 1)[1]
         if method in picks:
@@ -59,15 +65,18 @@ def sensitivity_figure(block: Block, records: list[dict], chosen, figures: Path)
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.set_xticks(range(len(columns)), columns, fontsize=8)
     ax.set_yticks(range(len(labels)), [label for label, _ in labels], fontsize=8)
-    fig.colorbar(image, ax=ax, label="dev median (x 100)")
-    ax.set_title(f"Block {block.name}: dev median per grid point (red: tuned)", fontsize=10)
+    fig.colorbar(image, ax=ax, label="dev median minus the row's best")
+    ax.set_title(
+        f"Block {block.name}: dev median (x 100) per grid point; red: the tuned point",
+        fontsize=10,
+    )
     path = _folder(figures) / _name("sensitivity", block.name)
     save_figure(fig, path)
     return path
 
 
 def budget_figure(block: Block, key: tuple, by_method: dict, figures: Path) -> Path:
-    """Expected best dev score (solid, with its band where drawn) and expected test score of
+    """Expected best dev score (solid, its band dotted where drawn) and expected test score of
     the dev-chosen trial (dashed) against the number of trials, one colour per method."""
     import matplotlib.pyplot as plt
 
@@ -75,6 +84,7 @@ def budget_figure(block: Block, key: tuple, by_method: dict, figures: Path) -> P
 
     task, size = key
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    curves = []
     for index, method in enumerate(m for m in block.methods if m in by_method):
         trials = trial_scores(by_method[method])
         dev, test = trials["dev"], trials["test"]
@@ -82,15 +92,21 @@ def budget_figure(block: Block, key: tuple, by_method: dict, figures: Path) -> P
             continue
         ns = list(range(1, len(dev) + 1))
         colour = f"C{index}"
-        ax.plot(ns, [tuning.expected_best(dev, n) for n in ns], color=colour, label=method)
+        curves.append([tuning.expected_best(dev, n) for n in ns])
+        ax.plot(ns, curves[-1], color=colour, label=f"{method}: E[best dev]")
         if test:
-            chosen = [tuning.expected_test_at_best(dev, test, n) for n in ns]
-            ax.plot(ns, chosen, color=colour, ls="--", label=f"{method}: test at best dev")
+            curves.append([tuning.expected_test_at_best(dev, test, n) for n in ns])
+            ax.plot(ns, curves[-1], color=colour, ls="--", label=f"{method}: E[test at best dev]")
         band = tuning.expected_best_band(dev, ns, *score_range(by_method[method]))
         if band is not None:
-            ax.fill_between(ns, band[0], band[1], color=colour, alpha=0.15, lw=0)
+            for bound in band:  # dotted: filled, two methods' bands would hide the curves
+                ax.plot(ns, bound, color=colour, ls=":", lw=1)
+    finite = np.array([v for curve in curves for v in curve if np.isfinite(v)])
+    if finite.size:  # the curves decide the axis; a wide band runs off it
+        pad = max(1.0, 0.5 * float(np.ptp(finite)))
+        ax.set_ylim(finite.min() - pad, finite.max() + pad)
     ax.set_xlabel("trials n (grid points x seeds drawn at random)")
-    ax.set_ylabel("score (x 100)")
+    ax.set_ylabel(f"score (x 100); dotted: {tuning.BAND_LEVEL:.0%} band of E[best dev]")
     ax.set_title(f"{task} n={size or 'full'}: expected best dev score against budget", fontsize=10)
     ax.legend(fontsize=7)
     path = _folder(figures) / _name("budget", block.name, task, f"n{size or 'full'}")
