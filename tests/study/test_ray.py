@@ -186,3 +186,17 @@ def test_without_ray_the_backend_names_the_extra(monkeypatch, tmp_path, tiny_ber
         run_on_ray(study, tmp_path / "out", ONE_THREAD)
     assert str(error.value) == RAY_MISSING == "--backend ray needs Ray: pip install 'isobn[ray]'"
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_ray_runs_a_grid_study_with_the_local_runners_records(
+    local_ray, tmp_path, tiny_bert, sentiment_files
+):
+    from test_grid import metrics, write_grid_study
+
+    study = load_study(write_grid_study(tmp_path / "s.toml", tiny_bert, sentiment_files, (1,)))
+    keys = [cell.key for cell in study.cells()]
+    assert len(keys) == 4 and all("/learning_rate=" in key for key in keys)
+    assert sorted(run_on_ray(study, tmp_path / "ray", ONE_THREAD)["ran"]) == sorted(keys)
+    run_jobs(study, tmp_path / "local", threads=1)
+    assert metrics(tmp_path / "ray") == metrics(tmp_path / "local")
