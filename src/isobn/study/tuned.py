@@ -23,21 +23,7 @@ from isobn.study.tables import (
     scores_table,
     size_text,
 )
-
-
-def record_point(record: dict) -> GridPoint:
-    """A record's grid point, () for a cell without grid (isobn.study.binding.record_cell)."""
-    return tuple(sorted((record.get("grid") or {}).items()))
-
-
-def by_point(records: list[dict]) -> dict[tuple, dict[str, dict[GridPoint, dict[int, dict]]]]:
-    """{(task, size): {method: {grid point: {seed: record}}}}."""
-    groups: dict[tuple, dict[str, dict[GridPoint, dict[int, dict]]]] = {}
-    for record in records:
-        methods = groups.setdefault((record["task"], record["size"]), {})
-        points = methods.setdefault(record["method"], {}).setdefault(record_point(record), {})
-        points[record["seed"]] = record
-    return groups
+from isobn.study.tuning import by_point, record_point, score_range, trial_scores
 
 
 def tuned_points(block: Block, records: list[dict]) -> dict[tuple, dict[str, GridPoint]]:
@@ -213,25 +199,6 @@ def budget_lines(block: Block, records: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def trial_scores(points: dict[GridPoint, dict[int, dict]]) -> dict[str, list[float]]:
-    """The dev scores of a method's trials and, when every trial has one, their test scores
-    (paired with dev, in the same order)."""
-    runs = [r for by_seed in points.values() for r in by_seed.values()]
-    runs = [r for r in runs if r.get("dev_score") is not None]
-    dev = [r["dev_score"] for r in runs]
-    test = [r.get("test_score") for r in runs]
-    return {"dev": dev, "test": test if all(t is not None for t in test) else []}
-
-
-def score_range(points: dict[GridPoint, dict[int, dict]]) -> tuple[float, float]:
-    """The range a main metric x 100 can take: [-100, 100] for a correlation or MCC, else
-    [0, 100]."""
-    runs = [r for by_seed in points.values() for r in by_seed.values()]
-    metric = runs[0].get("main_metric", "") if runs else ""
-    signed = any(word in metric for word in ("pearson", "spearman", "mcc", "matthews"))
-    return (-100.0, 100.0) if signed else (0.0, 100.0)
-
-
 def _band_text(dev: list[float], bounds: tuple[float, float]) -> str:
     band = tuning.expected_best_band(dev, [len(dev)], *bounds)
     if band is None:
@@ -241,9 +208,7 @@ def _band_text(dev: list[float], bounds: tuple[float, float]) -> str:
 
 __all__ = [
     "block_records",
-    "by_point",
     "grid_block_section",
-    "trial_scores",
     "tuned_groups",
     "tuned_points",
     "tuned_records",

@@ -1,5 +1,5 @@
-"""Tuning a study's methods over a grid: the dev-chosen point, and the expected best score
-against the tuning budget.
+"""Tuning a study's methods over a grid: a method's trials (its cells grouped by grid point),
+the dev-chosen point, and the expected best score against the tuning budget.
 
 A method's cells for one task and size form a pool of N trials (grid points x seeds), each
 with a dev score v and a test score t (main metric x 100). The estimators treat a budget of n
@@ -126,13 +126,51 @@ def budgets(count: int) -> list[int]:
     return [n for n in steps if n < count] + [count]
 
 
+def record_point(record: dict) -> GridPoint:
+    """A record's grid point, () for a cell without grid (isobn.study.binding.record_cell)."""
+    return tuple(sorted((record.get("grid") or {}).items()))
+
+
+def by_point(records: list[dict]) -> dict[tuple, dict[str, dict[GridPoint, dict[int, dict]]]]:
+    """{(task, size): {method: {grid point: {seed: record}}}}."""
+    groups: dict[tuple, dict[str, dict[GridPoint, dict[int, dict]]]] = {}
+    for record in records:
+        methods = groups.setdefault((record["task"], record["size"]), {})
+        points = methods.setdefault(record["method"], {}).setdefault(record_point(record), {})
+        points[record["seed"]] = record
+    return groups
+
+
+def trial_scores(points: dict[GridPoint, dict[int, dict]]) -> dict[str, list[float]]:
+    """The dev scores of a method's trials and, when every trial has one, their test scores
+    (paired with dev, in the same order)."""
+    runs = [r for by_seed in points.values() for r in by_seed.values()]
+    runs = [r for r in runs if r.get("dev_score") is not None]
+    dev = [r["dev_score"] for r in runs]
+    test = [r.get("test_score") for r in runs]
+    return {"dev": dev, "test": test if all(t is not None for t in test) else []}
+
+
+def score_range(points: dict[GridPoint, dict[int, dict]]) -> tuple[float, float]:
+    """The range a main metric x 100 can take: [-100, 100] for a correlation or MCC, else
+    [0, 100]."""
+    runs = [r for by_seed in points.values() for r in by_seed.values()]
+    metric = runs[0].get("main_metric", "") if runs else ""
+    signed = any(word in metric for word in ("pearson", "spearman", "mcc", "matthews"))
+    return (-100.0, 100.0) if signed else (0.0, 100.0)
+
+
 __all__ = [
     "BAND_LEVEL",
     "BAND_MIN_TRIALS",
     "budgets",
+    "by_point",
     "choose_point",
     "expected_best",
     "expected_best_band",
     "expected_test_at_best",
     "median_or_worst",
+    "record_point",
+    "score_range",
+    "trial_scores",
 ]

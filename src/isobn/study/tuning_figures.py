@@ -11,6 +11,7 @@ import numpy as np
 from isobn.study import stats, tuning
 from isobn.study.figures import save_figure
 from isobn.study.spec import Block, point_text
+from isobn.study.tuning import by_point, score_range, trial_scores
 
 
 def _folder(figures: Path) -> Path:
@@ -29,8 +30,6 @@ def _name(*parts) -> str:
 def sensitivity_figure(block: Block, records: list[dict], chosen, figures: Path) -> Path:
     """A heat-map of the dev median over seeds: one row per (task, size, method), one column
     per grid point, the tuned point boxed (`records`: at least one finished cell)."""
-    from isobn.study.tuned import by_point
-
     rows, labels = [], []
     for (task, size), by_method in sorted(by_point(records).items(), key=lambda i: str(i[0])):
         for method in [m for m in block.methods if m in by_method]:
@@ -79,8 +78,6 @@ def budget_figure(block: Block, key: tuple, by_method: dict, figures: Path) -> P
     """Expected best dev score (solid, its band dotted where drawn) and expected test score of
     the dev-chosen trial (dashed) against the number of trials, one colour per method."""
     import matplotlib.pyplot as plt
-
-    from isobn.study.tuned import score_range, trial_scores
 
     task, size = key
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
