@@ -64,7 +64,7 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
+def checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
     from isobn.errors import UserError
     from isobn.training.checkpoint import resolve_directory
 
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     from isobn.training.max_length import check_max_length
     from isobn.training.model import load_checkpoint, read_model_config
 
-    best, run_config = _checkpoint_and_run_config(Path(args.checkpoint))
+    best, run_config = checkpoint_and_run_config(Path(args.checkpoint))
     model_config = read_model_config(best)  # a small JSON file: the weights load later
     text_column, pair_column, max_length = _settings(args, model_config, run_config)
     check_output(args.output, Path(args.input))
