@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from isobn.cli.options import add_setting
@@ -34,6 +36,19 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def run(args: argparse.Namespace) -> int:
     from isobn.training.export import check_out, load_plain, write_export
 
@@ -43,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         from isobn.training.onnx_export import check_onnx
 
         check_onnx()
-    plain = load_plain(Path(args.run_directory), args.trust_remote_code)
-    write_export(plain, out, onnx=args.onnx)
+    with no_progress_bars():  # transformers' loading and writing bars: noise here
+        plain = load_plain(Path(args.run_directory), args.trust_remote_code)
+        write_export(plain, out, onnx=args.onnx)
     logger.info("wrote %s (%s)", out, type(plain.model).__name__)
     return 0

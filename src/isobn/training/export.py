@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.training.plain_checkpoint import INPUTS_KEY
 
-INPUTS_KEY = "isobn_inputs"  # config.json: text_column, text_pair_column, max_length of the run
 NOT_A_RUN = (
     "pass a run directory of `isobn train` (or its best/), a save_pretrained directory of a "
     "sequence classifier, or a peft adapter directory"
@@ -76,28 +76,13 @@ def _from_run(path: Path, trust_remote_code: bool) -> Plain:
 
 
 def _from_pretrained(path: Path, trust_remote_code: bool) -> Plain:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
     import isobn.hf
-    from isobn.training.model import held_transformers_warnings, load_tokenizer
+    from isobn.training.plain_checkpoint import load_plain_checkpoint
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    name = (config.architectures or ["a model of no named class"])[0]
-    if not name.endswith("ForSequenceClassification"):
-        raise UserError(
-            f"{path} holds {name}, not a sequence classifier: export a model trained for "
-            "classification (a *ForSequenceClassification, or a run of `isobn train`)"
-        )
-    kwargs = {"trust_remote_code": trust_remote_code}
-    with held_transformers_warnings():
-        if isinstance(getattr(config, "isobn", None), dict):
-            model = isobn.hf.from_pretrained(path, **kwargs)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    inputs = getattr(config, INPUTS_KEY, None)
-    plain = Plain(isobn.hf.fold(model), load_tokenizer(str(path), trust_remote_code))
-    plain.inputs = inputs if isinstance(inputs, dict) else {}
-    return plain
+    wrapped, tokenizer = load_plain_checkpoint(path, trust_remote_code)
+    run = wrapped.config
+    inputs = {key: getattr(run, key) for key in ("text_column", "text_pair_column", "max_length")}
+    return Plain(isobn.hf.fold(wrapped.model), tokenizer, inputs)
 
 
 def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -56,15 +57,15 @@ def write_onnx(model: nn.Module, tokenizer, path: Path) -> None:
     check_onnx()
     names = input_names(model, tokenizer)
     sample = tokenizer(_SAMPLE, padding=True, return_tensors="pt")
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with _quiet():
         torch.onnx.export(
-            _Logits(model.eval(), names),
+            _Logits(model, names).eval(),
             tuple(sample[name] for name in names),
             str(path),
             input_names=names,
             output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
             external_data=_weight_bytes(model) > _PROTOBUF_LIMIT,  # model.onnx.data beside
             verbose=False,
         )
@@ -78,9 +79,13 @@ def _weight_bytes(model: nn.Module) -> int:
 
 
 class _quiet:
-    """Hold the exporter's progress lines (printed and logged) while it runs."""
+    """Hold the exporter's progress lines (printed and logged) and its warnings about its own
+    internals while it runs."""
 
     def __enter__(self) -> None:
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         self._stdout = redirect_stdout(StringIO())
         self._stdout.__enter__()
         self._logger = logging.getLogger("torch.onnx")
@@ -90,3 +95,4 @@ class _quiet:
     def __exit__(self, *exc) -> None:
         self._logger.setLevel(self._level)
         self._stdout.__exit__(*exc)
+        self._warnings.__exit__(*exc)
