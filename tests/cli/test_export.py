@@ -202,7 +202,7 @@ def leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
 
-def test_bad_input_is_one_line(tmp_path, pooler_run, trained_run, capsys):
+def test_bad_input_is_one_line(tmp_path, pooler_run, trained_run, tiny_bert, capsys):
     def refused(run, out, *fragments):
         code, err = export(str(run), "--out", str(out), capsys=capsys)
         one_line_error(code, err, *fragments, prefix=ERROR)
@@ -217,7 +217,8 @@ def test_bad_input_is_one_line(tmp_path, pooler_run, trained_run, capsys):
     (tmp_path / "full" / "x").write_text("x")
     refused(pooler_run, tmp_path / "full", "is not empty")
     refused(trained_run, tmp_path / "d", "--pooling cls cannot be exported")
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    refused(tiny_bert, tmp_path / "e", "holds BertModel, not a sequence classifier")
+    assert not any((tmp_path / name).exists() for name in "abcde")
     assert leftovers(tmp_path) == []
 
 
@@ -230,6 +231,13 @@ def test_no_space_leaves_nothing_behind(tmp_path, pooler_run, capsys, monkeypatc
     code, err = export(str(pooler_run), "--out", str(tmp_path / "out"), capsys=capsys)
     one_line_error(code, err, "no space left", prefix=ERROR)
     assert leftovers(tmp_path) == [] and list((tmp_path / "out").iterdir()) == []
+
+
+def test_onnx_without_its_packages_is_one_line(tmp_path, pooler_run, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails, as when not installed
+    code, err = export(str(pooler_run), "--out", str(tmp_path / "out"), "--onnx", capsys=capsys)
+    one_line_error(code, err, "pip install 'isobn[onnx]'", prefix=ERROR)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

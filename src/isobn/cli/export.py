@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         "(merged).",
     )
     parser.add_argument("run_directory", metavar="RUN", help="the run or model directory to export")
-    parser.add_argument("--out", required=True, help="a new or empty directory to write")
+    add_setting(parser, TrainConfig, "out")  # required: a new or empty directory
     parser.add_argument(
         "--onnx",
         action="store_true",
