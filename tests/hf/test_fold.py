@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import transformers as T
-from test_hf_architectures import encoded
+from test_hf_architectures import FOUND, encoded, general, ids
 from tiny_encoders import ARCHS, sequence_classifier
 from torch import nn
 
@@ -78,6 +78,16 @@ def test_fold_with_float64_statistics_is_exact_to_1e_6(arch, dtype):
     assert isobn.hf.find_isobn(model).scale().dtype == torch.float64
     expected = eval_logits(model, inputs)
     assert relative_error(eval_logits(fold(model), inputs), expected) < 1e-6
+
+
+@pytest.mark.parametrize("name", list(FOUND))
+def test_fold_keeps_the_logits_on_the_general_path(name):
+    inputs = ids(n=8)
+    model = trained(isobn.attach(general(name), beta=1.0), inputs)
+    expected = eval_logits(model, inputs)
+    folded = fold(model)
+    assert no_isobn_module(folded)
+    assert relative_error(eval_logits(folded, inputs), expected) < 1e-5
 
 
 def test_fold_of_a_model_without_isobn_is_a_copy():
