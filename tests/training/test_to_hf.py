@@ -4,6 +4,7 @@ one-line refusals for the rest."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import transformers as T
@@ -137,3 +138,18 @@ def test_a_head_of_another_form_is_refused(encoders, monkeypatch):
     monkeypatch.setattr(T.AutoModelForSequenceClassification, "from_config", distil_like)
     with pytest.raises(UserError, match="cannot be exported as a transformers model"):
         to_transformers(model)
+
+
+@pytest.mark.parametrize("arch", ["mpnet"])  # the RoBERTa-style head; BERT's: tests/cli
+def test_onnx_of_a_first_token_head_gives_the_same_logits(arch, encoders, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from isobn.training.onnx_export import write_onnx
+
+    model = with_statistics(harness(encoders[arch]), batch(arch))
+    write_onnx(to_transformers(model), tokenizer(arch), tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    texts = ["nice", "the cast was quite superb and the story great", "a", "bad film"]
+    inputs = tokenizer(arch)(texts, padding=True, return_tensors="np")
+    (logits,) = session.run(["logits"], {i.name: inputs[i.name] for i in session.get_inputs()})
+    expected = harness_logits(model, {k: torch.from_numpy(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-4, atol=1e-4)
