@@ -98,18 +98,19 @@ def test_fold_of_a_model_without_isobn_is_a_copy():
     torch.testing.assert_close(eval_logits(folded, inputs), eval_logits(model, inputs))
 
 
-def test_fold_of_a_peft_model_merges_the_adapter():
+def test_fold_of_a_peft_model_merges_the_adapter(arch="bert"):
     peft = pytest.importorskip("peft")
     config = peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query"])
-    model = peft.get_peft_model(sequence_classifier("bert"), config)
+    model = peft.get_peft_model(sequence_classifier(arch), config)
     for module in model.modules():  # a non-zero adapter
         if hasattr(module, "lora_B"):
             nn.init.normal_(module.lora_B["default"].weight, std=0.5)
-    inputs = encoded("bert", n=8)
+    inputs = encoded(arch, n=8)
     trained(isobn.attach(model), inputs)
     expected = eval_logits(model, inputs)
     folded = fold(model)
-    assert isinstance(folded, T.BertForSequenceClassification) and no_isobn_module(folded)
+    assert isinstance(folded, getattr(T, ARCHS[arch].classifier)) and no_isobn_module(folded)
+    assert not any(type(m).__module__.startswith("peft.") for m in folded.modules())
     assert relative_error(eval_logits(folded, inputs), expected) < 1e-5
 
 

@@ -66,6 +66,7 @@ def write_onnx(model: nn.Module, tokenizer, path: Path) -> None:
             input_names=names,
             output_names=["logits"],
             dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
+            dynamo=True,  # the torch.export-based exporter (the default from torch 2.9)
             external_data=_weight_bytes(model) > _PROTOBUF_LIMIT,  # model.onnx.data beside
             verbose=False,
         )
