@@ -218,7 +218,11 @@ def test_bad_input_is_one_line(tmp_path, pooler_run, trained_run, tiny_bert, cap
     refused(pooler_run, tmp_path / "full", "is not empty")
     refused(trained_run, tmp_path / "d", "--pooling cls cannot be exported")
     refused(tiny_bert, tmp_path / "e", "holds BertModel, not a sequence classifier")
-    assert not any((tmp_path / name).exists() for name in "abcde")
+    (tmp_path / "kept-nothing").mkdir()  # a run of `isobn experiment`: no best/
+    for name in ("config.json", "metrics.json"):
+        (tmp_path / "kept-nothing" / name).write_text("{}")
+    refused(tmp_path / "kept-nothing", tmp_path / "f", "is a run without its best/ checkpoint")
+    assert not any((tmp_path / name).exists() for name in "abcdef")
     assert leftovers(tmp_path) == []
 
 

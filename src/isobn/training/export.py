@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobn.errors import UserError
-from isobn.training.plain_checkpoint import INPUTS_KEY
+from isobn.training.plain_checkpoint import INPUTS_KEY, is_plain_directory
 
 NOT_A_RUN = (
     "pass a run directory of `isobn train` (or its best/), a save_pretrained directory of a "
@@ -55,8 +55,13 @@ def load_plain(path: Path, trust_remote_code: bool = False) -> Plain:
         return _from_run(path, trust_remote_code)
     if (path / "adapter_config.json").is_file():
         return _from_adapter(path, trust_remote_code)
-    if (path / "config.json").is_file():
+    if is_plain_directory(path):
         return _from_pretrained(path, trust_remote_code)
+    if (path / "metrics.json").is_file():
+        raise UserError(
+            f"{path} is a run without its best/ checkpoint (`isobn experiment` and `isobn "
+            "study` keep checkpoints only with --keep-checkpoints); export a run that has best/"
+        )
     raise UserError(f"{path} holds no model (no isobn_model.json or config.json); {NOT_A_RUN}")
 
 
