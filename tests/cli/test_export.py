@@ -150,7 +150,7 @@ def test_onnx_runtime_gives_the_same_logits(pooler_run, exported):
         np.testing.assert_allclose(logits, run_logits(pooler_run, texts), rtol=1e-4, atol=1e-4)
 
 
-def test_a_saved_model_with_isobn_attached_exports_plain(tmp_path, tiny_bert):
+def test_a_saved_model_with_isobn_attached_exports_plain(tmp_path, tiny_bert, capsys):
     tokenizer = T.AutoTokenizer.from_pretrained(tiny_bert)
     torch.manual_seed(0)
     model = T.AutoModelForSequenceClassification.from_pretrained(
@@ -167,6 +167,16 @@ def test_a_saved_model_with_isobn_attached_exports_plain(tmp_path, tiny_bert):
     result = load_in_a_clean_interpreter(tmp_path / "out")
     np.testing.assert_allclose(result["logits"], expected, rtol=1e-5, atol=1e-5)
     assert {item["label"] for item in result["pipeline"][0]} == {"no", "yes"}
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    predictions = []
+    for checkpoint in ("attached", "out"):  # IsoBN loaded by isobn.hf.from_pretrained; folded
+        argv = ["predict", "--checkpoint", str(tmp_path / checkpoint), "--input", str(texts)]
+        assert main(argv) == 0
+        lines = capsys.readouterr().out.splitlines()
+        predictions.append([json.loads(line)["probabilities"]["yes"] for line in lines])
+    np.testing.assert_allclose(*predictions, atol=2e-6)
+    assert np.ptp(predictions[0]) > 0
 
 
 def test_a_peft_adapter_directory_is_merged(tmp_path, tiny_bert):
