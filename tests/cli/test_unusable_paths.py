@@ -56,6 +56,8 @@ def commands(tmp: Path, bad: str, model: str, files: dict, run: str) -> dict[str
         "analyze --out": ["analyze", "--model", model, *data, "--out", bad],
         "analyze --compare": ["analyze", "--compare", f"a={bad}", *data, "--out", good_out],
         "demo --out": ["demo", "--out", bad],
+        "export --out": ["export", run, "--out", bad],
+        "export RUN": ["export", bad, "--out", good_out],
     }
 
 
@@ -75,6 +77,8 @@ CASES = [
     "analyze --out",
     "analyze --compare",
     "demo --out",
+    "export --out",
+    "export RUN",
 ]
 
 

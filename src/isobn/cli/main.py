@@ -11,13 +11,14 @@ import sys
 from isobn.errors import UserError
 
 # name -> module under isobn.cli; each has register(subparsers) and run(args) -> int | None
-COMMANDS = ["train", "predict", "experiment", "study", "report", "analyze", "demo"]
+COMMANDS = ["train", "predict", "export", "experiment", "study", "report", "analyze", "demo"]
 # argument dest -> its option: paths, checked before any command runs (check_path_arguments)
 PATH_OPTIONS = {
     "out": "--out",
     "output": "--output",
     "input": "--input",
     "checkpoint": "--checkpoint",
+    "run_directory": "RUN",
     "train_file": "--train",
     "dev_file": "--dev",
     "test_file": "--test",

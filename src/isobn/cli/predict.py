@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a run directory of `isobn train` or its best/ checkpoint",
+        help="a run directory of `isobn train` or its best/ checkpoint, or a transformers "
+        "classifier directory (written by `isobn export` or save_pretrained)",
     )
     parser.add_argument("--input", required=True, help="file of texts")
     parser.add_argument(
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
+def checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
     from isobn.errors import UserError
     from isobn.training.checkpoint import resolve_directory
 
@@ -265,16 +266,27 @@ def run(args: argparse.Namespace) -> int:
     from isobn.training.embeddings import predict
     from isobn.training.max_length import check_max_length
     from isobn.training.model import load_checkpoint, read_model_config
+    from isobn.training.plain_checkpoint import (
+        is_plain_directory,
+        load_plain_checkpoint,
+        read_plain_config,
+    )
 
-    best, run_config = _checkpoint_and_run_config(Path(args.checkpoint))
-    model_config = read_model_config(best)  # a small JSON file: the weights load later
+    plain = is_plain_directory(Path(args.checkpoint))
+    if plain:  # isobn export, save_pretrained: no run beside it
+        best, run_config = Path(args.checkpoint), {}
+        model_config = read_plain_config(best, args.trust_remote_code)
+    else:
+        best, run_config = checkpoint_and_run_config(Path(args.checkpoint))
+        model_config = read_model_config(best)  # a small JSON file: the weights load later
     text_column, pair_column, max_length = _settings(args, model_config, run_config)
     check_output(args.output, Path(args.input))
     check_input_kind(Path(args.input), text_column, pair_column, bool(args.text_pair_column))
     rows = read_inputs(Path(args.input), text_column, pair_column)
     if output_format(args.output) == "tsv":
         check_tsv_fields(rows, model_config.label_names, args.output)
-    model, tokenizer = load_checkpoint(best, args.trust_remote_code)
+    load = load_plain_checkpoint if plain else load_checkpoint
+    model, tokenizer = load(best, args.trust_remote_code)
     check_max_length(max_length, str(best), tokenizer, model.encoder.config, bool(pair_column))
     config = model.config
     examples = [Example(text, pair, 0.0 if config.regression else 0) for text, pair in rows]

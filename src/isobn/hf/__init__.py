@@ -36,9 +36,14 @@ Persistence, two ways:
   .from_pretrained(dir)`` loads the model without IsoBN and lists those keys as unexpected.
 * IsoBN only (peft style): ``save_isobn(model, dir)`` writes isobn.safetensors and
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
+
+Deploying without isobn: ``fold(model)`` folds IsoBN's eval-mode scale into the head's first
+linear layer (:mod:`isobn.hf.fold`) and returns a plain transformers model with the same
+logits; ``isobn export`` writes such a model (and optionally ONNX) from any isobn checkpoint.
 """
 
 from isobn.hf.attached import find_isobn, save_isobn
+from isobn.hf.fold import NotFoldable, fold
 from isobn.hf.inject import attach, detach
 from isobn.hf.persist import from_pretrained, load_isobn
 from isobn.hf.sites import TABLE
@@ -49,7 +54,9 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "attach",
     "detach",
+    "NotFoldable",
     "find_isobn",
+    "fold",
     "from_pretrained",
     "load_isobn",
     "save_isobn",
