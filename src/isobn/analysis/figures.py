@@ -90,7 +90,7 @@ def _colours(n: int) -> list:
 
 
 def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, MAX_COLUMNS)
+    cols = 2 if n == 4 else min(n, MAX_COLUMNS)  # four panels: a square, no empty slots
     return math.ceil(n / cols), cols
 
 
@@ -163,27 +163,51 @@ def plot_correlations(stats: Sequence[EmbeddingStats], path: Path) -> Path:
         ax.set_yticks(ticks, [str(t + 1) for t in ticks])
     if image is not None:
         fig.colorbar(image, ax=heat_axes, shrink=0.9, label="Pearson correlation ρ")
-    bins = np.linspace(0.0, 1.0, 41)
-    for s, colour in zip(stats, _colours(n)):
-        if s.abs_corr.size:
-            mean = float(s.abs_corr.mean())
-            hist_ax.hist(
-                s.abs_corr,
-                bins=bins,
-                density=True,
-                histtype="step",
-                linewidth=1.6,
-                color=colour,
-                label=f"{s.name} (mean {mean:.2f})",
-            )
-    hist_ax.set_xlim(0.0, 1.0)
-    hist_ax.set_yscale("log")
-    hist_ax.set_xlabel("|ρ| between two dimensions (all off-diagonal pairs)")
-    hist_ax.set_ylabel("density (log scale)")
-    hist_ax.set_title("Distribution of |ρ|", fontsize=10)
-    hist_ax.legend(fontsize=8, loc="upper right")
+    _abs_corr_histograms(hist_ax, stats)
+    # below the panels, never over a histogram's peak (near 1 after fine-tuning)
+    fig.legend(
+        *hist_ax.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=min(n, 2),
+        fontsize=8,
+    )
     fig.suptitle("Correlation between embedding dimensions")
     return _save(fig, path)
+
+
+def _abs_corr_histograms(ax, stats: Sequence[EmbeddingStats]) -> None:
+    """One step histogram of the off-diagonal abs(rho) per embedding. An embedding whose
+    abs(rho) equal an earlier one's (a per-dimension rescaling such as IsoBN keeps every
+    rho) is drawn dashed over it and says so in its label."""
+    bins = np.linspace(0.0, 1.0, 41)
+    drawn: list[EmbeddingStats] = []
+    for s, colour in zip(stats, _colours(len(stats))):
+        if not s.abs_corr.size:
+            continue
+        same = next((d for d in drawn if _same_values(d.abs_corr, s.abs_corr)), None)
+        label = f"{s.name} (mean {float(s.abs_corr.mean()):.2f})"
+        if same is not None:
+            label = f"{s.name}: dashed, the same |ρ| as {same.name}"
+        ax.hist(
+            s.abs_corr,
+            bins=bins,
+            density=True,
+            histtype="step",
+            linewidth=1.6 if same is None else 1.4,
+            linestyle="-" if same is None else (0, (4, 3)),
+            color=colour,
+            label=label,
+        )
+        drawn.append(s)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("|ρ| between two dimensions (all off-diagonal pairs)")
+    ax.set_ylabel("density (log scale)")
+    ax.set_title("Distribution of |ρ|", fontsize=10)
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0.0, atol=1e-5))
 
 
 def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
@@ -212,7 +236,8 @@ def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
     # eigenvalues below 1e-10 of the total are round-off: they would only stretch the axis
     ax.set_ylim(bottom=0.5 * max(smallest, SPECTRUM_FLOOR))
     ax.set_xlim(left=0.0)
-    ax.legend(fontsize=8, loc="lower center")
+    handles, labels = ax.get_legend_handles_labels()  # below the axes, over no curve
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2), fontsize=8)
     ax.set_title("Covariance eigenvalue spectrum (solid) and cumulative share (dashed)")
     return _save(fig, path)
 
