@@ -3,12 +3,14 @@ reads at page width: study figures from the committed offline records, analysis 
 synthetic embeddings shaped like the demo's (pre-trained, fine-tuned, IsoBN before and after)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from isobn.analysis import figures as analysis_figures
+from isobn.isotropy import report
 from isobn.isotropy_stats import EmbeddingStats
 from isobn.study import figures as study_figures
 from isobn.study.record import finished_cells
@@ -85,8 +87,26 @@ def _demo_like_stats() -> list[EmbeddingStats]:
 @pytest.mark.parametrize("count", [1, 2, 4])
 def test_analysis_figures_fit_and_read_at_page_width(tmp_path, checked, count):
     stats = _demo_like_stats()[:count]
-    written = analysis_figures.analysis_figures(stats, {}, tmp_path)
+    rng = np.random.default_rng(1)
+    layer_reports = {
+        f"{model} {pooling}": [
+            report(rng.normal(size=(60, 16)) * (layer + 1)) for layer in range(7)
+        ]
+        for model in ("pre-trained", "fine-tuned")[: min(count, 2)]
+        for pooling in ("cls", "mean")
+    }
+    written = analysis_figures.analysis_figures(stats, layer_reports, tmp_path)
+    assert "layers" in written
     assert sorted(checked) == sorted(p.name for p in written.values())
+
+
+def test_training_figures_give_every_method_its_own_colour():
+    methods = ["none", "isobn", "whitening", "correg", "istar", "istar:weight=5.0", "none"]
+    runs = [SimpleNamespace(method=m) for m in methods]
+    colours = analysis_figures._method_colours(runs)
+    assert list(colours) == list(dict.fromkeys(methods))
+    assert len(set(colours.values())) == len(colours)  # none is grey, no other is black
+    assert "black" not in colours.values() and colours["none"] == "#4d4d4d"
 
 
 def test_correlation_legend_sits_below_the_panels_and_names_equal_distributions(monkeypatch):

@@ -56,6 +56,16 @@ NORM_COLOURS = {  # stable across figures and runs
     "batchnorm": "#1f77b4",
     "layernorm": "#2ca02c",
 }
+OTHER_COLOURS = (  # the other methods: distinct from NORM_COLOURS and from each other
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+    "#7b4173",
+)
 LAYER_METRICS = (
     ("isoscore", "IsoScore (1 = isotropic)"),
     ("avg_cosine", "average cosine similarity"),
@@ -80,6 +90,15 @@ def _figure(rows: int, cols: int, width: float | None = None, height: float | No
     # at least MIN_WIDTH: room for the suptitle and a legend below the panels
     size = (max(width or PANEL[0] * cols, MIN_WIDTH), height or PANEL[1] * rows)
     return Figure(figsize=size, dpi=DPI, layout="constrained")
+
+
+def _method_colours(runs: list[Run]) -> dict[str, str]:
+    """A colour per method of the runs, in order of appearance: the common norms' own
+    (NORM_COLOURS), the others OTHER_COLOURS in name order (never black, distinct up to 8)."""
+    methods = list(dict.fromkeys(r.method for r in runs))
+    others = sorted(m for m in methods if m not in NORM_COLOURS)
+    colours = {m: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, m in enumerate(others)}
+    return {m: NORM_COLOURS.get(m) or colours[m] for m in methods}
 
 
 def _colours(n: int) -> list:
@@ -245,7 +264,7 @@ def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
 def plot_layers(layer_reports: dict[str, list[dict[str, float]]], path: Path) -> Path:
     """Isotropy measures by layer (0 = embedding layer), one line per model and pooling."""
     rows, cols = _grid(len(LAYER_METRICS))
-    fig = _figure(rows, cols)
+    fig = _figure(rows, cols, width=3.6 * cols)  # three narrower panels: legible at page width
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     styles = {"cls": "-", "mean": "--"}
     parts = {series: _split_series(series, styles) for series in layer_reports}
@@ -324,12 +343,12 @@ def _main_metrics(runs: list[Run]) -> dict[str, str]:
     return found
 
 
-def _norm_legend(fig, norms: list[str], extra: Sequence = ()) -> None:
+def _norm_legend(fig, colours: dict[str, str], extra: Sequence = ()) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], color=NORM_COLOURS.get(n, "black"), marker="o", label=f"norm: {n}")
-        for n in norms
+        Line2D([], [], color=colour, marker="o", label=f"norm: {n}")
+        for n, colour in colours.items()
     ]
     handles += list(extra)
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
@@ -377,6 +396,7 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
 def _learning_curves(runs: list[Run]):
     """Dev main metric per evaluation epoch: a panel per task, a line per run."""
     tasks = list(dict.fromkeys(r.task for r in runs))
+    colours = _method_colours(runs)
     main = _main_metrics(runs)
     rows, cols = _grid(len(tasks))
     fig = _figure(rows, cols)
@@ -393,7 +413,7 @@ def _learning_curves(runs: list[Run]):
             ax.plot(
                 x,
                 y,
-                color=NORM_COLOURS.get(run.method, "black"),
+                color=colours[run.method],
                 marker="o",
                 alpha=0.8,
                 linewidth=1.2,
@@ -404,7 +424,7 @@ def _learning_curves(runs: list[Run]):
         _pad_single_epoch(ax)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)))
+    _norm_legend(fig, colours)
     fig.suptitle("Dev main metric per evaluation (a line per run)")
     return fig
 
@@ -415,6 +435,7 @@ def _isotropy_curves(runs: list[Run]):
     from matplotlib.lines import Line2D
 
     tasks = list(dict.fromkeys(r.task for r in runs))
+    colours = _method_colours(runs)
     metrics = TRAINING_ISOTROPY_METRICS
     fig = _figure(len(metrics), len(tasks))
     axes = fig.subplots(len(metrics), len(tasks), squeeze=False)
@@ -422,7 +443,7 @@ def _isotropy_curves(runs: list[Run]):
         for i, (key, title) in enumerate(metrics):
             ax = axes[i, j]
             for run in (r for r in runs if r.task == task):
-                colour = NORM_COLOURS.get(run.method, "black")
+                colour = colours[run.method]
                 identity = run.transform == "identity"  # after = before: one line
                 sides = ["before_norm"] if identity else ["before_norm", "after_norm"]
                 for side in sides:
@@ -442,6 +463,6 @@ def _isotropy_curves(runs: list[Run]):
         Line2D([], [], color="black", label="before the norm", **SIDE_STYLES["before_norm"]),
         Line2D([], [], color="black", label="after the norm", **SIDE_STYLES["after_norm"]),
     ]
-    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)), styles)
+    _norm_legend(fig, colours, styles)
     fig.suptitle("Isotropy of the dev pooled embedding per evaluation")
     return fig
