@@ -47,3 +47,13 @@ def test_run_all_benchmarks_are_the_ones_the_page_lists():
     names = re.findall(r'"(\w+)"', benches)
     listed = re.search(r"`--only ([a-z ]+)`", PAGE).group(1).split()
     assert listed == names
+
+
+def test_the_readme_states_no_duration_or_count_that_goes_stale():
+    """`make test` and `make demo` durations and the number of tests change with every commit
+    and machine: the README describes them; a measured figure carries its date."""
+    readme = (ROOT / "README.md").read_text()
+    assert not re.search(r"\b\d[\d,]* tests\b", readme)
+    assert not re.search(r"\b(about|took|takes) \d+(\.\d+)? ?(min|minutes|s|h)\b", readme)
+    for size in re.findall(r"[^.]*\bruns/demo\b[^.]*MiB[^.]*", readme):
+        assert re.search(r"20\d\d-\d\d-\d\d", size), size
