@@ -87,6 +87,22 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
+def shown_command(argv: list[str]) -> list[str]:
+    """argv with no machine path: an absolute path (alone or after `--flag=`) is shown
+    relative to the working directory when it lies inside it, else by its file name."""
+    cwd = Path.cwd()
+
+    def shown(arg: str) -> str:
+        flag, equals, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        path = Path(value)
+        if not path.is_absolute():
+            return arg
+        inside = path.is_relative_to(cwd)
+        return flag + equals + (path.relative_to(cwd).as_posix() if inside else path.name)
+
+    return [shown(arg) for arg in argv]
+
+
 def header(title: str) -> None:
     """A section title with the load average: other processes' load skews every figure."""
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -129,7 +129,8 @@ def main() -> None:
     common.quiet()
     started = time.perf_counter()
     info = machine.machine()
-    print("isobn benchmarks: " + " ".join(sys.argv))
+    argv = common.shown_command(sys.argv)
+    print("isobn benchmarks: " + " ".join(argv))
     for key, value in info.items():
         print(f"  {key}: {value}")
     print(
@@ -138,7 +139,7 @@ def main() -> None:
         f"train sentences: {settings.train_size}, dev sentences: {settings.eval_size}"
     )
     chosen = args.only or DEFAULT_BENCHES
-    results: dict = {"machine": info, "argv": sys.argv, "quick": settings.quick}
+    results: dict = {"machine": info, "argv": argv, "quick": settings.quick}
     try:
         if "layer" in chosen:
             results["layer"] = bench_layer.run(settings)

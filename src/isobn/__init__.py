@@ -5,7 +5,7 @@ from importlib import import_module
 from isobn.layer import IsoBN
 
 __all__ = ["IsoBN", "attach", "detach", "hf", "isotropy"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one source: pyproject.toml reads it at build
 
 
 def __getattr__(name: str):

@@ -56,6 +56,16 @@ NORM_COLOURS = {  # stable across figures and runs
     "batchnorm": "#1f77b4",
     "layernorm": "#2ca02c",
 }
+OTHER_COLOURS = (  # the other methods: distinct from NORM_COLOURS and from each other
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+    "#7b4173",
+)
 LAYER_METRICS = (
     ("isoscore", "IsoScore (1 = isotropic)"),
     ("avg_cosine", "average cosine similarity"),
@@ -82,6 +92,15 @@ def _figure(rows: int, cols: int, width: float | None = None, height: float | No
     return Figure(figsize=size, dpi=DPI, layout="constrained")
 
 
+def _method_colours(runs: list[Run]) -> dict[str, str]:
+    """A colour per method of the runs, in order of appearance: the common norms' own
+    (NORM_COLOURS), the others OTHER_COLOURS in name order (never black, distinct up to 8)."""
+    methods = list(dict.fromkeys(r.method for r in runs))
+    others = sorted(m for m in methods if m not in NORM_COLOURS)
+    colours = {m: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, m in enumerate(others)}
+    return {m: NORM_COLOURS.get(m) or colours[m] for m in methods}
+
+
 def _colours(n: int) -> list:
     from matplotlib import colormaps
 
@@ -90,7 +109,7 @@ def _colours(n: int) -> list:
 
 
 def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, MAX_COLUMNS)
+    cols = 2 if n == 4 else min(n, MAX_COLUMNS)  # four panels: a square, no empty slots
     return math.ceil(n / cols), cols
 
 
@@ -163,27 +182,51 @@ def plot_correlations(stats: Sequence[EmbeddingStats], path: Path) -> Path:
         ax.set_yticks(ticks, [str(t + 1) for t in ticks])
     if image is not None:
         fig.colorbar(image, ax=heat_axes, shrink=0.9, label="Pearson correlation ρ")
-    bins = np.linspace(0.0, 1.0, 41)
-    for s, colour in zip(stats, _colours(n)):
-        if s.abs_corr.size:
-            mean = float(s.abs_corr.mean())
-            hist_ax.hist(
-                s.abs_corr,
-                bins=bins,
-                density=True,
-                histtype="step",
-                linewidth=1.6,
-                color=colour,
-                label=f"{s.name} (mean {mean:.2f})",
-            )
-    hist_ax.set_xlim(0.0, 1.0)
-    hist_ax.set_yscale("log")
-    hist_ax.set_xlabel("|ρ| between two dimensions (all off-diagonal pairs)")
-    hist_ax.set_ylabel("density (log scale)")
-    hist_ax.set_title("Distribution of |ρ|", fontsize=10)
-    hist_ax.legend(fontsize=8, loc="upper right")
+    _abs_corr_histograms(hist_ax, stats)
+    # below the panels, never over a histogram's peak (near 1 after fine-tuning)
+    fig.legend(
+        *hist_ax.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=min(n, 2),
+        fontsize=8,
+    )
     fig.suptitle("Correlation between embedding dimensions")
     return _save(fig, path)
+
+
+def _abs_corr_histograms(ax, stats: Sequence[EmbeddingStats]) -> None:
+    """One step histogram of the off-diagonal abs(rho) per embedding. An embedding whose
+    abs(rho) equal an earlier one's (a per-dimension rescaling such as IsoBN keeps every
+    rho) is drawn dashed over it and says so in its label."""
+    bins = np.linspace(0.0, 1.0, 41)
+    drawn: list[EmbeddingStats] = []
+    for s, colour in zip(stats, _colours(len(stats))):
+        if not s.abs_corr.size:
+            continue
+        same = next((d for d in drawn if _same_values(d.abs_corr, s.abs_corr)), None)
+        label = f"{s.name} (mean {float(s.abs_corr.mean()):.2f})"
+        if same is not None:
+            label = f"{s.name}: dashed, the same |ρ| as {same.name}"
+        ax.hist(
+            s.abs_corr,
+            bins=bins,
+            density=True,
+            histtype="step",
+            linewidth=1.6 if same is None else 1.4,
+            linestyle="-" if same is None else (0, (4, 3)),
+            color=colour,
+            label=label,
+        )
+        drawn.append(s)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("|ρ| between two dimensions (all off-diagonal pairs)")
+    ax.set_ylabel("density (log scale)")
+    ax.set_title("Distribution of |ρ|", fontsize=10)
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0.0, atol=1e-5))
 
 
 def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
@@ -212,7 +255,8 @@ def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
     # eigenvalues below 1e-10 of the total are round-off: they would only stretch the axis
     ax.set_ylim(bottom=0.5 * max(smallest, SPECTRUM_FLOOR))
     ax.set_xlim(left=0.0)
-    ax.legend(fontsize=8, loc="lower center")
+    handles, labels = ax.get_legend_handles_labels()  # below the axes, over no curve
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2), fontsize=8)
     ax.set_title("Covariance eigenvalue spectrum (solid) and cumulative share (dashed)")
     return _save(fig, path)
 
@@ -220,7 +264,7 @@ def plot_spectra(stats: Sequence[EmbeddingStats], path: Path) -> Path:
 def plot_layers(layer_reports: dict[str, list[dict[str, float]]], path: Path) -> Path:
     """Isotropy measures by layer (0 = embedding layer), one line per model and pooling."""
     rows, cols = _grid(len(LAYER_METRICS))
-    fig = _figure(rows, cols)
+    fig = _figure(rows, cols, width=3.6 * cols)  # three narrower panels: legible at page width
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     styles = {"cls": "-", "mean": "--"}
     parts = {series: _split_series(series, styles) for series in layer_reports}
@@ -299,12 +343,12 @@ def _main_metrics(runs: list[Run]) -> dict[str, str]:
     return found
 
 
-def _norm_legend(fig, norms: list[str], extra: Sequence = ()) -> None:
+def _norm_legend(fig, colours: dict[str, str], extra: Sequence = ()) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], color=NORM_COLOURS.get(n, "black"), marker="o", label=f"norm: {n}")
-        for n in norms
+        Line2D([], [], color=colour, marker="o", label=f"norm: {n}")
+        for n, colour in colours.items()
     ]
     handles += list(extra)
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
@@ -352,6 +396,7 @@ def plot_training_curves(run_dirs: list[Path], out_dir: Path) -> list[Path]:
 def _learning_curves(runs: list[Run]):
     """Dev main metric per evaluation epoch: a panel per task, a line per run."""
     tasks = list(dict.fromkeys(r.task for r in runs))
+    colours = _method_colours(runs)
     main = _main_metrics(runs)
     rows, cols = _grid(len(tasks))
     fig = _figure(rows, cols)
@@ -368,7 +413,7 @@ def _learning_curves(runs: list[Run]):
             ax.plot(
                 x,
                 y,
-                color=NORM_COLOURS.get(run.method, "black"),
+                color=colours[run.method],
                 marker="o",
                 alpha=0.8,
                 linewidth=1.2,
@@ -379,7 +424,7 @@ def _learning_curves(runs: list[Run]):
         _pad_single_epoch(ax)
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
-    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)))
+    _norm_legend(fig, colours)
     fig.suptitle("Dev main metric per evaluation (a line per run)")
     return fig
 
@@ -390,6 +435,7 @@ def _isotropy_curves(runs: list[Run]):
     from matplotlib.lines import Line2D
 
     tasks = list(dict.fromkeys(r.task for r in runs))
+    colours = _method_colours(runs)
     metrics = TRAINING_ISOTROPY_METRICS
     fig = _figure(len(metrics), len(tasks))
     axes = fig.subplots(len(metrics), len(tasks), squeeze=False)
@@ -397,7 +443,7 @@ def _isotropy_curves(runs: list[Run]):
         for i, (key, title) in enumerate(metrics):
             ax = axes[i, j]
             for run in (r for r in runs if r.task == task):
-                colour = NORM_COLOURS.get(run.method, "black")
+                colour = colours[run.method]
                 identity = run.transform == "identity"  # after = before: one line
                 sides = ["before_norm"] if identity else ["before_norm", "after_norm"]
                 for side in sides:
@@ -417,6 +463,6 @@ def _isotropy_curves(runs: list[Run]):
         Line2D([], [], color="black", label="before the norm", **SIDE_STYLES["before_norm"]),
         Line2D([], [], color="black", label="after the norm", **SIDE_STYLES["after_norm"]),
     ]
-    _norm_legend(fig, list(dict.fromkeys(r.method for r in runs)), styles)
+    _norm_legend(fig, colours, styles)
     fig.suptitle("Isotropy of the dev pooled embedding per evaluation")
     return fig

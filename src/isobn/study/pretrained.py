@@ -36,7 +36,7 @@ def ensure_pretrained_isotropy(study: Study, out: Path) -> Path:
         if task in summary["tasks"]:
             continue
         directory = make_folder(out, Path("pretrained", task))  # never through a planted link
-        summary["tasks"][task] = _analyze(study, task, pooling, directory)
+        summary["tasks"][task] = _analyze(study, task, pooling, directory, out)
         write_json_atomically(path, summary)
     return path
 
@@ -55,7 +55,7 @@ def _summary(path: Path) -> dict:
     return summary if isinstance(summary.get("tasks"), dict) else {"tasks": {}}
 
 
-def _analyze(study: Study, task: str, pooling: str, directory: Path) -> dict:
+def _analyze(study: Study, task: str, pooling: str, directory: Path, out: Path) -> dict:
     settings = {**study.train, **study.tasks.get(task, {})}
     command = [
         sys.executable,
@@ -85,4 +85,12 @@ def _analyze(study: Study, task: str, pooling: str, directory: Path) -> dict:
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"the pre-trained isotropy of {task} failed: {last}")
     payload = json.loads((directory / "isotropy.json").read_text())
+    _name_relative(payload, directory, out)
     return payload["models"][0]["reports"][pooling]
+
+
+def _name_relative(payload: dict, directory: Path, out: Path) -> None:
+    """isotropy.json names its folder relative to the study directory (pretrained/TASK), as
+    cell records name theirs: no machine path in results that are copied or committed."""
+    payload["config"]["out"] = directory.relative_to(out).as_posix()
+    write_json_atomically(directory / "isotropy.json", payload)

@@ -142,7 +142,10 @@ class DataOptions:
         None, "stratified subsample of the training set", group="data", rule=POSITIVE
     )
     max_eval: int | None = setting(
-        None, "stratified subsample of each dev/test split", group="data", rule=POSITIVE
+        None,
+        "stratified subsample of each dev/test split (default: all of each, whatever --max-train)",
+        group="data",
+        rule=POSITIVE,
     )
 
     def __post_init__(self) -> None:
