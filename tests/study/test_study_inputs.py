@@ -177,3 +177,47 @@ def test_a_study_on_glue_files_trains_and_its_cells_know_those_files(
         "the files as they are, or restore them"
     ]
     assert listing(out) == before
+
+
+# GLUE's training sets (the hub's nyu-mll/glue, as the GLUE download), in examples
+GLUE_TRAIN = {
+    "cola": 8551,
+    "sst2": 67349,
+    "mrpc": 3668,
+    "stsb": 5749,
+    "qqp": 363846,
+    "mnli": 392702,
+    "qnli": 104743,
+    "rte": 2490,
+}
+STEP_MS = (30.1, 35.1)  # BERT-base, fp32, H200: results/smoke-gpu/run_all_gpu.txt
+
+
+def test_the_glue_instructions_agree_and_their_hours_follow_from_the_study():
+    """The study file's comment and the guide give one command (--jobs 1 on one GPU), and the
+    guide's GPU-hours are the study's steps times the measured BERT-base step."""
+    from isobn.study.packaged import packaged_studies
+
+    path = packaged_studies()["glue"]
+    study = load_study(path)
+    guide = (Path(__file__).parents[2] / "docs" / "guides" / "studies.md").read_text()
+    command = "isobn study glue --out results/glue --data-dir glue_data --jobs 1"
+    assert command in Path(path).read_text() and command in guide
+    assert "<number of GPUs>" not in Path(path).read_text()
+    measured = (Path(__file__).parents[2] / "results/smoke-gpu/run_all_gpu.txt").read_text()
+    assert all(f"{ms}" in measured for ms in STEP_MS)
+
+    cfg = study.config(study.cells()[0], "")
+    assert (cfg.batch_size, cfg.drop_last, cfg.precision) == (16, True, "fp32")
+    cells = study.cells()
+    assert sorted({cell.task for cell in cells}) == sorted(GLUE_TRAIN) and len(cells) == 80
+    per_epoch = sum(n // cfg.batch_size for n in GLUE_TRAIN.values())
+    steps = per_epoch * cfg.epochs * len(cells) // len(GLUE_TRAIN)
+    hours = [steps * ms / 1000 / 3600 for ms in STEP_MS]
+    prose = " ".join(guide.split())  # the guide's lines joined
+    assert f"{sum(GLUE_TRAIN.values()):,} examples" in prose
+    assert f"{per_epoch:,} steps per epoch, {per_epoch * cfg.epochs:,} in 10 epochs" in prose
+    assert (
+        f"{steps / 1e6:.2f} million steps x 30.1-35.1 ms is {hours[0]:.1f}-{hours[1]:.1f} h"
+        in prose
+    )
