@@ -87,7 +87,7 @@ def moments(
 
 def batch_statistics(x: Tensor, process_group=None) -> tuple[int, Tensor, Tensor]:
     """Count, batch std and batch covariance of x (N, D), detached, over all ranks of
-    `process_group` (see :func:`moments`).
+    `process_group` (see [`moments`][isobn.functional.moments]).
 
     Returns:
         n: global number of rows; s_b: (D,) population std; C_b: (D, D) population covariance,

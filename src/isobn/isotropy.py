@@ -93,7 +93,7 @@ def covariance(X: ArrayLike) -> np.ndarray:
 def per_dim_std(cov: np.ndarray) -> np.ndarray:
     """Per-dimension standard deviation ``sqrt(diag(cov))`` (negatives clipped to 0), shape (D,).
 
-    Population std (ddof=0) when ``cov`` comes from :func:`covariance`.
+    Population std (ddof=0) when ``cov`` comes from [`covariance`][isobn.isotropy.covariance].
     """
     return np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
@@ -121,8 +121,8 @@ def correlation_from_cov(cov: np.ndarray, alive: np.ndarray | None = None) -> np
     """Pearson correlation ``rho_ij = cov_ij / (std_i std_j)`` among the ``alive`` dimensions.
 
     ``alive`` is a boolean mask (D,); by default every dimension not flagged by
-    :func:`dead_dims_mask`. Returns an (A, A) matrix, A = number of alive dims, with unit diagonal
-    and entries clipped to [-1, 1].
+    [`dead_dims_mask`][isobn.isotropy.dead_dims_mask]. Returns an (A, A) matrix, A = number of alive
+    dims, with unit diagonal and entries clipped to [-1, 1].
     """
     std = per_dim_std(cov)
     if alive is None:
@@ -151,8 +151,9 @@ def correlation_stats(corr: np.ndarray, threshold: float = 0.5) -> tuple[float, 
 def _correlation_stats_of_columns(
     z: np.ndarray, var: np.ndarray, alive: np.ndarray, threshold: float = 0.5
 ) -> tuple[float, float]:
-    """:func:`correlation_stats` of the centred columns z (N, D) with variances var (D,) (z^T z
-    / N on the diagonal) among the ``alive`` ones, without an (A, A) matrix.
+    """[`correlation_stats`][isobn.isotropy.correlation_stats] of the centred columns z (N, D) with
+    variances var (D,) (z^T z / N on the diagonal) among the ``alive`` ones, without an (A, A)
+    matrix.
 
     ``u = z_alive / sqrt(N var)`` has unit columns and ``rho = u^T u``. The pairs i < j are
     taken a block of rows of rho at a time (the block's own upper triangle, then everything to
@@ -221,7 +222,8 @@ def isoscore_from_cov(cov: np.ndarray, n: int | None = None) -> float:
     """IsoScore from the trace and Frobenius norm of a symmetric PSD matrix (k, k), no eigenvalues.
 
     IsoScore depends on the eigenvalues only through ``sum lambda = tr(cov)`` and
-    ``||lambda||_2 = ||cov||_F`` (:func:`isoscore_from_eigvals` with ``lambda >= 0``):
+    ``||lambda||_2 = ||cov||_F`` ([`isoscore_from_eigvals`][isobn.isotropy.isoscore_from_eigvals]
+    with ``lambda >= 0``):
 
     * ``delta^2 = (n - sqrt(n) tr / ||cov||_F) / (n - sqrt(n))``
     * ``IsoScore = (tr^2 / ||cov||_F^2 - 1) / (n - 1)``, clipped to [0, 1].
@@ -244,7 +246,8 @@ def isoscore_from_cov(cov: np.ndarray, n: int | None = None) -> float:
 
 
 def isoscore(X: ArrayLike) -> float:
-    """IsoScore of the (N, D) point cloud ``X``; see :func:`isoscore_from_cov`.
+    """IsoScore of the (N, D) point cloud ``X``; see
+    [`isoscore_from_cov`][isobn.isotropy.isoscore_from_cov].
 
     Invariant to the covariance normalisation (ddof), to translation and to global scale.
     No eigendecomposition: a trace and a Frobenius norm of the covariance (or Gram) matrix.
@@ -269,7 +272,8 @@ def effective_rank_from_eigvals(eigvals: np.ndarray) -> float:
 
 
 def effective_rank(X: ArrayLike) -> float:
-    """Effective rank of the covariance of ``X``; see :func:`effective_rank_from_eigvals`."""
+    """Effective rank of the covariance of ``X``; see
+    [`effective_rank_from_eigvals`][isobn.isotropy.effective_rank_from_eigvals]."""
     A = as_embedding_matrix(X)
     return effective_rank_from_eigvals(moment_eigvals(moments(A), A.shape[1]))
 
@@ -371,7 +375,7 @@ def avg_cosine(X: ArrayLike) -> float:
 
 
 def _avg_cosine(A: np.ndarray) -> float:
-    """:func:`avg_cosine` on an already validated matrix."""
+    """[`avg_cosine`][isobn.isotropy.avg_cosine] on an already validated matrix."""
     n, d = A.shape
     u_sum = np.zeros(d)
     sq_sum = 0.0

@@ -24,7 +24,7 @@ class IsoBN(RunningEstimates):
 
     Rescales each feature of x by a detached per-dimension factor that shrinks dimensions with a
     large std that are strongly correlated with others; no mean subtraction, no affine
-    parameters. See :mod:`isobn.functional` for the formula.
+    parameters. See [`isobn.functional`][isobn.functional] for the formula.
 
     Args:
         num_features: D, the size of the last dimension of the input.
@@ -129,7 +129,7 @@ class IsoBN(RunningEstimates):
     def scale(self) -> Tensor:
         """Current per-dimension scale (D,), float32/64; ones before any statistics exist.
         Computed on the device without host synchronisation, and cached until the running
-        estimates or the hyperparameters change (see :meth:`forward`)."""
+        estimates or the hyperparameters change (see [`forward`][isobn.layer.IsoBN.forward])."""
         if torch.compiler.is_compiling():
             return self._compute_scale()  # the compiled graph fuses it; no Python-side cache
         key = self._scale_key()
@@ -243,7 +243,7 @@ class IsoBN(RunningEstimates):
 
 
 def _same_key(a: tuple, b: tuple) -> bool:
-    """Keys of :meth:`IsoBN._scale_key`: the same tensors (by identity), versions and settings."""
+    """Keys of `IsoBN._scale_key`: the same tensors (by identity), versions and settings."""
     (buffers_a, hyper_a), (buffers_b, hyper_b) = a, b
     same_buffers = all(x is y and vx == vy for (x, vx), (y, vy) in zip(buffers_a, buffers_b))
     return same_buffers and hyper_a == hyper_b

@@ -6,10 +6,10 @@ starts at zero, divided by the bias correction when read:
     est <- est + w (batch - est),   w = m, or 1 / t when momentum is None (cumulative average)
     c   = 1 - (1 - m)^t             (1 without bias correction or for a cumulative average)
 
-with t = ``num_batches_tracked`` (a long buffer) counting the batches folded in. The math is in
-the pure functions; :class:`RunningEstimates` holds the buffers: float32/64 statistics that
-follow the module's device but never a half-precision dtype. The argument checks and the count
-buffer serve the other method modules too (I-STAR's reference).
+with t = ``num_batches_tracked`` (a long buffer) counting the batches folded in. The math is in the
+pure functions; [`RunningEstimates`][isobn.running.RunningEstimates] holds the buffers: float32/64
+statistics that follow the module's device but never a half-precision dtype. The argument checks and
+the count buffer serve the other method modules too (I-STAR's reference).
 """
 
 from __future__ import annotations

@@ -125,3 +125,28 @@ def test_a_model_that_is_not_there_has_no_fingerprint_and_no_error(tmp_path, sen
             dev_file=sentiment_files["dev"],
         )
         assert set(input_fingerprints(cfg)) == {"train_file", "dev_file"}
+
+
+def test_glue_files_read_from_data_dir_are_fingerprinted(tmp_path):
+    """A GLUE task from --data-dir is identified by the TSVs it reads (train, then each dev
+    split); moving them keeps the fingerprint, changing one changes it; other data have none."""
+    from isobn.training.config import TrainConfig
+    from isobn.training.fingerprint import fingerprint_changes
+
+    glue = Path(__file__).parents[1] / "data" / "glue"
+    shutil.copytree(glue, tmp_path / "glue")
+    mnli = TrainConfig(out="x", task="MNLI", data_dir=str(tmp_path / "glue"))
+    files = ["train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"]
+    expected = "+".join(file_fingerprint(tmp_path / "glue" / "MNLI" / name) for name in files)
+    assert input_fingerprints(mnli)["data_dir"] == expected
+    moved = TrainConfig(out="x", task="mnli", data_dir=str(glue))
+    assert fingerprint_changes(input_fingerprints(mnli), moved) == []
+    with open(tmp_path / "glue" / "MNLI" / "dev_mismatched.tsv", "a") as handle:
+        handle.write("\n")
+    assert fingerprint_changes({"data_dir": expected}, mnli) == [f"--data-dir {tmp_path / 'glue'}"]
+    for cfg in (
+        TrainConfig(out="x", task="sst2"),  # the hub
+        TrainConfig(out="x", task="mr", data_dir=str(glue)),  # ignores data_dir
+        TrainConfig(out="x", task="sst2", data_dir=str(tmp_path / "nowhere")),
+    ):
+        assert "data_dir" not in input_fingerprints(cfg)

@@ -32,6 +32,14 @@ def register(subparsers) -> None:
         default_text="none, required to run; with --backend ray on a cluster, a directory on "
         "storage that every node mounts at the same path",
     )
+    add_setting(
+        parser,
+        TrainConfig,
+        "data_dir",
+        default=None,
+        default_text="the study file's; given, it is every GLUE task's, e.g. glue_data holding "
+        "CoLA/train.tsv ...; pass it again on every later command for the same --out",
+    )
     parser.add_argument(
         "--list", action="store_true", help="list the studies that ship with isobn, and exit"
     )
@@ -107,7 +115,7 @@ def _add_selection_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
     from isobn.study.packaged import describe, packaged_studies, resolve_study
-    from isobn.study.spec import load_study
+    from isobn.study.spec import load_study, with_data_dir
     from isobn.training.experiment import parse_shard
 
     if args.list:
@@ -127,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     ray_options = _ray_options(args)
     shard = parse_shard(args.shard)
     study = load_study(resolve_study(args.study))
+    if args.data_dir is not None:
+        study = with_data_dir(study, args.data_dir)
     blocks = study.block_names(args.blocks)
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -2,11 +2,12 @@
 
 IsoBN goes on the vector that enters the classification head, as in the paper's released code
 (pooled output -> IsoBN -> dropout -> linear). Like peft's LayerNorm tuner the injection is
-reversible and replaces no existing module: the :class:`~isobn.IsoBN` layer becomes a child
-named ``isobn`` of the module whose input it normalizes (the *site*), and a forward pre-hook on
-the site applies it; :func:`detach` removes the hook by its handle. Every original parameter
-keeps its name, so a checkpoint of the attached model still loads into the plain architecture,
-and :func:`detach` gives back exactly the model that went in (same module objects).
+reversible and replaces no existing module: the [`IsoBN`][isobn.layer.IsoBN] layer becomes a child
+named ``isobn`` of the module whose input it normalizes (the *site*), and a forward pre-hook on the
+site applies it; [`detach`][isobn.hf.inject.detach] removes the hook by its handle. Every original
+parameter keeps its name, so a checkpoint of the attached model still loads into the plain
+architecture, and [`detach`][isobn.hf.inject.detach] gives back exactly the model that went in (same
+module objects).
 
 Where IsoBN sits (``type(model).__name__``, site, data path):
 
@@ -23,9 +24,9 @@ Where IsoBN sits (``type(model).__name__``, site, data path):
   ELECTRA -> dropout -> out_proj). The head takes the whole sequence (B, T, D) and reads only
   its first token, so it receives IsoBN's output as a one-token sequence (B, 1, D) and computes
   exactly what it would on the full sequence.
-* Any other ``*ForSequenceClassification``: the general path of :mod:`isobn.hf.sites` finds
-  the vector entering its ``classifier`` (or ``score``) by running the model once, and refuses,
-  naming the reason, when that vector is not a pooled or first-token vector.
+* Any other ``*ForSequenceClassification``: the general path of [`isobn.hf.sites`][isobn.hf.sites]
+  finds the vector entering its ``classifier`` (or ``score``) by running the model once, and
+  refuses, naming the reason, when that vector is not a pooled or first-token vector.
 
 Persistence, two ways:
 

@@ -1,11 +1,12 @@
 """PEFT models (LoRA and the other tuners): IsoBN goes on the base model, and its state travels
 with the adapter.
 
-``peft_model.save_pretrained(d)`` saves only the adapter's weights, so IsoBN's running
-statistics would be lost and a reloaded model's IsoBN would be the identity: a silent change of
-predictions. :func:`isobn.attach` on a ``PeftModel`` therefore attaches IsoBN to its base model
-and makes that model's ``save_pretrained`` also write ``isobn.safetensors`` and
-``isobn_config.json`` next to the adapter (:func:`isobn.hf.save_isobn`). Reload with::
+``peft_model.save_pretrained(d)`` saves only the adapter's weights, so IsoBN's running statistics
+would be lost and a reloaded model's IsoBN would be the identity: a silent change of predictions.
+[`isobn.attach`][isobn.hf.inject.attach] on a ``PeftModel`` therefore attaches IsoBN to its base
+model and makes that model's ``save_pretrained`` also write ``isobn.safetensors`` and
+``isobn_config.json`` next to the adapter ([`isobn.hf.save_isobn`][isobn.hf.attached.save_isobn]).
+Reload with::
 
     model = PeftModel.from_pretrained(base_model, d)
     isobn.hf.load_isobn(model, d)
@@ -35,18 +36,20 @@ def save_with_isobn(model: nn.Module) -> None:
 
 
 def is_saved_with_isobn(model: nn.Module) -> bool:
-    """Whether ``model.save_pretrained`` already writes IsoBN's files (:func:`save_with_isobn`)."""
+    """Whether ``model.save_pretrained`` already writes IsoBN's files
+    ([`save_with_isobn`][isobn.hf.adapters.save_with_isobn])."""
     return isinstance(model.__dict__.get(SAVE_ATTR), _SaveWithIsobn)
 
 
 def restore_save(model: nn.Module) -> None:
-    """Undo :func:`save_with_isobn` (on detach)."""
+    """Undo [`save_with_isobn`][isobn.hf.adapters.save_with_isobn] (on detach)."""
     model.__dict__.pop(SAVE_ATTR, None)
 
 
 class _SaveWithIsobn:
-    """``save_pretrained(directory, ...)`` of the adapter, then :func:`save_isobn` into the same
-    directory (on the main process only, as peft writes)."""
+    """``save_pretrained(directory, ...)`` of the adapter, then
+    [`save_isobn`][isobn.hf.attached.save_isobn] into the same directory (on the main process only,
+    as peft writes)."""
 
     def __init__(self, save) -> None:
         self.save = save

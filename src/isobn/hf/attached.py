@@ -1,5 +1,6 @@
-"""The IsoBN attached to a model: finding it, its settings, and its IsoBN-only files (peft
-style: isobn.safetensors and isobn_config.json, written by :func:`save_isobn`)."""
+"""The IsoBN attached to a model: finding it, its settings, and its IsoBN-only files (peft style:
+isobn.safetensors and isobn_config.json, written by
+[`save_isobn`][isobn.hf.attached.save_isobn])."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ _FORMAT_VERSION = 1
 
 
 def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
-    """(site path, site module, IsoBN layer) of an IsoBN attached by :func:`attach`, or None.
-    The path is relative to the transformers model (inside a PeftModel: its base model)."""
+    """(site path, site module, IsoBN layer) of an IsoBN attached by
+    [`attach`][isobn.hf.inject.attach], or None. The path is relative to the transformers model
+    (inside a PeftModel: its base model)."""
     for path, module in base_model(model).named_modules():
         norm = module._modules.get(CHILD_NAME)
         if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:

@@ -42,17 +42,17 @@ def attach(
     """Insert IsoBN before the classification head of `model`, in place; return `model`.
 
     Args:
-        model: a sequence classifier; see :mod:`isobn.hf` for where IsoBN sits in each
-            architecture and which others the general path accepts. A peft ``PeftModel``
-            (e.g. LoRA) gets IsoBN on its base model, and its ``save_pretrained`` then also
-            writes IsoBN's state next to the adapter (see :mod:`isobn.hf.adapters`). If IsoBN
-            was attached to the base model before ``get_peft_model`` wrapped it, attaching to
-            the ``PeftModel`` (without arguments, or with the same settings) keeps that layer
-            and its statistics and only makes the adapter's ``save_pretrained`` save them.
+        model: a sequence classifier; see [`isobn.hf`][isobn.hf] for where IsoBN sits in each
+            architecture and which others the general path accepts. A peft ``PeftModel`` (e.g. LoRA)
+            gets IsoBN on its base model, and its ``save_pretrained`` then also writes IsoBN's state
+            next to the adapter (see [`isobn.hf.adapters`][isobn.hf.adapters]). If IsoBN was
+            attached to the base model before ``get_peft_model`` wrapped it, attaching to the
+            ``PeftModel`` (without arguments, or with the same settings) keeps that layer and its
+            statistics and only makes the adapter's ``save_pretrained`` save them.
         method: optionally the arguments as a method string, e.g. ``"isobn:beta=0.25"``.
         **isobn_kwargs: ``momentum``, ``beta``, ``eps``, ``bias_correction``,
-            ``use_correlation``, ``process_group``, as in :class:`~isobn.IsoBN`. num_features is
-            the size of the vector entering the head.
+            ``use_correlation``, ``process_group``, as in [`IsoBN`][isobn.layer.IsoBN]. num_features
+            is the size of the vector entering the head.
 
     The layer is created on the model's device with float32 statistics, in the model's
     train/eval mode, and its hyperparameters (all but process_group) are stored in

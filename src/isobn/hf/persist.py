@@ -142,7 +142,8 @@ def from_pretrained(path: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
 
 
 def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrainedModel:
-    """Attach IsoBN to `model` with the settings saved by :func:`save_isobn`; load its buffers.
+    """Attach IsoBN to `model` with the settings saved by
+    [`save_isobn`][isobn.hf.attached.save_isobn]; load its buffers.
 
     If IsoBN is already attached with the same settings, only the buffers are loaded. A
     ``PeftModel`` (e.g. from ``PeftModel.from_pretrained(base, d)``) gets IsoBN on its base

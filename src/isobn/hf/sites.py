@@ -1,9 +1,9 @@
 """Where IsoBN goes in a Hugging Face sequence classifier: a table of known heads and a probe.
 
-A *site* is the module whose input IsoBN normalizes. For the architectures in :data:`TABLE`
-the site is fixed (and its class checked, against upstream refactors). For any other
-``*ForSequenceClassification`` the general path runs the model once in eval mode on a few
-token ids and watches its ``classifier`` (or ``score``) module:
+A *site* is the module whose input IsoBN normalizes. For the architectures in ``TABLE`` the site
+is fixed (and its class checked, against upstream refactors). For any other
+``*ForSequenceClassification`` the general path runs the model once in eval mode on a few token
+ids and watches its ``classifier`` (or ``score``) module:
 
 * it receives a pooled vector (B, D): the site is that module, or the ``nn.Dropout`` child that
   hands it exactly that tensor (so IsoBN comes before dropout, as in the paper);

@@ -64,14 +64,14 @@ class _CorrelationPenalty(torch.autograd.Function):
 def correlation_penalty(x: Tensor) -> Tensor:
     """|| Corr(x) - I ||_F of the rows of x (B, D), differentiable; a float64 scalar.
 
-    Corr_ij = C_ij / (s_i s_j) with C the batch covariance and s_i = sqrt(C_ii) (the B vs
-    B - 1 normalisation cancels): with y = x - mean(x) and z_j = y_j / ||y_j||, Corr = z^T z.
-    Dead dimensions, s_i <= DEAD_RTOL * max_j s_j (as in :mod:`isobn.isotropy`; a zero-variance
-    column has s_i = 0 exactly), get z_j = 0: their rows and columns of Corr are 0, so they
-    neither count nor receive gradient. The diagonal is 0 by definition of Corr - I. 0 for
-    B < 2, for fewer than two live dimensions, or when every correlation is 0, with a zero
-    gradient. Computed in float64 (float32 on MPS) with autocast off, on this process's rows
-    only, with no host synchronisation; the backward is written out (see _CorrelationPenalty).
+    Corr_ij = C_ij / (s_i s_j) with C the batch covariance and s_i = sqrt(C_ii) (the B vs B - 1
+    normalisation cancels): with y = x - mean(x) and z_j = y_j / ||y_j||, Corr = z^T z. Dead
+    dimensions, s_i <= DEAD_RTOL * max_j s_j (as in [`isobn.isotropy`][isobn.isotropy]; a
+    zero-variance column has s_i = 0 exactly), get z_j = 0: their rows and columns of Corr are 0, so
+    they neither count nor receive gradient. The diagonal is 0 by definition of Corr - I. 0 for B <
+    2, for fewer than two live dimensions, or when every correlation is 0, with a zero gradient.
+    Computed in float64 (float32 on MPS) with autocast off, on this process's rows only, with no
+    host synchronisation; the backward is written out (see _CorrelationPenalty).
     """
     assert x.dim() == 2, f"expected (B, D), got {tuple(x.shape)}"
     dtype = statistics_dtype(x.device)
@@ -84,9 +84,10 @@ def correlation_penalty(x: Tensor) -> Tensor:
 class CorReg(nn.Module):
     """Cor-Reg loss term: ``forward(pooled (B, D)) -> weight * || Corr(X_b) - I ||_F``.
 
-    See :func:`correlation_penalty` for the correlation, the dead-dimension rule and the edge
-    cases (a batch of one gives 0). The returned scalar is already weighted: the trainer adds
-    it to the task loss. float32 unless the input is float64. No state, no buffers.
+    See [`correlation_penalty`][isobn.methods.correg.correlation_penalty] for the correlation, the
+    dead-dimension rule and the edge cases (a batch of one gives 0). The returned scalar is already
+    weighted: the trainer adds it to the task loss. float32 unless the input is float64. No state,
+    no buffers.
 
     Args:
         num_features: D, the size of the pooled embedding (checked in forward).

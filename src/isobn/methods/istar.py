@@ -41,7 +41,7 @@ def isoscore_from_eigenvalues(eigenvalues: Tensor) -> Tensor:
         IsoScore   = ((n - delta^2 (n - sqrt(n)))^2 - n) / (n (n - 1))  # 1 isotropic, 0 one line
     Dead dimensions count in n, as in the reference. Zero total variance gives 0 (and no
     gradient); D = 1 gives 1. The eigenvalue route, kept as the definition that
-    :func:`isoscore_from_covariance` is tested against.
+    [`isoscore_from_covariance`][isobn.methods.istar.isoscore_from_covariance] is tested against.
     """
     n = eigenvalues.shape[0]
     if n == 1:
@@ -75,9 +75,10 @@ def isoscore_from_covariance(cov: Tensor) -> Tensor:
     ||lambda||_2 = ||cov||_F: with n = D, ||lambda_hat - 1||^2 = 2n - 2 sqrt(n) tr / ||cov||_F, so
         delta^2  = (n - sqrt(n) tr / ||cov||_F) / (n - sqrt(n))
         IsoScore = (tr^2 / ||cov||_F^2 - 1) / (n - 1)          # (participation ratio - 1) / (n - 1)
-    equal to :func:`isoscore_from_eigenvalues` (to round-off; exactly where no eigenvalue is
-    negative) and differentiable through a trace and a Frobenius norm, so the gradient is
-    stable where eigenvalues repeat. D = 1 gives 1; zero total variance gives 0.
+    equal to [`isoscore_from_eigenvalues`][isobn.methods.istar.isoscore_from_eigenvalues] (to
+    round-off; exactly where no eigenvalue is negative) and differentiable through a trace and a
+    Frobenius norm, so the gradient is stable where eigenvalues repeat. D = 1 gives 1; zero total
+    variance gives 0.
     """
     n = cov.shape[-1]
     if n == 1:
@@ -118,9 +119,10 @@ def isoscore_star(
 ) -> Tensor:
     """IsoScore* of the rows of x (B, D) shrunk towards reference_cov (D, D); float64 scalar.
 
-    IsoScore (:func:`isoscore_from_covariance`: a trace and a Frobenius norm, no eigenvalues)
-    of Sigma* (:func:`shrunk_covariance`). This process's rows only, as in the authors' DDP
-    code. B < 2 has no covariance: 0 is returned (a constant).
+    IsoScore ([`isoscore_from_covariance`][isobn.methods.istar.isoscore_from_covariance]: a trace
+    and a Frobenius norm, no eigenvalues) of Sigma*
+    ([`shrunk_covariance`][isobn.methods.istar.shrunk_covariance]). This process's rows only, as in
+    the authors' DDP code. B < 2 has no covariance: 0 is returned (a constant).
     """
     assert x.dim() == 2, f"expected (B, D), got {tuple(x.shape)}"
     if x.shape[0] < 2:
@@ -131,8 +133,8 @@ def isoscore_star(
 class IStar(KeepsStatisticsDtype):
     """I-STAR loss term: ``forward(pooled (B, D)) -> weight * (1 - IsoScore*(X_b))``.
 
-    See :func:`isoscore_star`. The returned scalar is already weighted: the trainer adds it to
-    the task loss. float32 unless the input is float64.
+    See [`isoscore_star`][isobn.methods.istar.isoscore_star]. The returned scalar is already
+    weighted: the trainer adds it to the task loss. float32 unless the input is float64.
 
     Args:
         num_features: D, the size of the pooled embedding.

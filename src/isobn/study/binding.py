@@ -2,8 +2,10 @@
 
 bind_study_directory   before the first cell runs, under a lock: the directory's
                        study.toml and finished cells must have this file's settings and
-                       data, then study.toml becomes this file (atomically)
-check_sizes            every planned cell's size fits its task's training set
+                       data (check_directory_settings, which runners also call first, read
+                       only), then study.toml becomes this file (atomically)
+check_inputs           before anything is written: the models and the tasks' data are
+                       there, and every planned cell's size fits its task's training set
 sort_records           finished cells split into those the file declares, trained with
                        its settings and data (tabled), and the rest (listed apart)
 """
@@ -11,7 +13,7 @@ sort_records           finished cells split into those the file declares, traine
 from __future__ import annotations
 
 import fcntl
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from isobn.errors import UserError
@@ -65,13 +67,20 @@ def bind_study_directory(study: Study, out: Path) -> None:
     is replaced by this file's text."""
     with open_for_update(make_folder(out, "locks") / "study.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        saved = out / STUDY_FILE
-        if saved.is_file() and not saved.is_symlink():
-            text = saved.read_text(encoding="utf-8", errors="replace")
-            if text != study.source:
-                _check_same_settings(study, text, out)
-        check_finished_cells(study, out)
-        write_atomically(saved, study.source)
+        check_directory_settings(study, out)
+        write_atomically(out / STUDY_FILE, study.source)
+
+
+def check_directory_settings(study: Study, out: Path) -> None:
+    """What bind_study_directory refuses, read only (nothing is written): a study.toml in `out`
+    of another file whose tasks have other settings, or a finished cell of other settings or
+    data. Runners call it first, so that such a directory is refused before any input loads."""
+    saved = out / STUDY_FILE
+    if saved.is_file() and not saved.is_symlink():
+        text = saved.read_text(encoding="utf-8", errors="replace")
+        if text != study.source:
+            _check_same_settings(study, text, out)
+    check_finished_cells(study, out)
 
 
 def _check_same_settings(study: Study, saved_text: str, out: Path) -> None:
@@ -108,9 +117,12 @@ def check_finished_cells(study: Study, out: Path) -> None:
             continue  # listed apart in the results, never tabled
         changed = settings_changes(study, record)
         if changed:
+            fix = "use another --out, or restore the study file"
+            if any(change.startswith("data_dir ") for change in changed):
+                fix = "pass the --data-dir it trained on (GLUE files), or use another --out"
             raise UserError(
                 f"{out} holds cell {cell.key} trained with other settings "
-                f"({'; '.join(changed[:3])}): use another --out, or restore the study file"
+                f"({'; '.join(changed[:3])}): {fix}"
             )
         files = data_changes(study, record)
         if files:
@@ -142,30 +154,46 @@ def sort_records(study: Study, records: list[dict]) -> tuple[list[dict], list[di
     return tabled, apart
 
 
-def check_sizes(study: Study, cells: list[Cell]) -> None:
-    """Every cell's size fits its task's training set, checked for all of `cells` before the
-    first one trains (the loader takes "at most" size rows: a cell named n500 trained on 96
-    rows would be mislabelled)."""
+def check_inputs(study: Study, cells: list[Cell]) -> None:
+    """What `cells` train on is there, checked before anything is written to the study
+    directory (a study that cannot start leaves --out as it was), local inputs before remote
+    ones as in isobn train: the data on this machine loads, every model loads from disk, the
+    Hugging Face cache or the hub (training.model.check_model_available), the hub's data
+    loads; and every cell's size fits its task's training set (the loader takes "at most"
+    size rows: a cell named n500 trained on 96 rows would be mislabelled)."""
+    from isobn.training.build import data_is_local
+    from isobn.training.hub import check_model_available
+
+    largest: dict[str, int] = {}  # each task's largest size (0: only "full")
+    for cell in cells:
+        largest[cell.task] = max(largest.get(cell.task, 0), cell.size or 0)
+    configs = {task: study.config(Cell(task, None, "none", 0), out="") for task in largest}
+    remote = [task for task, cfg in configs.items() if not data_is_local(cfg)]
+    for task in [task for task in largest if task not in remote]:
+        _check_task_rows(study, task, configs[task], largest[task])
+    for model in sorted({cfg.model for cfg in configs.values()}):
+        check_model_available(model)
+    for task in remote:
+        _check_task_rows(study, task, configs[task], largest[task])
+
+
+def _check_task_rows(study: Study, task: str, cfg, size: int) -> None:
+    """The study's `task` (settings `cfg`) loads and has at least `size` training rows."""
     from isobn.training.config import load_run_task
 
-    largest: dict[str, int] = {}
-    for cell in cells:
-        if cell.size is not None:
-            largest[cell.task] = max(largest.get(cell.task, 0), cell.size)
-    for task, size in largest.items():
-        cfg = replace(study.config(Cell(task, size, "none", 0), out=""), max_train=None)
-        rows = len(load_run_task(cfg).splits["train"])
-        if rows < size:
-            raise UserError(
-                f"task {task} has {rows} training rows, fewer than the study's size "
-                f'{size}: use sizes up to {rows}, or "full", in {study.path}'
-            )
+    rows = len(load_run_task(cfg).splits["train"])
+    if rows < size:
+        raise UserError(
+            f"task {task} has {rows} training rows, fewer than the study's size "
+            f'{size}: use sizes up to {rows}, or "full", in {study.path}'
+        )
 
 
 __all__ = [
     "bind_study_directory",
     "check_finished_cells",
-    "check_sizes",
+    "check_directory_settings",
+    "check_inputs",
     "settings_changes",
     "sort_records",
 ]

@@ -4,9 +4,9 @@ A study with `--jobs N` runs N cells at once. Each job gets `cores // jobs` torc
 (at least 1), and on a GPU machine the jobs share the GPUs round-robin: `--jobs 4` with one
 GPU places all four on cuda:0 (small cells use a fraction of a large GPU).
 
-Separate commands on one host (`--shard 1/12` ... `--shard 12/12`, two studies, or
-experiments) do not know each other's `--jobs`, so every command registers its jobs in a
-host-wide folder (:mod:`isobn.training.host_jobs`) and each job divides the cores by the live
+Separate commands on one host (`--shard 1/12` ... `--shard 12/12`, two studies, or experiments) do
+not know each other's `--jobs`, so every command registers its jobs in a host-wide folder
+([`isobn.training.host_jobs`][isobn.training.host_jobs]) and each job divides the cores by the live
 jobs before each cell. Twelve shards on a 16-core host so run with 1 thread each, not 16 (192
 threads on 16 cores left a GPU idle).
 """

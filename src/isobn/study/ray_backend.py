@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobn.errors import UserError
-from isobn.study.binding import check_sizes
 from isobn.study.runner import (
     SESSION_VARIABLE,
     cell_path,
-    check_study_directory,
     run_session,
     shard_cells,
+    start_study,
     try_cell,
 )
-from isobn.study.spec import Study, check_task_files
+from isobn.study.spec import Study
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +141,7 @@ def run_on_ray(
     `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
     "ran": the keys of the cells this driver's tasks ran."""
     ray = import_ray()
-    check_task_files(study)
-    check_study_directory(study, out)
-    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
+    start_study(study, out, blocks)
     out = out.resolve()
     started_ray = connect(ray, options.address)
     try:

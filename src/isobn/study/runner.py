@@ -69,6 +69,18 @@ def cell_lock(out: Path, cell: Cell):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def start_study(study: Study, out: Path, blocks: tuple[str, ...] | None = None) -> None:
+    """Everything checked before a runner's first cell, local inputs first and nothing
+    written to `out` until all passed: the task files, `out`'s settings (read only), the
+    models and data of the unfinished cells (of `blocks`), then `out` is bound to `study`."""
+    from isobn.study.binding import check_directory_settings, check_inputs
+
+    check_task_files(study)
+    check_directory_settings(study, out)
+    check_inputs(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
+    check_study_directory(study, out)  # the first write to `out`
+
+
 def check_study_directory(study: Study, out: Path) -> None:
     """Bind the directory to the study (isobn.study.binding): another study file's settings,
     or a finished cell trained with other settings or data, is refused rather than mixed
@@ -211,23 +223,19 @@ def run_cells(
     return ran
 
 
-def _worker(
-    study_path: str, out: str, shard, keep, max_cells, blocks, threads, events, gpu
-) -> None:
-    """Entry point of one job process (spawned: a fresh interpreter); `events` a queue to the
-    parent's progress view."""
+def _worker(study: Study, out: str, shard, keep, max_cells, blocks, threads, events, gpu) -> None:
+    """Entry point of one job process (spawned: a fresh interpreter, given the parent's study
+    with its command-line settings, e.g. --data-dir); `events` a queue to the parent's
+    progress view."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from isobn.study.spec import load_study
 
     def send(kind: str, key: str, seconds: float = 0.0) -> None:
         events.put((kind, key, seconds))
 
     try:
-        run_cells(
-            load_study(study_path), Path(out), shard, keep, max_cells, blocks, threads, send, True
-        )
+        run_cells(study, Path(out), shard, keep, max_cells, blocks, threads, send, True)
     except UserError as error:
         print(f"isobn study: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -252,13 +260,10 @@ def run_jobs(
     has only the first: its cells' `finished_at` bound it)."""
     import torch
 
-    from isobn.study.binding import check_sizes
     from isobn.study.placement import place_jobs
     from isobn.training.host_jobs import cell_threads, registered_jobs, usable_cores
 
-    check_task_files(study)
-    check_study_directory(study, out)
-    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
+    start_study(study, out, blocks)
     placement = place_jobs(jobs, usable_cores(), torch.cuda.device_count(), threads)
 
     def body(progress) -> None:
@@ -274,7 +279,7 @@ def run_jobs(
                 progress.event,
             )
         else:
-            args = (study.path, str(out), shard, keep_checkpoints, max_cells, blocks)
+            args = (study, str(out), shard, keep_checkpoints, max_cells, blocks)
             _run_processes(args, placement, progress)
 
     with registered_jobs(jobs):

@@ -26,9 +26,10 @@ data order.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import typing
-from dataclasses import InitVar, dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,24 @@ class Study:
         values.update(out=out, max_train=cell.size, seed=cell.seed, resume=True)
         values.update(method_settings(cell.method))
         return TrainConfig(**values)
+
+
+def with_data_dir(study: Study, data_dir: str) -> Study:
+    """`study` with `data_dir` (GLUE in the original TSV layout) for every GLUE task it runs,
+    in place of its files' data_dir or the hub (`isobn study --data-dir`); a one-line
+    UserError when it runs no GLUE task."""
+    from isobn.tasks import GLUE_TASKS
+
+    tasks = {cell.task for cell in study.cells()}
+    glue = sorted(t for t in tasks if study.config(Cell(t, None, "none", 0), "").task in GLUE_TASKS)
+    if not glue:
+        raise UserError(
+            f"--data-dir is for GLUE tasks, and {study.path} runs none ({', '.join(sorted(tasks))}"
+            "): drop --data-dir"
+        )
+    path = os.path.normpath(data_dir)  # ./glue_data and glue_data are one setting
+    settings = {t: {**study.tasks.get(t, {}), "data_dir": path} for t in glue}
+    return replace(study, tasks={**study.tasks, **settings})
 
 
 def method_settings(method: str) -> dict[str, Any]:
@@ -487,4 +506,5 @@ __all__ = [
     "parse_study",
     "point_text",
     "task_name",
+    "with_data_dir",
 ]

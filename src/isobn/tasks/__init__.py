@@ -1,7 +1,8 @@
 """Tasks: GLUE, offline text-classification datasets and the user's own files.
 
-A :class:`Task` holds labelled examples per split and knows how to score predictions.
-Tasks come from :func:`load_task` (by name) or :func:`load_files` (CSV/TSV/JSONL files).
+A [`Task`][isobn.tasks.task.Task] holds labelled examples per split and knows how to score
+predictions. Tasks come from [`load_task`][isobn.tasks.load_task] (by name) or
+[`load_files`][isobn.tasks.files.load_files] (CSV/TSV/JSONL files).
 
 | module        | owns                                                                     |
 |---------------|--------------------------------------------------------------------------|

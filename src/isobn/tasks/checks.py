@@ -1,6 +1,6 @@
 """What the user's files must not be, and what deserves a warning.
 
-Refused (one-line :class:`UserError`): a column with two roles.
+Refused (one-line [`UserError`][isobn.errors.UserError]): a column with two roles.
 
 - the text column as the label column, the pair column as the text or label column;
 - a label column that holds the text. Two rules, on the training rows, each without
@@ -18,7 +18,7 @@ Warned (one line each, ``logging``), on the rows that training and scoring use:
   measures memory of the training set, not generalisation;
 - a dev or test split of one class: a model that always predicts that class scores 1.0;
 - constant regression targets in a split: Pearson and Spearman are undefined there
-  (:mod:`isobn.tasks.metrics` reports them as NaN, tables as "undefined").
+  ([`isobn.tasks.metrics`][isobn.tasks.metrics] reports them as NaN, tables as "undefined").
 """
 
 from __future__ import annotations

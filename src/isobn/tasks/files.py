@@ -1,8 +1,9 @@
 """The user's own data files: CSV, TSV and JSON lines, read into task ``"file"``.
 
-:func:`read_rows` is the public row reader (``isobn predict`` reads its input with it too);
-:func:`text_value` validates one text cell; :func:`load_files` builds a :class:`Task`.
-Every problem is a one-line :class:`UserError` naming the file, the line and the fix.
+[`read_rows`][isobn.tasks.files.read_rows] is the public row reader (``isobn predict`` reads its
+input with it too); [`text_value`][isobn.tasks.files.text_value] validates one text cell;
+[`load_files`][isobn.tasks.files.load_files] builds a [`Task`][isobn.tasks.task.Task]. Every problem
+is a one-line [`UserError`][isobn.errors.UserError] naming the file, the line and the fix.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ def load_files(
     (a ``.json`` file holding one JSON array of objects works too). Files must be UTF-8; TSV
     is read as written (no quoting: a field holds no tab, and quotes are text).
 
-    A classification label is its text as written (trimmed; JSON numbers and booleans as
-    their JSON text): ``007``, ``7``, ``070`` and ``+7`` are four classes. Classes are
-    ordered numerically when every training label is an integer written canonically
-    (``-3``, ``0``, ``10``), else as text; ``label_names`` are the labels as written, and
-    every dev/test label must occur in train, written alike. With ``regression`` labels are
-    parsed as floats. Main metric: ``accuracy`` (classification) or ``pearson_spearman``
-    (regression). Each column has one role, and problems of the splits (dev rows repeating
-    training rows, one dev class, constant targets) are logged: see :mod:`isobn.tasks.checks`.
+    A classification label is its text as written (trimmed; JSON numbers and booleans as their JSON
+    text): ``007``, ``7``, ``070`` and ``+7`` are four classes. Classes are ordered numerically when
+    every training label is an integer written canonically (``-3``, ``0``, ``10``), else as text;
+    ``label_names`` are the labels as written, and every dev/test label must occur in train, written
+    alike. With ``regression`` labels are parsed as floats. Main metric: ``accuracy``
+    (classification) or ``pearson_spearman`` (regression). Each column has one role, and problems of
+    the splits (dev rows repeating training rows, one dev class, constant targets) are logged: see
+    [`isobn.tasks.checks`][isobn.tasks.checks].
     """
     check_max("max_train", max_train)
     check_max("max_eval", max_eval)

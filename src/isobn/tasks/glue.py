@@ -20,7 +20,7 @@ from isobn.errors import UserError
 from isobn.tasks.files import raise_csv_field_limit, read_text
 from isobn.tasks.task import Example, Task
 
-__all__ = ["GLUE", "GLUE_TASKS", "GlueSpec", "load_glue"]
+__all__ = ["GLUE", "GLUE_TASKS", "GlueSpec", "glue_files", "load_glue"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,18 @@ def load_glue(name: str, data_dir: str | None) -> Task:
         split_metrics=partial(metrics.glue_metrics, name),
         input_columns=spec.hf_columns,
     )
+
+
+def glue_files(name: str, data_dir: str) -> list[Path]:
+    """The TSV files load_glue reads for GLUE task `name` from `data_dir`: train, then each
+    dev split; [] when they are not there (loading them says why)."""
+    spec = GLUE[name]
+    try:
+        folder = _glue_folder(Path(data_dir), spec)
+    except UserError:
+        return []
+    files = [folder / "train.tsv", *(folder / f"{stem}.tsv" for _, stem, _ in spec.dev)]
+    return [path for path in files if path.is_file()]
 
 
 def _glue_folder(data_dir: Path, spec: GlueSpec) -> Path:

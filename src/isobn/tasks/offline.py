@@ -24,7 +24,7 @@ same text cannot land in both train and test, and texts seen with conflicting la
 dropped (none in these three files).
 
 Adding a dataset: write a reader ``(path, label_names) -> [(text, label name), ...]`` and add
-one :class:`OfflineDataset` to ``DATASETS``.
+one [`OfflineDataset`][isobn.tasks.offline.OfflineDataset] to ``DATASETS``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ an interrupted run resumed, the files are hashed again and compared (``fingerpri
 a file changed since is a one-line refusal naming it. A file is hashed once per process for
 as long as its size, modification time and inode stay the same.
 
-Not fingerprinted: a model given by hub name (no local file) and the data of a named task,
-which comes with isobn (its version) or from --data-dir.
+A GLUE task read from --data-dir is fingerprinted too, as ``data_dir``: the digests of the
+TSV files it reads (train, then each dev split), joined. Not fingerprinted: a model given by
+hub name (no local file), and the data of a task that comes with isobn (its version) or from
+the datasets hub.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from isobn.errors import UserError
 ALGORITHM = "blake2b"
 _CHUNK = 1 << 20
 _FILE_FIELDS = {"train_file": "--train", "dev_file": "--dev", "test_file": "--test"}
+_FLAGS = {**_FILE_FIELDS, "data_dir": "--data-dir"}
 _CACHE: dict[tuple, str] = {}  # (path, size, mtime_ns, inode, device) -> fingerprint
 
 
@@ -76,10 +79,28 @@ def input_fingerprints(cfg) -> dict[str, str]:
         for name in _FILE_FIELDS
         if getattr(cfg, name, None) and os.path.isfile(getattr(cfg, name))
     }
+    data = data_dir_files(cfg)
+    if data:
+        prints["data_dir"] = "+".join(file_fingerprint(path) for path in data)
     weights = model_weight_files(cfg.model)
     if weights:
         prints["model"] = "+".join(file_fingerprint(path) for path in weights)
     return prints
+
+
+def data_dir_files(cfg) -> list[Path]:
+    """The files a named GLUE task reads from the TrainConfig's data_dir ([] for any other
+    data: files are fingerprinted by field, other tasks ignore data_dir)."""
+    if getattr(cfg, "data_dir", None) is None or getattr(cfg, "train_file", None):
+        return []
+    from isobn.tasks import GLUE_TASKS, task_key
+    from isobn.tasks.glue import glue_files
+
+    try:
+        key = task_key(cfg.task or "")
+    except UserError:
+        return []
+    return glue_files(key, cfg.data_dir) if key in GLUE_TASKS else []
 
 
 def fingerprint_changes(saved: dict | None, cfg) -> list[str]:
@@ -97,7 +118,7 @@ def fingerprint_changes(saved: dict | None, cfg) -> list[str]:
         if name == "model":
             changed.append(f"the weights of --model {cfg.model}")
         else:
-            changed.append(f"{_FILE_FIELDS.get(name, name)} {getattr(cfg, name, '')}")
+            changed.append(f"{_FLAGS.get(name, name)} {getattr(cfg, name, '')}")
     return changed
 
 
@@ -113,6 +134,7 @@ def check_same_inputs(saved: dict | None, cfg, where: str, fix: str) -> None:
 
 __all__ = [
     "check_same_inputs",
+    "data_dir_files",
     "file_fingerprint",
     "fingerprint_changes",
     "input_fingerprints",
