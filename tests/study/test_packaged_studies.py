@@ -17,6 +17,7 @@ def test_list_shows_every_packaged_study(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [
         "glue",
+        "glue-tuned",
         "offline",
         "offline-regularisers",
         "offline-tuned",

@@ -221,3 +221,11 @@ def test_the_glue_instructions_agree_and_their_hours_follow_from_the_study():
         f"{steps / 1e6:.2f} million steps x 30.1-35.1 ms is {hours[0]:.1f}-{hours[1]:.1f} h"
         in prose
     )
+    tuned = load_study(packaged_studies()["glue-tuned"])
+    points = len(tuned.blocks[0].points)
+    assert len(tuned.cells()) == points * len(cells) == 240
+    tuned_hours = [points * h for h in hours]
+    assert (
+        f"{points * steps / 1e6:.2f} million steps x 30.1-35.1 ms = "
+        f"{tuned_hours[0]:.1f}-{tuned_hours[1]:.1f} h" in prose
+    )
