@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from isobn import json_text
 from isobn.cli.options import add_setting
 from isobn.training.config import TrainConfig
 
@@ -78,7 +79,7 @@ def _checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
     if not config_file.is_file():
         return best, {}
     try:
-        run_config = json.loads(config_file.read_text(encoding="utf-8"))
+        run_config = json_text.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(
             f"cannot read {config_file} ({error}); pass --text-column and --max-length with "
@@ -349,8 +350,8 @@ def _write(handle, records: list[dict], fmt: str) -> None:
         writer.writeheader()
         writer.writerows(records)
     elif fmt == "json":
-        json.dump(records, handle, indent=1)
+        handle.write(json_text.dumps(records, indent=1))
         handle.write("\n")
     else:
         for record in records:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json_text.dumps(record) + "\n")

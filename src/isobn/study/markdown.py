@@ -6,7 +6,6 @@ is generated from the finished cells.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from isobn import json_text
 from isobn.study import stats
 from isobn.study.spec import Study
 from isobn.training.safe_files import write_atomically
@@ -112,7 +112,7 @@ def _pretrained_section(out: Path) -> list[str]:
     path = out / "pretrained_isotropy.json"
     if not path.is_file():
         return []
-    data = json.loads(path.read_text())
+    data = json_text.loads(path.read_text())
     lines = [
         "## Pre-trained isotropy of the model",
         "",
@@ -237,7 +237,7 @@ def _sessions(out: Path) -> list[dict]:
         return []
     merged: dict[str, dict] = {}
     for line in path.read_text().splitlines():
-        entry = json.loads(line) if line.strip() else {}
+        entry = json_text.loads(line) if line.strip() else {}
         if "id" in entry:
             merged.setdefault(entry["id"], {}).update(entry)
     return [s for s in merged.values() if "start" in s]
@@ -301,10 +301,9 @@ def _scores_table(groups, methods) -> list[str]:
             fails = sum(stats.failed(r) for r in runs.values())
             lines.append(
                 f"| {task} | {_size(size)} | `{method}` | {dev['n']} | "
-                f"{number_text(dev['median'])} ± {number_text(dev['std'])} | "
+                f"{_median_std(dev)} | "
                 + (
-                    f"{number_text(test['median'])} ± {number_text(test['std'])} | "
-                    f"{number_text(test['mean'])} {_ci(test['ci'])} | "
+                    f"{_median_std(test)} | {number_text(test['mean'])} {_ci(test['ci'])} | "
                     if test
                     else "- | - | "
                 )
@@ -312,6 +311,14 @@ def _scores_table(groups, methods) -> list[str]:
                 f"({number_text(min(epochs), 0)}-{number_text(max(epochs), 0)}) |"
             )
     return lines + [""]
+
+
+def _median_std(summary: dict) -> str:
+    """ "MEDIAN ± STD"; the median alone when it is undefined or has no spread."""
+    median, std = summary["median"], summary["std"]
+    if np.isnan(median) or std is None or np.isnan(std):
+        return number_text(median)
+    return f"{number_text(median)} ± {number_text(std)}"
 
 
 def _group_order(item):
@@ -341,9 +348,10 @@ def _paired_table(groups, methods) -> list[str]:
                 if result is None:
                     cells.append("- | - | -")
                     continue
-                undefined = result["undefined"]
+                undefined, diff = result["undefined"], result["mean_diff"]
+                interval = "" if np.isnan(diff) else f" {_ci(result['ci'], 2)}"  # no NaN spread
                 cells.append(
-                    f"{number_text(result['mean_diff'], 2, '+')} {_ci(result['ci'], 2)} | "
+                    f"{number_text(diff, 2, '+')}{interval} | "
                     f"{result['wins']}/{result['ties']}/{result['losses']}"
                     + (f" ({undefined} undefined)" if undefined else "")
                     + f" | {_p(result['p_wilcoxon'])}"
