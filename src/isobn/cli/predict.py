@@ -178,9 +178,10 @@ def read_inputs(path: Path, text_column: str, pair_column: str | None):
 
 def _read_lines(path: Path) -> list[tuple[str, None]]:
     """One text per line of a UTF-8 text file (split at "\n" only, so form feeds and other
-    Unicode line separators stay inside their line); blank lines are skipped with a warning."""
+    Unicode line separators stay inside their line); blank lines (whitespace or invisible
+    characters only: isobn.tasks.files.is_blank) are skipped with a warning."""
     from isobn.errors import UserError
-    from isobn.tasks.files import read_text
+    from isobn.tasks.files import is_blank, read_text
 
     lines = read_text(path).split("\n")
     if lines[-1] == "":
@@ -188,7 +189,7 @@ def _read_lines(path: Path) -> list[tuple[str, None]]:
     rows, blank = [], []
     for number, line in enumerate(lines, 1):
         line = line.removesuffix("\r")
-        if line.strip():
+        if not is_blank(line):
             rows.append((line, None))
         else:
             blank.append(number)
