@@ -13,7 +13,7 @@ from tiny_encoders import tokenizer as tiny_tokenizer
 
 from isobn.cli.main import main
 from isobn.training.evaluation import constant_embedding
-from isobn.training.model import is_causal_decoder, pool_hidden
+from isobn.training.pooling import is_causal_decoder, pool_hidden
 
 QUICK = ["--epochs", "1", "--batch-size", "16", "--max-length", "24", "--isotropy-examples", "16"]
 
