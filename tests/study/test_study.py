@@ -392,7 +392,7 @@ def test_an_undefined_score_is_undefined_in_every_table_never_nan_or_dropped():
         return next(line for line in tables[name].splitlines() if line.startswith(start))
 
     # the median of {79, NaN, 83} is undefined, alone (no "± undefined" or "± 0.0" beside it)
-    assert row("scores", "| stsb | 64 | `isobn` | 3 | undefined |")
+    assert row("scores", "| stsb | 64 | `isobn` | 3 | undefined | undefined | undefined |")
     assert row("scores", "| stsb | 64 | `none` | 3 | 81.0 ± 1.0 |")
     # differences -1, NaN, +1: counted, the undefined one named, the mean and p undefined
     paired = "undefined | 1/0/1 (1 undefined) | undefined"

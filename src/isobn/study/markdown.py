@@ -303,7 +303,7 @@ def _scores_table(groups, methods) -> list[str]:
                 f"| {task} | {_size(size)} | `{method}` | {dev['n']} | "
                 f"{_median_std(dev)} | "
                 + (
-                    f"{_median_std(test)} | {number_text(test['mean'])} {_ci(test['ci'])} | "
+                    f"{_median_std(test)} | {_value_ci(test['mean'], test['ci'])} | "
                     if test
                     else "- | - | "
                 )
@@ -319,6 +319,12 @@ def _median_std(summary: dict) -> str:
     if np.isnan(median) or std is None or np.isnan(std):
         return number_text(median)
     return f"{number_text(median)} ± {number_text(std)}"
+
+
+def _value_ci(value: float, interval, digits: int = 1, sign: str = "") -> str:
+    """ "VALUE [LOW, HIGH]"; the value alone when it is undefined (no interval beside it)."""
+    text = number_text(value, digits, sign)
+    return text if np.isnan(value) else f"{text} {_ci(interval, digits)}"
 
 
 def _group_order(item):
@@ -348,10 +354,9 @@ def _paired_table(groups, methods) -> list[str]:
                 if result is None:
                     cells.append("- | - | -")
                     continue
-                undefined, diff = result["undefined"], result["mean_diff"]
-                interval = "" if np.isnan(diff) else f" {_ci(result['ci'], 2)}"  # no NaN spread
+                undefined = result["undefined"]
                 cells.append(
-                    f"{number_text(diff, 2, '+')}{interval} | "
+                    f"{_value_ci(result['mean_diff'], result['ci'], 2, '+')} | "
                     f"{result['wins']}/{result['ties']}/{result['losses']}"
                     + (f" ({undefined} undefined)" if undefined else "")
                     + f" | {_p(result['p_wilcoxon'])}"
