@@ -86,14 +86,14 @@ def test_train_and_analyze(arch, encoder_dirs, pair_files, tmp_path):
 def test_the_architecture_tells_whether_there_is_a_pooler(arch):
     from transformers import MODEL_MAPPING
 
-    from isobn.training.model import returns_pooler_output
+    from isobn.training.pooling import returns_pooler_output
 
     config = ARCHS[arch].config(ARCHS[arch].tokenizer())
     assert returns_pooler_output(MODEL_MAPPING[type(config)]) is ARCHS[arch].has_pooler
 
 
 def test_a_forward_without_a_model_output_annotation_does_not_tell():
-    from isobn.training.model import returns_pooler_output
+    from isobn.training.pooling import returns_pooler_output
 
     class Unannotated:
         def forward(self, input_ids): ...

@@ -59,6 +59,8 @@ FILE_KINDS = [
     "float_labels",
     "numeric_text",
     "many_columns",
+    "invisible_text",
+    "continuous_labels",
 ]
 MODEL_KINDS = [
     "valid",
@@ -70,6 +72,7 @@ MODEL_KINDS = [
     "no_tokenizer",
     "bad_config_json",
     "config_of_another_size",
+    "causal_decoder",
 ]
 CHECKPOINT_KINDS = [
     "run",
@@ -147,6 +150,9 @@ def make_data_file(kind: str, where: Path, name: str = "data") -> str:
         "one_class": "text,label\n" + "good movie,pos\n" * 6,
         "huge_line": "text,label\n" + "good " * 40_000 + ",pos\nbad,neg\nfine,pos\nawful,neg\n",
         "unknown_label": "text,label\ngood,pos\nbad,neg\nodd,maybe\n",
+        "invisible_text": "text,label\ngood,pos\nbad,neg\n\u200b\u200f\ufeff,pos\n",
+        "continuous_labels": "text,label\n"
+        + "".join(f"{r['text']},{i / 7:.3f}\n" for i, r in enumerate(rows)),
     }.get(kind)
     if text is not None:
         path.write_text(text)
@@ -186,6 +192,9 @@ def make_model(kind: str, where: Path, tiny_bert: str) -> str:
     elif kind == "config_of_another_size":
         config = json.loads((target / "config.json").read_text())
         (target / "config.json").write_text(json.dumps({**config, "hidden_size": 64}))
+    elif kind == "causal_decoder":  # a GPT-2 config: [CLS] pooling is refused before the weights
+        config = {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2}
+        (target / "config.json").write_text(json.dumps(config))
     return str(target)
 
 
@@ -397,6 +406,14 @@ def fresh(tmp_path_factory) -> Path:
         ]
     ),
 )
+@example(  # issue 27: a GPT-2 pooled at its first token; invisible texts; continuous labels
+    train="invisible_text", dev="valid", model="causal_decoder", run="fresh",
+    same_settings=False, resume=False, extra=[], contradiction=[],
+)  # fmt: skip
+@example(
+    train="continuous_labels", dev="valid", model="valid", run="fresh",
+    same_settings=False, resume=False, extra=[("--max-train", "2")], contradiction=[],
+)  # fmt: skip
 def test_train_never_prints_a_traceback(
     tmp_path_factory,
     tiny_bert,

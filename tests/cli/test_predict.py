@@ -245,14 +245,14 @@ def test_one_prediction_per_line_in_input_order(tmp_path, run_dir, capsys, caplo
         "windows line end\r",
         "bad",
     ]
-    texts = write(tmp_path, "texts.txt", "\n".join(lines) + "\n\n  \nawful\n")
+    texts = write(tmp_path, "texts.txt", "\n".join(lines) + "\n\n  \n\u200b\u200f\ufeff\nawful\n")
     with caplog.at_level(logging.WARNING):
         code, out, err = run_predict(run_dir, texts, capsys, "--batch-size", "2")
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     expected = [line.removesuffix("\r") for line in lines] + ["awful"]
     assert [r["text"] for r in rows] == expected
-    assert "skipped blank line(s) 8, 9; there is one prediction per non-blank" in caplog.text
+    assert "skipped blank line(s) 8, 9, 10; there is one prediction per non-blank" in caplog.text
     # each prediction belongs to its own line: the same as predicting the lines reversed
     reversed_file = write(tmp_path, "reversed.txt", "\n".join(reversed(expected)))
     code, out, err = run_predict(run_dir, reversed_file, capsys, "--batch-size", "3")

@@ -84,22 +84,26 @@ def test_detach_restores_the_adapter_save(tmp_path):
     assert not (tmp_path / "isobn.safetensors").exists()
 
 
-def test_isobn_attached_before_the_wrapping_is_saved_once_attach_sees_the_peft_model(tmp_path):
-    """attach(base) then get_peft_model: attaching to the PeftModel keeps the trained layer
-    and makes the adapter's save_pretrained save its statistics; other settings are refused."""
+def test_isobn_attached_before_the_wrapping_is_saved_with_the_adapter(tmp_path):
+    """attach(base) then get_peft_model: the PeftModel's save_pretrained saves IsoBN's
+    statistics from its creation on (once silently lost); attaching to the PeftModel as well
+    keeps the trained layer; other settings are refused."""
     base = isobn.attach(tiny_bert())
     model = lora(base)
     norm = find_isobn(model)
     model.train()
     model(**batch(seed=1))
+    inputs = batch(seed=11)
+    expected = logits(model, inputs)
     model.save_pretrained(tmp_path / "before")
-    assert not (tmp_path / "before" / "isobn.safetensors").exists()  # the silent loss
+    reloaded = load_isobn(
+        peft.PeftModel.from_pretrained(tiny_bert(), tmp_path / "before"), tmp_path / "before"
+    )
+    torch.testing.assert_close(logits(reloaded, inputs), expected)
     with pytest.raises(ValueError, match="already attached to the base model"):
         isobn.attach(model, beta=0.25)
     assert isobn.attach(model, "isobn:beta=0.5") is model
     assert find_isobn(model) is norm and norm.num_batches_tracked.item() == 1
-    inputs = batch(seed=11)
-    expected = logits(model, inputs)
     model.save_pretrained(tmp_path / "after")
     reloaded = load_isobn(
         peft.PeftModel.from_pretrained(tiny_bert(), tmp_path / "after"), tmp_path / "after"
@@ -107,3 +111,17 @@ def test_isobn_attached_before_the_wrapping_is_saved_once_attach_sees_the_peft_m
     torch.testing.assert_close(logits(reloaded, inputs), expected)
     with pytest.raises(ValueError, match="already attached"):  # once saved, a second attach
         isobn.attach(model)
+
+
+def test_a_peft_model_loaded_around_a_model_with_isobn_saves_it_too(tmp_path):
+    """PeftModel.from_pretrained(base with IsoBN attached, d): its save_pretrained writes
+    IsoBN's files as well; a PeftModel of a model without IsoBN is left as peft made it."""
+    model = trained_peft_model()
+    model.save_pretrained(tmp_path / "a")
+    again = peft.PeftModel.from_pretrained(isobn.attach(tiny_bert()), tmp_path / "a")
+    again.save_pretrained(tmp_path / "b")
+    assert (tmp_path / "b" / "isobn.safetensors").exists()
+    plain = lora(tiny_bert())
+    assert "save_pretrained" not in plain.__dict__
+    plain.save_pretrained(tmp_path / "c")
+    assert not (tmp_path / "c" / "isobn.safetensors").exists()

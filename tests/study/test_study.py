@@ -391,11 +391,11 @@ def test_an_undefined_score_is_undefined_in_every_table_never_nan_or_dropped():
     def row(name, start):
         return next(line for line in tables[name].splitlines() if line.startswith(start))
 
-    # the median and the std of {79, NaN, 83} are undefined; none's are numbers
-    assert row("scores", "| stsb | 64 | `isobn` | 3 | undefined ± undefined |")
+    # the median of {79, NaN, 83} is undefined, alone (no "± undefined" or "± 0.0" beside it)
+    assert row("scores", "| stsb | 64 | `isobn` | 3 | undefined | undefined | undefined |")
     assert row("scores", "| stsb | 64 | `none` | 3 | 81.0 ± 1.0 |")
     # differences -1, NaN, +1: counted, the undefined one named, the mean and p undefined
-    paired = "undefined undefined | 1/0/1 (1 undefined) | undefined"
+    paired = "undefined | 1/0/1 (1 undefined) | undefined"
     assert row("paired", "| stsb | 64 | `isobn` | 3 |") == (
         f"| stsb | 64 | `isobn` | 3 | {paired} | {paired} |"
     )

@@ -142,6 +142,12 @@ def test_tables_hold_only_the_declared_cells_of_the_file_s_settings_and_data(
     markdown = (out / "RESULTS.md").read_text()
     assert "Cells finished: 1 of 1 planned." in markdown
     assert "- `sent/n24/none/seed9`: not declared by the study file" in markdown
+    capsys.readouterr()
+    assert main(["study", str(path), "--out", str(out), "--plan"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "done  sent/n24/none/seed1  (main)",
+        "1 cells, 1 finished",
+    ]
     # the training file changes: the finished cell is not reused, nor tabled
     lines = Path(files["train"]).read_text().splitlines(keepends=True)
     Path(files["train"]).write_text("".join([lines[0], *lines[2:], lines[1]]))  # row order
@@ -157,3 +163,11 @@ def test_tables_hold_only_the_declared_cells_of_the_file_s_settings_and_data(
         "reason": f"trained on other data: --train {files['train']}",
     }
     assert "Cells finished: 0 of 1 planned." in (out / "RESULTS.md").read_text()
+    # --plan judges the cell as the run and --report-only do: stale, not done
+    capsys.readouterr()
+    assert main(["study", str(path), "--out", str(out), "--plan"]) == 0
+    plan = capsys.readouterr().out.splitlines()
+    assert plan[0] == (
+        f"stale  sent/n24/none/seed1  (main)  trained on other data: --train {files['train']}"
+    )
+    assert plan[1] == "1 cells, 0 finished, 1 stale" and "a run refuses it" in plan[2]

@@ -134,3 +134,44 @@ def test_constant_regression_targets_are_warned_about_and_undefined(tmp_path, ca
     assert all(np.isnan(scored[k]) for k in ("pearson", "spearman", "pearson_spearman"))
     # constant predictions on varying targets: the model's fault, "no correlation"
     assert metrics.pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs that train a meaningless classifier: warned
+
+
+def test_continuous_number_labels_are_warned_about_naming_regression(tmp_path, caplog):
+    """48 distinct floats, one row each, become 48 classes unless --regression is passed."""
+    rows = "".join(f"text number {i},{0.37 + i / 97:.4f}\n" for i in range(48))
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + rows)
+    assert task.num_labels == 48  # still trained as asked, with a warning
+    assert "the label column 'label' holds numbers that are nearly all different" in caplog.text
+    assert "(48 values in 48 rows, e.g. '0.3700')" in caplog.text and "--regression" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _load(tmp_path, "review,label\n" + rows, regression=True)
+        ratings = "".join(f"text {i},{i % 5}\n" for i in range(48))  # 5 classes: ordinary
+        _load(tmp_path, "review,label\n" + ratings)
+        words = "".join(f"text {i},class{i}\n" for i in range(48))  # not numbers
+        _load(tmp_path, "review,label\n" + words)
+    assert "nearly all different" not in caplog.text
+
+
+def test_a_training_sample_that_misses_classes_of_dev_is_warned_about(tmp_path, caplog):
+    """--max-train 32 with 40 classes leaves at least 8 classes of dev without a training row."""
+    rows = "".join(f"text {i} {j},c{i}\n" for i in range(40) for j in range(2))
+    train = write(tmp_path, "train.csv", "review,label\n" + rows)
+    with caplog.at_level(logging.WARNING):
+        task = load_files(train, train, text_column="review", label_column="label", max_train=32)
+    trained = {e.label for e in task.splits["train"]}
+    assert len(trained) == 32
+    assert (
+        "the training sample of 32 rows (--max-train 32) has no row of 8 of the 40 classes of "
+        "the evaluation splits"
+    ) in caplog.text
+    assert "raise --max-train to at least the number of classes, 40" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_files(train, train, text_column="review", label_column="label", max_train=40)
+    assert "has no row of" not in caplog.text  # one row of each class fits

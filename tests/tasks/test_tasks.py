@@ -658,6 +658,24 @@ def test_text_value_refuses_what_is_not_text(value, message):
     assert tasks.text_value(7, "F line 3", "text") == "7"
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\u200b", "\ufeff", "\u200e\u200f", "\u202a\u202e\u202c", "\u2060\u2063 \u200d",
+     "\u00ad\u180e", "\u3000\u2028\u200b"],
+)  # fmt: skip
+def test_a_text_of_invisible_characters_is_empty(text, tmp_path):
+    """Zero-width, bidirectional, BOM and other format characters tokenise to no tokens: a
+    text made only of them is refused like a blank one, naming the characters."""
+    with pytest.raises(UserError, match=r"F line 3: empty text in column 'text' \(only invisib"):
+        tasks.text_value(text, "F line 3", "text")
+    for kept in ("\u200fשלום", "a\u200b", "\ufeffhello", "\u3164"):  # something visible
+        assert tasks.text_value(kept, "F line 3", "text") == kept
+    train = write(tmp_path, "train.jsonl", jsonl([{"text": "good", "label": "pos"},
+                                                  {"text": text, "label": "neg"}]))  # fmt: skip
+    with pytest.raises(UserError, match=r"train\.jsonl line 2: empty text in column 'text'"):
+        tasks.load_files(train, train, text_column="text", label_column="label")
+
+
 def test_mnli_averaging_is_glue_metrics():
     task = load_task("mnli", data_dir=str(GLUE_DIR))
     preds = {"dev_matched": np.array([0, 1, 2]), "dev_mismatched": np.array([1, 1])}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from isobn.errors import UserError
 
-POOLING_CHOICES = ("cls", "pooler", "mean", "all")
+POOLING_CHOICES = ("cls", "pooler", "mean", "last", "all")
 LAYER_CHOICES = ("last", "all")
 
 

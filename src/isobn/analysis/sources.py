@@ -182,7 +182,7 @@ def _encoder_forward(loaded: _Loaded, poolings: list[str], with_layers: bool):
     """isobn.training.embeddings.Forward: the poolings (B, H), "normed" (B, H) when the
     checkpoint's norm
     applies, and "<pooling>/<layer>" (B, H) for every layer with ``with_layers``."""
-    from isobn.training.model import pool_hidden, pool_output
+    from isobn.training.pooling import pool_hidden, pool_output
 
     apply_norm = loaded.norm is not None and loaded.trained in poolings
 

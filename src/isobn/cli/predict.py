@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from isobn import json_text
 from isobn.cli.options import add_setting
 from isobn.training.config import TrainConfig
 
@@ -79,7 +80,7 @@ def checkpoint_and_run_config(path: Path) -> tuple[Path, dict]:
     if not config_file.is_file():
         return best, {}
     try:
-        run_config = json.loads(config_file.read_text(encoding="utf-8"))
+        run_config = json_text.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(
             f"cannot read {config_file} ({error}); pass --text-column and --max-length with "
@@ -178,9 +179,10 @@ def read_inputs(path: Path, text_column: str, pair_column: str | None):
 
 def _read_lines(path: Path) -> list[tuple[str, None]]:
     """One text per line of a UTF-8 text file (split at "\n" only, so form feeds and other
-    Unicode line separators stay inside their line); blank lines are skipped with a warning."""
+    Unicode line separators stay inside their line); blank lines (whitespace or invisible
+    characters only: isobn.tasks.files.is_blank) are skipped with a warning."""
     from isobn.errors import UserError
-    from isobn.tasks.files import read_text
+    from isobn.tasks.files import is_blank, read_text
 
     lines = read_text(path).split("\n")
     if lines[-1] == "":
@@ -188,7 +190,7 @@ def _read_lines(path: Path) -> list[tuple[str, None]]:
     rows, blank = [], []
     for number, line in enumerate(lines, 1):
         line = line.removesuffix("\r")
-        if line.strip():
+        if not is_blank(line):
             rows.append((line, None))
         else:
             blank.append(number)
@@ -361,8 +363,8 @@ def _write(handle, records: list[dict], fmt: str) -> None:
         writer.writeheader()
         writer.writerows(records)
     elif fmt == "json":
-        json.dump(records, handle, indent=1)
+        handle.write(json_text.dumps(records, indent=1))
         handle.write("\n")
     else:
         for record in records:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json_text.dumps(record) + "\n")

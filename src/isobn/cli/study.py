@@ -158,17 +158,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(study, out: Path, blocks) -> None:
-    from isobn.study.runner import cell_path
+    from isobn.study.binding import cell_states
 
     cells = study.cells(blocks)
-    done = sum(cell_path(out, c).is_file() for c in cells)
+    states = cell_states(study, out, cells)  # the fingerprint check of runs and --report-only
     for cell in cells:
-        state = "done" if cell_path(out, cell).is_file() else "todo"
-        print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})")
+        state, _, why = states[cell.key].partition(": ")
+        print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})" + (f"  {why}" if why else ""))
     for block in study.blocks:
         if blocks is None or block.name in blocks:
             print(_block_plan(block))
-    print(f"{len(cells)} cells, {done} finished")
+    done, stale = (sum(s.startswith(k) for s in states.values()) for k in ("done", "stale"))
+    print(f"{len(cells)} cells, {done} finished" + (f", {stale} stale" if stale else ""))
+    if stale:
+        print(
+            "a stale cell finished with other settings or data: a run refuses it; restore "
+            "the study file and data, or choose another --out"
+        )
 
 
 def _block_plan(block) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from isobn.cli.options import add_method_options, add_options, config_from_args
@@ -23,9 +22,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from isobn import json_text
     from isobn.training.train import train
 
     result = train(config_from_args(TrainConfig, args))
     if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result, indent=2))
+        print(json_text.dumps(result, indent=2))
     return 0

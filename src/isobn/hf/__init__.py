@@ -39,7 +39,7 @@ Persistence, two ways:
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
 
 Deploying without isobn: ``fold(model)`` folds IsoBN's eval-mode scale into the head's first
-linear layer (:mod:`isobn.hf.fold`) and returns a plain transformers model with the same
+linear layer ([`isobn.hf.fold`][isobn.hf.fold]) and returns a plain transformers model with the same
 logits; ``isobn export`` writes such a model (and optionally ONNX) from any isobn checkpoint.
 """
 

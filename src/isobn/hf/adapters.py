@@ -1,12 +1,15 @@
 """PEFT models (LoRA and the other tuners): IsoBN goes on the base model, and its state travels
 with the adapter.
 
-``peft_model.save_pretrained(d)`` saves only the adapter's weights, so IsoBN's running statistics
-would be lost and a reloaded model's IsoBN would be the identity: a silent change of predictions.
-[`isobn.attach`][isobn.hf.inject.attach] on a ``PeftModel`` therefore attaches IsoBN to its base
-model and makes that model's ``save_pretrained`` also write ``isobn.safetensors`` and
-``isobn_config.json`` next to the adapter ([`isobn.hf.save_isobn`][isobn.hf.attached.save_isobn]).
-Reload with::
+``peft_model.save_pretrained(d)`` saves only the adapter's weights, so IsoBN's running
+statistics would be lost and a reloaded model's IsoBN would be the identity: a silent change of
+predictions. [`isobn.attach`][isobn.hf.inject.attach] on a ``PeftModel`` therefore attaches
+IsoBN to its base model and makes that model's ``save_pretrained`` also write
+``isobn.safetensors`` and ``isobn_config.json`` next to the adapter
+([`isobn.hf.save_isobn`][isobn.hf.attached.save_isobn]). A ``PeftModel`` created around a model
+that already has IsoBN (``attach`` before ``get_peft_model`` or ``PeftModel.from_pretrained``)
+gets the same ``save_pretrained`` when it is created
+([`follow_into_peft_models`][isobn.hf.adapters.follow_into_peft_models]). Reload with::
 
     model = PeftModel.from_pretrained(base_model, d)
     isobn.hf.load_isobn(model, d)
@@ -24,21 +27,62 @@ from typing import Any
 from torch import nn
 
 from isobn.errors import UserError
-from isobn.hf.attached import save_isobn
+from isobn.hf.attached import HANDLE_ATTR, save_isobn
+from isobn.hf.sites import CHILD_NAME
+from isobn.layer import IsoBN
 
 SAVE_ATTR = "save_pretrained"  # the instance attribute that shadows PeftModel.save_pretrained
 
 
-def save_with_isobn(model: nn.Module) -> None:
+def save_with_isobn(model: nn.Module, automatic: bool = False) -> None:
     """Make ``model.save_pretrained`` (a PeftModel's) also write IsoBN's files into the
-    adapter's directory."""
-    model.__dict__[SAVE_ATTR] = _SaveWithIsobn(type(model).save_pretrained.__get__(model))
+    adapter's directory; `automatic`: done when the PeftModel was created, not by attach."""
+    save = _SaveWithIsobn(type(model).save_pretrained.__get__(model), automatic)
+    model.__dict__[SAVE_ATTR] = save
 
 
 def is_saved_with_isobn(model: nn.Module) -> bool:
     """Whether ``model.save_pretrained`` already writes IsoBN's files
     ([`save_with_isobn`][isobn.hf.adapters.save_with_isobn])."""
     return isinstance(model.__dict__.get(SAVE_ATTR), _SaveWithIsobn)
+
+
+def is_saved_automatically(model: nn.Module) -> bool:
+    """Whether that ``save_pretrained`` came with the PeftModel's creation, not from attach."""
+    save = model.__dict__.get(SAVE_ATTR)
+    return isinstance(save, _SaveWithIsobn) and save.automatic
+
+
+_registration_hook = None  # torch's handle, once follow_into_peft_models has run
+
+
+def follow_into_peft_models() -> None:
+    """From now on in this process, a PeftModel created around a model with IsoBN attached
+    saves IsoBN's state with its adapter (``save_with_isobn(..., automatic=True)``), as
+    attach(peft_model) would. Uses torch's global module-registration hook, which sees
+    PeftModel.__init__ set its ``base_model``; installed once."""
+    global _registration_hook
+    if _registration_hook is None:
+        from torch.nn.modules.module import register_module_module_registration_hook
+
+        _registration_hook = register_module_module_registration_hook(_on_registration)
+
+
+def _on_registration(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
+    """torch's hook, run on every submodule assignment of every module: it reads only the
+    class of `module` (a PeftModel being built recurses on attribute reads) and walks
+    `submodule` only when `module` is a PeftModel."""
+    kind = type(module)
+    if submodule is None or not kind.__module__.startswith("peft."):
+        return None
+    if not hasattr(kind, "get_base_model") or SAVE_ATTR in module.__dict__:
+        return None
+    for inner in submodule.modules():
+        child = inner._modules.get(CHILD_NAME)
+        if isinstance(child, IsoBN) and HANDLE_ATTR in inner.__dict__:
+            save_with_isobn(module, automatic=True)
+            break
+    return None
 
 
 def restore_save(model: nn.Module) -> None:
@@ -51,8 +95,8 @@ class _SaveWithIsobn:
     [`save_isobn`][isobn.hf.attached.save_isobn] into the same directory (on the main process only,
     as peft writes)."""
 
-    def __init__(self, save) -> None:
-        self.save = save
+    def __init__(self, save, automatic: bool = False) -> None:
+        self.save, self.automatic = save, automatic
 
     def __call__(self, save_directory, *args: Any, **kwargs: Any) -> None:
         self.save(save_directory, *args, **kwargs)

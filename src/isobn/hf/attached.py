@@ -4,7 +4,6 @@ isobn.safetensors and isobn_config.json, written by
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import nn
 
+from isobn import json_text
 from isobn.hf.sites import CHILD_NAME, base_model
 from isobn.layer import IsoBN
 
@@ -73,4 +73,4 @@ def save_isobn(model: nn.Module, directory: str | os.PathLike) -> None:
         "num_features": norm.num_features,
         "isobn": hyperparameters(norm),
     }
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    (directory / CONFIG_NAME).write_text(json_text.dumps(config, indent=2) + "\n")

@@ -6,7 +6,13 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from isobn.hf.adapters import is_saved_with_isobn, restore_save, save_with_isobn
+from isobn.hf.adapters import (
+    follow_into_peft_models,
+    is_saved_automatically,
+    is_saved_with_isobn,
+    restore_save,
+    save_with_isobn,
+)
 from isobn.hf.attached import (
     CONFIG_KEY,
     HANDLE_ATTR,
@@ -70,8 +76,11 @@ def attach(
             raise TypeError("give the IsoBN arguments either in `method` or as keywords, not both")
         isobn_kwargs = {**_method_kwargs(method), **isobn_kwargs}
     found = attachment(model)
-    if found is not None and is_peft_model(model) and not is_saved_with_isobn(model):
+    peft_model = is_peft_model(model)
+    if found is not None and peft_model and not is_saved_with_isobn(model):
         return _save_attached_with_adapter(model, found[2], isobn_kwargs)
+    if found is not None and peft_model and is_saved_automatically(model):
+        return _save_attached_with_adapter(model, found[2], isobn_kwargs)  # as attach did
     if found is not None:
         raise ValueError(
             f"IsoBN is already attached to {type(model).__name__} (at {found[0]}.{CHILD_NAME}); "
@@ -87,8 +96,10 @@ def attach(
     handle = module.register_forward_pre_hook(make_hook(module, site), with_kwargs=True)
     module.__dict__[HANDLE_ATTR] = handle  # copied with the module, so deepcopy stays attached
     setattr(base.config, CONFIG_KEY, hyperparameters(norm))
-    if is_peft_model(model):
+    if peft_model:
         save_with_isobn(model)
+    else:
+        follow_into_peft_models()  # a PeftModel made around `model` saves IsoBN too
     return model
 
 

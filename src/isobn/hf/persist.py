@@ -16,6 +16,7 @@ from torch import Tensor
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.utils import cached_file
 
+from isobn import json_text
 from isobn.hf.adapters import save_with_isobn
 from isobn.hf.attached import (
     CONFIG_KEY,
@@ -154,7 +155,7 @@ def load_isobn(model: PreTrainedModel, directory: str | os.PathLike) -> PreTrain
             or the attached IsoBN has other settings.
     """
     directory = Path(directory)
-    saved = json.loads((directory / CONFIG_NAME).read_text())
+    saved = json_text.loads((directory / CONFIG_NAME).read_text())
     wrapper, model = model, base_model(model)
     architecture = type(model).__name__
     if saved["architecture"] != architecture:

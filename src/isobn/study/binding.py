@@ -8,6 +8,8 @@ check_inputs           before anything is written: the models and the tasks' dat
                        there, and every planned cell's size fits its task's training set
 sort_records           finished cells split into those the file declares, trained with
                        its settings and data (tabled), and the rest (listed apart)
+cell_states            what --plan says of each cell: todo, done, or stale (and why), by
+                       the same check as sort_records
 """
 
 from __future__ import annotations
@@ -152,6 +154,23 @@ def sort_records(study: Study, records: list[dict]) -> tuple[list[dict], list[di
             continue
         apart.append({"cell": key, "reason": reason})
     return tabled, apart
+
+
+def cell_states(study: Study, out: Path, cells: list[Cell]) -> dict[str, str]:
+    """Cell key -> "todo" (no finished record), "done" (finished with the study's settings
+    and data) or "stale: REASON" (finished on other settings or data: `sort_records`'
+    reason; a run refuses such a cell, --report-only lists it apart)."""
+    records = {record_cell(r).key: r for r in finished_cells(out)}
+    _, apart = sort_records(study, list(records.values()))
+    reasons = {entry["cell"]: entry["reason"] for entry in apart}
+    states = {}
+    for cell in cells:
+        if cell.key not in records:
+            states[cell.key] = "todo"
+        else:
+            reason = reasons.get(cell.key)
+            states[cell.key] = "done" if reason is None else f"stale: {reason}"
+    return states
 
 
 def check_inputs(study: Study, cells: list[Cell]) -> None:

@@ -6,7 +6,6 @@ is generated from the finished cells.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from isobn import json_text
 from isobn.study import stats
 from isobn.study.spec import Study
 from isobn.study.tables import (
@@ -93,7 +93,7 @@ def _pretrained_section(out: Path) -> list[str]:
     path = out / "pretrained_isotropy.json"
     if not path.is_file():
         return []
-    data = json.loads(path.read_text())
+    data = json_text.loads(path.read_text())
     lines = [
         "## Pre-trained isotropy of the model",
         "",
@@ -220,7 +220,7 @@ def _sessions(out: Path) -> list[dict]:
         return []
     merged: dict[str, dict] = {}
     for line in path.read_text().splitlines():
-        entry = json.loads(line) if line.strip() else {}
+        entry = json_text.loads(line) if line.strip() else {}
         if "id" in entry:
             merged.setdefault(entry["id"], {}).update(entry)
     return [s for s in merged.values() if "start" in s]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+from isobn import json_text
 from isobn.study.spec import Study
 from isobn.training.safe_files import make_folder, write_json_atomically
 
@@ -88,7 +88,7 @@ def _analyze(study: Study, task: str, pooling: str, directory: Path, out: Path) 
 
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"the pre-trained isotropy of {task} failed: {last}")
-    payload = json.loads((directory / "isotropy.json").read_text())
+    payload = json_text.loads((directory / "isotropy.json").read_text())
     _name_relative(payload, directory, out)
     return payload["models"][0]["reports"][pooling]
 

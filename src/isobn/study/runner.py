@@ -21,7 +21,6 @@ try_cell, in Ray tasks; placement divides the CPU threads and GPUs between jobs.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import platform
@@ -34,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from isobn import json_text
 from isobn.errors import UserError
 from isobn.study.record import cell_path, finished_cells, run_path
 from isobn.study.spec import Cell, Study, check_task_files
@@ -332,7 +332,7 @@ def run_session(
 
 
 def _append_session(out: Path, entry: dict) -> None:
-    append_line(out / "sessions.jsonl", json.dumps(entry))
+    append_line(out / "sessions.jsonl", json_text.dumps(entry))
 
 
 def _run_processes(args: tuple, placement, progress) -> None:

@@ -65,10 +65,9 @@ def scores_table(groups, methods, points: dict[tuple, dict[str, str]] | None = N
             point = "" if points is None else f"`{points[(task, size)][method]}` | "
             lines.append(
                 f"| {task} | {size_text(size)} | `{method}` | {point}{dev['n']} | "
-                f"{number_text(dev['median'])} ± {number_text(dev['std'])} | "
+                f"{median_std(dev)} | "
                 + (
-                    f"{number_text(test['median'])} ± {number_text(test['std'])} | "
-                    f"{number_text(test['mean'])} {ci_text(test['ci'])} | "
+                    f"{median_std(test)} | {value_ci(test['mean'], test['ci'])} | "
                     if test
                     else "- | - | "
                 )
@@ -76,6 +75,20 @@ def scores_table(groups, methods, points: dict[tuple, dict[str, str]] | None = N
                 f"({number_text(min(epochs), 0)}-{number_text(max(epochs), 0)}) |"
             )
     return lines + [""]
+
+
+def median_std(summary: dict) -> str:
+    """ "MEDIAN ± STD"; the median alone when it is undefined or has no spread."""
+    median, std = summary["median"], summary["std"]
+    if np.isnan(median) or std is None or np.isnan(std):
+        return number_text(median)
+    return f"{number_text(median)} ± {number_text(std)}"
+
+
+def value_ci(value: float, interval, digits: int = 1, sign: str = "") -> str:
+    """ "VALUE [LOW, HIGH]"; the value alone when it is undefined (no interval beside it)."""
+    text = number_text(value, digits, sign)
+    return text if np.isnan(value) else f"{text} {ci_text(interval, digits)}"
 
 
 def group_order(item):
@@ -107,7 +120,7 @@ def paired_table(groups, methods) -> list[str]:
                     continue
                 undefined = result["undefined"]
                 cells.append(
-                    f"{number_text(result['mean_diff'], 2, '+')} {ci_text(result['ci'], 2)} | "
+                    f"{value_ci(result['mean_diff'], result['ci'], 2, '+')} | "
                     f"{result['wins']}/{result['ties']}/{result['losses']}"
                     + (f" ({undefined} undefined)" if undefined else "")
                     + f" | {p_text(result['p_wilcoxon'])}"

@@ -18,7 +18,10 @@ Warned (one line each, ``logging``), on the rows that training and scoring use:
   measures memory of the training set, not generalisation;
 - a dev or test split of one class: a model that always predicts that class scores 1.0;
 - constant regression targets in a split: Pearson and Spearman are undefined there
-  ([`isobn.tasks.metrics`][isobn.tasks.metrics] reports them as NaN, tables as "undefined").
+  ([`isobn.tasks.metrics`][isobn.tasks.metrics] reports them as NaN, tables as "undefined");
+- class labels that are numbers, nearly all different (at least NUMERIC_CLASSES_MIN values,
+  NUMERIC_CLASSES_SHARE of the rows distinct): a continuous target read as classes of about
+  one row each; `--regression` predicts the number.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from isobn.errors import UserError
 from isobn.tasks.task import Task
 
-__all__ = ["check_label_column", "check_roles", "warn_about_splits"]
+__all__ = ["check_label_column", "check_roles", "warn_about_numeric_classes", "warn_about_splits"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,34 @@ def check_label_column(
             f"{_clip(labels[0])!r}); pass the column of the labels with --label-column "
             f"(the text column is {text_column!r}: --text-column)"
         )
+
+
+NUMERIC_CLASSES_MIN = 5  # distinct values: fewer numeric classes are ordinary (0/1, ratings)
+NUMERIC_CLASSES_SHARE = 0.9  # distinct values / rows: "nearly every value is distinct"
+
+
+def warn_about_numeric_classes(path: str, labels: Sequence[str], label_column: str) -> None:
+    """Warn when the training labels (as written) all parse as numbers and nearly every one
+    is distinct: a continuous target trains a classifier of as many classes as rows."""
+    distinct = set(labels)
+    if len(distinct) < max(NUMERIC_CLASSES_MIN, NUMERIC_CLASSES_SHARE * len(labels)):
+        return
+    if not all(_is_number(label) for label in distinct):
+        return
+    logger.warning(
+        "%s: the label column %r holds numbers that are nearly all different (%d values in "
+        "%d rows, e.g. %r): read as %d classes of about one row each; pass --regression to "
+        "predict the number",
+        path, label_column, len(distinct), len(labels), labels[0], len(distinct),
+    )  # fmt: skip
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def warn_about_splits(task: Task, paths: Mapping[str, str]) -> None:

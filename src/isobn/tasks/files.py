@@ -14,16 +14,30 @@ import json
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from isobn.errors import UserError
-from isobn.tasks.checks import check_label_column, check_roles, warn_about_splits
+from isobn.tasks.checks import (
+    check_label_column,
+    check_roles,
+    warn_about_numeric_classes,
+    warn_about_splits,
+)
 from isobn.tasks.sampling import check_max, limit_task
 from isobn.tasks.task import Example, Task
 
-__all__ = ["ROW_SUFFIXES", "Row", "load_files", "read_rows", "read_text", "text_value"]
+__all__ = [
+    "ROW_SUFFIXES",
+    "Row",
+    "is_blank",
+    "load_files",
+    "read_rows",
+    "read_text",
+    "text_value",
+]
 
 ROW_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
 
@@ -68,12 +82,10 @@ def load_files(
         split: _file_records(Path(path), text_column, text_pair_column, label_column)
         for split, path in paths.items()
     }
-    check_label_column(
-        train,
-        [(t, tp, _written(lab)) for _, t, tp, lab in raw["train"]],
-        label_column,
-        text_column,
-    )
+    labelled = [(t, tp, _written(lab)) for _, t, tp, lab in raw["train"]]
+    check_label_column(train, labelled, label_column, text_column)
+    if not regression:
+        warn_about_numeric_classes(train, [label for _, _, label in labelled], label_column)
     label_names, splits = _labelled_splits(raw, train, regression)
     task = Task(
         name="file",
@@ -182,9 +194,24 @@ def text_value(value: Any, where: str, column: str) -> str:
     if not isinstance(value, str):
         kind = "null" if value is None else type(value).__name__
         raise UserError(f"{where}: column {column!r} holds {kind}, not text; fix or drop the row")
-    if not value.strip():
-        raise UserError(f"{where}: empty text in column {column!r}; fill or drop the row")
+    if is_blank(value):
+        shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in value if not c.isspace()})[:4])
+        kind = f" (only invisible characters: {shown})" if shown else ""
+        raise UserError(f"{where}: empty text in column {column!r}{kind}; fill or drop the row")
     return value
+
+
+# Unicode categories of characters that show nothing and that tokenizers drop: separators
+# (spaces, line and paragraph separators), controls, and format characters (zero-width space
+# and joiners, bidirectional marks and embeddings U+200E/F and U+202A-E, word joiner and
+# invisible operators U+2060-4, the byte order mark U+FEFF, soft hyphen)
+_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` has no visible character: only whitespace, zero-width, bidirectional
+    and BOM characters (_INVISIBLE), which tokenise to no tokens."""
+    return all(c.isspace() or unicodedata.category(c) in _INVISIBLE for c in text)
 
 
 def _read_data_file(path: Path) -> str:

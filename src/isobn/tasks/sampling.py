@@ -37,7 +37,27 @@ def limit_task(task: Task, max_train: int | None, max_eval: int | None, seed: in
         task.splits[split] = subsample(task.splits[split], limit, seed, task.regression)
     sizes = ", ".join(f"{split}={len(ex)}" for split, ex in task.splits.items())
     logger.info("task %s: %s", task.name, sizes)
+    if max_train is not None and not task.regression:
+        warn_about_missing_classes(task, max_train)
     return task
+
+
+def warn_about_missing_classes(task: Task, max_train: int) -> None:
+    """Warn when the training sample of `max_train` rows has no row of classes that the
+    evaluation splits have: the model can never predict those."""
+    trained = {int(e.label) for e in task.splits["train"]}
+    evaluated = {int(e.label) for s, ex in task.splits.items() if s != "train" for e in ex}
+    missing = sorted(evaluated - trained)
+    if not missing:
+        return
+    names = [task.label_names[i] if i < len(task.label_names) else str(i) for i in missing[:3]]
+    logger.warning(
+        "task %s: the training sample of %d rows (--max-train %d) has no row of %d of the %d "
+        "classes of the evaluation splits (e.g. %s), which the model can never predict; raise "
+        "--max-train to at least the number of classes, %d",
+        task.name, len(task.splits["train"]), max_train, len(missing), len(evaluated),
+        ", ".join(map(repr, names)), task.num_labels,
+    )  # fmt: skip
 
 
 def subsample(examples: list[Example], n: int | None, seed: int, regression: bool) -> list[Example]:

@@ -24,13 +24,13 @@ from isobn.training.model import (
     ModelConfig,
     SequenceClassifier,
     build_model,
-    check_pooler,
     load_encoder_config,
     load_tokenizer,
     looks_local,
     resolve_model_path,
 )
 from isobn.training.optim import Optimisation, Precision, adamw
+from isobn.training.pooling import check_pooler
 
 
 @dataclass

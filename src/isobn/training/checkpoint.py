@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -12,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from isobn import json_text
 
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_GROUPS = "optimizer.json"
@@ -129,7 +130,7 @@ def read_json(path: str | Path, kind: type = dict):
     if not path.is_file():
         raise DamagedFileError(path, "is missing")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json_text.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
         raise DamagedFileError(path, f"is damaged (not JSON: {_first_line(error)})") from None
     if not isinstance(value, kind):
@@ -212,7 +213,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:
             tensor = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"{index}.{key}"] = tensor.detach().cpu().contiguous()
     save_file(tensors, str(directory / OPTIMIZER_TENSORS))
-    (directory / OPTIMIZER_GROUPS).write_text(json.dumps(state["param_groups"]))
+    (directory / OPTIMIZER_GROUPS).write_text(json_text.dumps(state["param_groups"]))
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> None:

@@ -28,7 +28,7 @@ from isobn.methods import METHODS, canonical, parse_method
 from isobn.training.safe_files import check_name
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-POOLINGS = ("pooler", "cls", "mean")
+POOLINGS = ("pooler", "cls", "mean", "last")
 REPORT_TO = ("none", "tensorboard", "wandb")
 DEFAULT_TASK = "mr"
 # `isobn experiment` and `isobn study`: one flag, one meaning
@@ -237,8 +237,8 @@ class TrainConfig(DataOptions):
     )
     pooling: str = setting(
         "pooler",  # the released code feeds the HF pooler output to the head
-        "pooled embedding: pooler (the HF pooler output), cls ([CLS]) or mean (of the tokens); "
-        "`isobn analyze` also takes all",
+        "pooled embedding: pooler (the HF pooler output), cls ([CLS]), mean (of the tokens) or "
+        "last (the last token: for causal decoders); `isobn analyze` also takes all",
         group="model",
         choices=POOLINGS,
     )

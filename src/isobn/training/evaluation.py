@@ -4,6 +4,7 @@ embeddings of regularisers that compare a batch with the training set (I-STAR)."
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,10 @@ import numpy as np
 import torch
 
 from isobn.training.data import EncodedSplit
+
+logger = logging.getLogger(__name__)
+
+CONSTANT_RTOL = 1e-5  # a range this small against the largest value: float rounding only
 
 
 @dataclass
@@ -24,10 +29,19 @@ class EvalSettings:
     isotropy_examples: int = 0  # first dev rows whose embeddings are measured
 
 
-def evaluate(model, task, encoded: dict[str, EncodedSplit], splits, settings: EvalSettings):
+def evaluate(
+    model,
+    task,
+    encoded: dict[str, EncodedSplit],
+    splits,
+    settings: EvalSettings,
+    warn_constant: bool = False,
+):
     """(task metrics over `splits`, isotropy of the first split's pooled embedding before and
     after the method's norm, the classifier input, or {} without it): {"before_norm":
-    isotropy.report, "after_norm": isotropy.report}, the two equal without a norm."""
+    isotropy.report, "after_norm": isotropy.report}, the two equal without a norm. With
+    `warn_constant`, a warning when that pooled embedding is one vector for every text
+    (`constant_embedding`), from the rows already measured."""
     from isobn import isotropy
     from isobn.training.embeddings import predict
 
@@ -48,12 +62,26 @@ def evaluate(model, task, encoded: dict[str, EncodedSplit], splits, settings: Ev
     metrics = {k: float(v) for k, v in task.score(outputs).items()}
     iso = {}
     if embeddings is not None and len(embeddings["pooled"]) >= 2:
+        if warn_constant and constant_embedding(embeddings["pooled"]):
+            logger.warning(
+                "the pooled embedding (--pooling %s) is the same vector for all %d %s texts "
+                "measured: the classifier cannot tell texts apart; check the model and "
+                "--pooling (a causal decoder needs --pooling last or mean)",
+                model.config.pooling, len(embeddings["pooled"]), splits[0],
+            )  # fmt: skip
         before = isotropy.report(embeddings["pooled"])
         # without a norm the classifier input is the pooled tensor itself: one measurement
         identity = transform_labels(model)["transform"] == "identity"
         after = dict(before) if identity else isotropy.report(embeddings["normed"])
         iso = {"before_norm": before, "after_norm": after}
     return metrics, iso
+
+
+def constant_embedding(pooled: np.ndarray) -> bool:
+    """Whether the (N, D) rows of `pooled` (N >= 2) are one vector up to float rounding: the
+    largest per-dimension range max_d (max_n x - min_n x) <= CONSTANT_RTOL * max |x|."""
+    pooled = np.asarray(pooled, dtype=np.float64)
+    return bool(np.ptp(pooled, axis=0).max() <= CONSTANT_RTOL * np.abs(pooled).max())
 
 
 def transform_labels(model) -> dict[str, str]:

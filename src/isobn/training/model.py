@@ -17,6 +17,7 @@ from isobn.training import checkpoint as ckpt
 from isobn.training import safe_files
 from isobn.training.attention_masks import encoder_attention_mask
 from isobn.training.config import POOLINGS, migrate_config
+from isobn.training.pooling import pool_output
 
 MODEL_CONFIG_FILE = "isobn_model.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -273,59 +274,6 @@ def _model_error(name: str, error: Exception) -> UserError:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0].rstrip(".") if text else type(error).__name__
-
-
-def pool_hidden(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
-    """[CLS] (first token) or masked mean of hidden states (B, T, H) -> (B, H)."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-
-
-NO_POOLER = "the encoder has no pooler: use --pooling cls or --pooling mean"
-
-
-def returns_pooler_output(encoder_class: type) -> bool | None:
-    """Whether an HF encoder class's forward returns a `pooler_output`, read from the
-    ModelOutput classes its return annotation names; None when the annotation does not tell.
-    (A BERT built with add_pooling_layer=False still returns None there; AutoModel never
-    builds one.)"""
-    import typing
-
-    def classes(hint) -> list[type]:
-        if isinstance(hint, type):
-            return [hint]
-        return [c for arg in typing.get_args(hint) for c in classes(arg)]
-
-    try:
-        hint = typing.get_type_hints(encoder_class.forward).get("return")
-    except Exception:  # noqa: BLE001 -- unresolvable annotations (remote code): not known
-        return None
-    outputs = [c for c in classes(hint) if hasattr(c, "__dataclass_fields__")]
-    return any("pooler_output" in c.__dataclass_fields__ for c in outputs) if outputs else None
-
-
-def check_pooler(encoder_config, pooling: str) -> None:
-    """Refuse pooling "pooler" for an encoder whose output has none, before data is tokenised
-    (where the architecture cannot tell, the first batch does)."""
-    from transformers import MODEL_MAPPING
-
-    if pooling != "pooler" or type(encoder_config) not in MODEL_MAPPING:
-        return
-    encoder_class = MODEL_MAPPING[type(encoder_config)]
-    if isinstance(encoder_class, type) and returns_pooler_output(encoder_class) is False:
-        raise UserError(NO_POOLER)
-
-
-def pool_output(out, attention_mask: Tensor, pooling: str) -> Tensor:
-    """Pooled (B, H) embedding of an HF encoder output: `pooler_output`, [CLS] or mean."""
-    if pooling == "pooler":
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is None:
-            raise UserError(NO_POOLER)
-        return pooled
-    return pool_hidden(out.last_hidden_state, attention_mask, pooling)
 
 
 @dataclass

@@ -155,6 +155,14 @@ def _fmt(value: float | None, digits: int = 2, sign: str = "") -> str:
     return f"{value:{sign}.{digits}f}"
 
 
+def _median_std(median: float, std: float | None) -> str:
+    """ "MEDIAN +- STD" for a table; the median alone when it is undefined (NaN: the spread
+    of an undefined score means nothing) or when there is no spread to give."""
+    if math.isnan(median) or std is None or math.isnan(std):
+        return _fmt(median)
+    return f"{_fmt(median)} +- {_fmt(std)}"
+
+
 def markdown(results: dict) -> str:
     """results.md: the median +- std table, then mean/best, then the paired comparison."""
     tasks, methods, cells = results["tasks"], results["methods"], results["cells"]
@@ -172,7 +180,7 @@ def markdown(results: dict) -> str:
         for task in tasks:
             cell = cells[task].get(method)
             row.append(
-                f"{_fmt(cell['median'])} +- {_fmt(cell['std'])} (n={cell['n']})" if cell else "-"
+                f"{_median_std(cell['median'], cell['std'])} (n={cell['n']})" if cell else "-"
             )
         lines.append(
             f"| {method} | " + " | ".join(row) + f" | {_fmt(results['average'].get(method))} |"

@@ -15,11 +15,11 @@ settings it was started with; checkpoints are swapped in atomically (isobn.train
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
 
+from isobn import json_text
 from isobn.errors import UserError
 from isobn.training import checkpoint as ckpt
 from isobn.training.config import TrainConfig
@@ -174,7 +174,7 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
 def _step(line: str) -> int | None:
     """The step of a log.jsonl line; None for a line that is not an entry (cut by a kill)."""
     try:
-        entry = json.loads(line)
+        entry = json_text.loads(line)
     except ValueError:
         return None
     step = entry.get("step", 0) if isinstance(entry, dict) else None
@@ -199,7 +199,7 @@ class RunLog:
 
     def write(self, **entry) -> None:
         if self.enabled:
-            append_line(self.path, json.dumps(entry))
+            append_line(self.path, json_text.dumps(entry))
 
 
 def save_training_state(
@@ -213,8 +213,8 @@ def save_training_state(
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS_FILE))
         ckpt.save_optimizer(optimizer, tmp)
-        (tmp / SCHEDULER_FILE).write_text(json.dumps(scheduler.state_dict()))
-        (tmp / STATE_FILE).write_text(json.dumps(state))
+        (tmp / SCHEDULER_FILE).write_text(json_text.dumps(scheduler.state_dict()))
+        (tmp / STATE_FILE).write_text(json_text.dumps(state))
         ckpt.save_rng(tmp, rng)
 
     ckpt.write_directory_atomically(out / "last", write)

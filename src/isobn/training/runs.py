@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from isobn import json_text
 from isobn.errors import UserError
 
 __all__ = [
@@ -40,7 +41,7 @@ def read_json(path: Path) -> dict:
     """A JSON file of a run; one-line UserError when it is missing or not valid JSON."""
     path = Path(path)
     try:
-        value = json.loads(path.read_text())
+        value = json_text.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path} not found: pass directories written by `isobn train`") from None
     except json.JSONDecodeError as error:
@@ -80,7 +81,7 @@ def read_log(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = json_text.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(entry, dict):

@@ -10,7 +10,6 @@ identifiers (``check_name``), so they cannot leave the directory they name a par
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import tempfile
@@ -71,7 +70,10 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
 
 
 def write_json_atomically(path: str | Path, payload, indent: int | None = 2) -> None:
-    write_atomically(path, json.dumps(payload, indent=indent))
+    """`payload` as strict JSON (isobn.json_text: no bare NaN) to `path`, atomically."""
+    from isobn import json_text
+
+    write_atomically(path, json_text.dumps(payload, indent=indent))
 
 
 def append_line(path: str | Path, line: str) -> None:

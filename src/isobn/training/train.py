@@ -373,8 +373,14 @@ def evaluate_and_keep(run: Run, epoch_label: float) -> bool:
     (--patience evaluations without improvement) says stop."""
     state, task = run.state, run.data.task
     _checked(run)
+    first = state.best_epoch is None  # the run's first evaluation: check its embedding once
     metrics, iso = evaluate(
-        run.raw_model, task, run.data.encoded, task.dev_splits, run.eval_settings
+        run.raw_model,
+        task,
+        run.data.encoded,
+        task.dev_splits,
+        run.eval_settings,
+        warn_constant=first and run.main,
     )
     run.raw_model.train()
     score = metrics[task.main_metric]
