@@ -2,7 +2,8 @@
 
 Python's json writes NaN and infinities as the bare words ``NaN`` / ``Infinity``, which are
 not JSON: JavaScript, Go, serde and ``json.loads(..., parse_constant=...)`` refuse them. isobn
-writes every JSON file through [`dumps`][isobn.json_text.dumps] and reads it back through [`loads`][isobn.json_text.loads]:
+writes every JSON file through [`dumps`][isobn.json_text.dumps] and reads it back through
+[`loads`][isobn.json_text.loads]:
 
 - a number that is not finite is written ``null``;
 - the object holding it names it, so that "undefined" stays apart from "missing" (a plain
@@ -14,9 +15,9 @@ writes every JSON file through [`dumps`][isobn.json_text.dumps] and reads it bac
 
 - an array element that is not finite is written ``null`` without a marker (an array has no
   missing elements);
-- [`loads`][isobn.json_text.loads] gives the named keys their NaN / infinity back and drops the markers, so the
-  reading code sees the values that were written; files of earlier isobn versions, with bare
-  ``NaN``, still read.
+- [`loads`][isobn.json_text.loads] gives the named keys their NaN / infinity back and drops
+  the markers, so the reading code sees the values that were written; files of earlier isobn
+  versions, with bare ``NaN``, still read.
 """
 
 from __future__ import annotations

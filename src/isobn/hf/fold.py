@@ -100,8 +100,9 @@ def fold(model: nn.Module) -> nn.Module:
     first linear layer of the head (`model` itself is left as it was).
 
     Args:
-        model: a ``*ForSequenceClassification`` with IsoBN attached by [`isobn.attach`][isobn.attach]
-            (or loaded by [`isobn.hf.from_pretrained`][isobn.hf.from_pretrained]), or a peft ``PeftModel`` of one
+        model: a ``*ForSequenceClassification`` with IsoBN attached by
+            [`isobn.attach`][isobn.hf.inject.attach] (or loaded by
+            [`isobn.hf.from_pretrained`][isobn.hf.from_pretrained]), or a peft ``PeftModel`` of one
             (its adapter is merged first, ``merge_and_unload``). A model without IsoBN is
             returned as a copy.
 

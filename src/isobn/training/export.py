@@ -3,13 +3,15 @@
 What it reads (``load_plain``):
 
 * a run of ``isobn train`` (its directory or ``best/``): the harness model, converted by
-  [`isobn.training.to_hf.to_transformers`][isobn.training.to_hf.to_transformers] (norm folded, label names as in the data);
+  [`to_transformers`][isobn.training.to_hf.to_transformers] (norm folded, label names as in
+  the data);
 * a ``save_pretrained`` directory of a sequence classifier, with IsoBN attached (loaded by
   [`isobn.hf.from_pretrained`][isobn.hf.from_pretrained]) or without;
 * a peft adapter directory (``adapter_config.json``): the base model named there, the adapter
   and IsoBN's saved state (``isobn.safetensors``) loaded, the adapter merged.
 
-IsoBN is folded into the head's first linear layer ([`isobn.hf.fold`][isobn.hf.fold]). What it writes
+IsoBN is folded into the head's first linear layer ([`isobn.hf.fold`][isobn.hf.fold]). What it
+writes
 (``write_export``): config.json + model.safetensors + the tokenizer files, loadable by
 ``AutoModelForSequenceClassification``, ``AutoTokenizer`` and ``pipeline`` without isobn; the
 tokenizer's ``model_max_length`` is the run's max length, and config.json's ``isobn_inputs``

@@ -1,11 +1,12 @@
 """A transformers classifier directory (``isobn export``, ``save_pretrained``) where `isobn
 predict` takes a checkpoint: its settings as a ModelConfig, the model wrapped to return
-[`ClassifierOutput`][isobn.training.model.ClassifierOutput].
+``ClassifierOutput``.
 
 Labels come from config.json (``id2label``; ``problem_type`` "regression" for a regression
 model); the text columns and max length from its ``isobn_inputs`` entry, which ``isobn
 export`` writes (``None`` without it: predict's defaults apply). A directory saved with IsoBN
-attached loads through [`isobn.hf.from_pretrained`][isobn.hf.from_pretrained], IsoBN's state included.
+attached loads through [`isobn.hf.from_pretrained`][isobn.hf.from_pretrained], IsoBN's state
+included.
 """
 
 from __future__ import annotations

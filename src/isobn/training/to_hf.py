@@ -1,7 +1,8 @@
 """An `isobn train` classifier as a plain transformers ``*ForSequenceClassification`` model.
 
 The harness computes logits = linear(dropout(norm(pool(encoder(x))))). In eval mode the norm
-is affine (IsoBN, whitening, BatchNorm: [`isobn.hf.fold`][isobn.hf.fold]) and folds into the linear layer,
+is affine (IsoBN, whitening, BatchNorm: [`isobn.hf.fold`][isobn.hf.fold]) and folds into the
+linear layer,
 so the model is a transformers classifier wherever the architecture's own head computes
 linear(pool(...)) for the run's pooling. Two head layouts do, for ``--pooling pooler``:
 
