@@ -110,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
             raise  # some other pipe: a fault, not the end of a pipeline
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush is quiet
         return 141
+    except OSError as error:  # stdout's last flush into a file on a full disk
+        from isobn.training.disk_full import no_space_code, stdout_full_error
+
+        code = no_space_code(error)
+        if code is None:
+            raise
+        print(f"isobn: error: {stdout_full_error(code, None)}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush is quiet
+        return 2
 
 
 def stdout_reader_gone() -> bool:
@@ -179,7 +188,7 @@ def _for_command(error: UserError, args: argparse.Namespace) -> UserError:
 
     if not isinstance(error, DiskFullError) or getattr(args, "out", None) is not None:
         return error
-    if isinstance(getattr(args, "output", None), str):
+    if hasattr(args, "output"):
         return error.for_option("--output")
     return error.for_option(None) if getattr(args, "directory", None) else error
 

@@ -30,10 +30,14 @@ class DiskFullError(UserError):
     command that writes beside its input, which can only free space)."""
 
     def __init__(
-        self, path: str | Path, code: int = errno.ENOSPC, option: str | None = "--out"
+        self,
+        path: str | Path,
+        code: int = errno.ENOSPC,
+        option: str | None = "--out",
+        file_system: tuple[str, str] | None = None,
     ) -> None:
-        self.path, self.code, self.option = Path(path), code, option
-        point, source = file_system_of(self.path)
+        self.path, self.code, self.option = path, code, option
+        point, source = file_system or file_system_of(path)
         notes = ", ".join(n for n in (source, NO_SPACE.get(code, "")) if n)
         self.device = f"{point} ({notes})" if notes else point
         super().__init__(self._message())
@@ -47,6 +51,19 @@ class DiskFullError(UserError):
         self.option = option
         self.args = (self._message(),)
         return self
+
+
+STDOUT = "standard output"
+
+
+def stdout_full_error(code: int, option: str | None) -> DiskFullError:
+    """The DiskFullError of standard output redirected to a file on a full disk."""
+    try:
+        device = os.fstat(1).st_dev
+    except OSError:
+        return DiskFullError(STDOUT, code, option, (STDOUT, ""))
+    mounted = _mount_of(Path("/"), device, anywhere=True)
+    return DiskFullError(STDOUT, code, option, mounted or (f"device {device}", ""))
 
 
 def no_space_code(error: BaseException | None) -> int | None:
@@ -88,7 +105,9 @@ def disk_full_problem(error: BaseException, path: str | Path | None) -> DiskFull
         return None
     named = getattr(error, "filename", None)
     where = named if isinstance(named, str | bytes | os.PathLike) and named else path
-    return DiskFullError(os.fsdecode(where) if where is not None else ".", code)
+    if where is None:  # nothing but standard output was being written
+        return stdout_full_error(code, "--out")
+    return DiskFullError(os.fsdecode(where), code)
 
 
 @contextmanager
@@ -123,9 +142,10 @@ def file_system_of(path: str | Path) -> tuple[str, str]:
     return _mount_point(existing, device), ""
 
 
-def _mount_of(path: Path, device: int) -> tuple[str, str] | None:
+def _mount_of(path: Path, device: int, anywhere: bool = False) -> tuple[str, str] | None:
     """(mount point, source) of `device` from /proc/self/mountinfo (Linux): of the mounts of
-    that device, the deepest mount point above `path`; None where unknown."""
+    that device, the deepest mount point above `path` (`anywhere`: the first one of the
+    device); None where unknown."""
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
@@ -142,6 +162,8 @@ def _mount_of(path: Path, device: int) -> tuple[str, str] | None:
         source = _unescape(after[1]) if len(after) > 1 else ""
         if source in ("none", ""):
             source = after[0] if after else ""
+        if anywhere:
+            return point, source
         inside = real == point or real.startswith(point.rstrip("/") + "/")
         if inside and (best is None or len(point) > len(best[0])):
             best = (point, source)
