@@ -153,12 +153,10 @@ def fills_after(where: Path, budget: float):
 
 
 def leftovers(where: Path) -> list[Path]:
-    """Temporary files and folders a failed write left below `where` (x.tmp, .x.123.tmp,
-    best.tmp/), and folders named *.old beside a checkpoint that still exists."""
-    found = []
-    for path in Path(where).rglob("*"):
-        if path.name.endswith(".tmp") or ".write-test." in path.name:
-            found.append(path)
-        elif path.name.endswith(".old") and path.with_name(path.name[:-4]).exists():
-            found.append(path)
-    return found
+    """Temporary files and folders that a failed write left below `where` (x.tmp,
+    .x.123.tmp, best.tmp/, a .write-test. probe)."""
+    return [
+        path
+        for path in Path(where).rglob("*")
+        if path.name.endswith(".tmp") or ".write-test." in path.name
+    ]
