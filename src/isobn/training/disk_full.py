@@ -104,10 +104,21 @@ def disk_full_problem(error: BaseException, path: str | Path | None) -> DiskFull
     if code is None:
         return None
     named = getattr(error, "filename", None)
-    where = named if isinstance(named, str | bytes | os.PathLike) and named else path
-    if where is None:  # nothing but standard output was being written
+    if isinstance(named, str | bytes | os.PathLike) and named:
+        return DiskFullError(os.fsdecode(named), code)
+    if path is None or _stdout_is_full():  # a file unnamed: standard output's, most likely
         return stdout_full_error(code, "--out")
-    return DiskFullError(os.fsdecode(where), code)
+    return DiskFullError(os.fsdecode(path), code)
+
+
+def _stdout_is_full() -> bool:
+    """Whether standard output is a file on a file system with no block left."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.fstat(1).st_mode) and os.fstatvfs(1).f_bavail == 0
+    except OSError:
+        return False
 
 
 @contextmanager
