@@ -10,8 +10,9 @@ continued unfinished work, and leaves no temporary file).
 
 Examples are derandomized (the same cases every run, no example database): EXAMPLES gives
 the number per command, 321 in all (report's grammar has 11 cases, all tried), in about 65 s
-on two CPU cores (before the full disk and Ray draws were added). Each dimension draws its good value in about half the draws (`mostly`), so
-that most cases hold one or two bad inputs and reach their own check; about one case in ten
+on two CPU cores (before the full disk and Ray draws were added). Each dimension draws its
+good value in about half the draws (`mostly`), so that most cases hold one or two bad inputs
+and reach their own check; about one case in ten
 is valid and runs for real, so the grammar keeps runs small (24 training rows, 1 epoch) and
 never draws a huge --epochs.
 """
