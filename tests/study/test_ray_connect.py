@@ -121,6 +121,8 @@ def test_a_port_that_answers_but_is_no_ray_is_given_up_within_the_timeout(study_
         (["--address", "auto", "--connect-timeout", "0"], "--connect-timeout must be"),
         (["--address", "auto", "--connect-timeout", "1e309"], "--connect-timeout must be"),
         (["--connect-timeout", "5"], "--connect-timeout is for a cluster given with --address"),
+        (["--cpus-per-cell", "1000"], "--cpus-per-cell 1000 exceeds the Ray cluster's"),
+        (["--gpus-per-cell", "1000"], "--gpus-per-cell 1000 but the Ray cluster has"),
     ],
 )
 def test_every_ray_option_is_checked_before_ray_starts(study_argv, capsys, extra, message):

@@ -179,6 +179,8 @@ def run_on_ray(
     `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
     "ran": the keys of the cells this driver's tasks ran."""
     ray = import_ray()
+    if options.address is None and not ray.is_initialized():  # the local Ray to be started
+        _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
     check_task_files(study)
     check_study_directory(study, out)
     check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
@@ -225,6 +227,16 @@ def run_on_ray(
         if started_ray:
             ray.shutdown()
     return {**end, "ran": ran}
+
+
+def _this_machine() -> dict:
+    """The resources of the local Ray that `connect` starts: this process's cores, the GPUs
+    that CUDA shows (CUDA_VISIBLE_DEVICES), as cluster_resources() will report them."""
+    import torch
+
+    from isobn.training.host_jobs import usable_cores
+
+    return {"CPU": usable_cores(), "GPU": torch.cuda.device_count()}
 
 
 def _check_resources(resources: dict, cpus: int, gpus: float) -> None:
