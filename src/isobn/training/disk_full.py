@@ -69,15 +69,26 @@ def stdout_full_error(code: int, option: str | None) -> DiskFullError:
 def no_space_code(error: BaseException | None) -> int | None:
     """ENOSPC or EDQUOT when `error`, or an exception it was raised from or while handling,
     says the disk is full (an OSError, or a library's error wording one); None otherwise."""
+    found = _no_space(error)
+    return None if found is None else found[0]
+
+
+def _no_space(error: BaseException | None) -> tuple[int, str | None] | None:
+    """(ENOSPC or EDQUOT, the file named) of the first exception of `error`'s chain that
+    says the disk is full; None when none does."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        if isinstance(error, DiskFullError):
+            return error.code, os.fspath(error.path)
         if isinstance(error, OSError) and error.errno in NO_SPACE:
-            return error.errno
+            named = error.filename
+            ok = isinstance(named, str | bytes | os.PathLike) and named
+            return error.errno, os.fsdecode(named) if ok else None
         if not isinstance(error, OSError):
             code = _worded_code(str(error))
             if code is not None:
-                return code
+                return code, None
         error = error.__cause__ or error.__context__
     return None
 
@@ -100,12 +111,12 @@ def disk_full_problem(error: BaseException, path: str | Path | None) -> DiskFull
     not caused by a full disk. A DiskFullError is returned as it is."""
     if isinstance(error, DiskFullError):
         return error
-    code = no_space_code(error)
-    if code is None:
+    found = _no_space(error)
+    if found is None:
         return None
-    named = getattr(error, "filename", None)
-    if isinstance(named, str | bytes | os.PathLike) and named:
-        return DiskFullError(os.fsdecode(named), code)
+    code, named = found
+    if named:
+        return DiskFullError(named, code)
     if path is None or _stdout_is_full():  # a file unnamed: standard output's, most likely
         return stdout_full_error(code, "--out")
     return DiskFullError(os.fsdecode(path), code)
