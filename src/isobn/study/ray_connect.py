@@ -167,7 +167,9 @@ def _init_within(
         first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
         raise UserError(
             f"--address {address}: no Ray cluster there ({first}); "
-            f"{_what_to_check(address, target)}"
+            f"{_what_to_check(address, target)}; a cluster with token authentication (Ray "
+            "2.60's default) also needs its token here (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
+            "as on the head node)"
         ) from None
     if error is not None:
         raise error
