@@ -179,11 +179,7 @@ def run_on_ray(
     `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
     "ran": the keys of the cells this driver's tasks ran."""
     ray = import_ray()
-    if options.address is None and not ray.is_initialized():  # the local Ray to be started
-        _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
-    check_task_files(study)
-    check_study_directory(study, out)
-    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
+    _check_before_ray(ray, study, out, options, blocks)
     out = out.resolve()
     started_ray = connect(ray, options.address, options.connect_timeout)
     try:
@@ -227,6 +223,16 @@ def run_on_ray(
         if started_ray:
             ray.shutdown()
     return {**end, "ran": ran}
+
+
+def _check_before_ray(ray, study: Study, out: Path, options: RayOptions, blocks) -> None:
+    """What can be refused before Ray starts or is reached: a local Ray's resources, the
+    task files, the study directory and the sizes of the cells to run."""
+    if options.address is None and not ray.is_initialized():  # the local Ray to be started
+        _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
+    check_task_files(study)
+    check_study_directory(study, out)
+    check_sizes(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
 
 
 def _this_machine() -> dict:
