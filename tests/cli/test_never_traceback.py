@@ -2,14 +2,17 @@
 
 For each command, hypothesis draws arguments and files from a grammar of bad values
 (missing, empty, a directory, truncated, wrong type, wrong encoding, huge, contradictory,
-damaged run directories, model files and checkpoints) mixed with good ones, runs the command
-in-process on a tiny model, and asserts exit 0, or exit 2 with one `isobn CMD: error: ...`
-line, and that a `--out` that existed before is unchanged by a failing command.
+damaged run directories, model files and checkpoints, Ray options and clusters that are not
+there, a disk that fills up) mixed with good ones, runs the command in-process on a tiny
+model, and asserts exit 0, or exit 2 with one `isobn CMD: error: ...` line, and that a
+`--out` that existed before is unchanged by a failing command (a full disk may only have
+continued unfinished work, and leaves no temporary file).
 
 Examples are derandomized (the same cases every run, no example database): EXAMPLES gives
-the number per command, 311 in all (report's grammar has 11 cases, all tried), in about 65 s
-on two CPU cores. Each dimension draws its good value in about half the draws (`mostly`), so
-that most cases hold one or two bad inputs and reach their own check; about one case in ten
+the number per command, 321 in all (report's grammar has 11 cases, all tried), in about 65 s
+on two CPU cores (before the full disk and Ray draws were added). Each dimension draws its
+good value in about half the draws (`mostly`), so that most cases hold one or two bad inputs
+and reach their own check; about one case in ten
 is valid and runs for real, so the grammar keeps runs small (24 training rows, 1 epoch) and
 never draws a huge --epochs.
 """
@@ -21,10 +24,12 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import sentiment_rows, write_csv, write_jsonl
+from full_disk import fills_after, leftovers
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +37,7 @@ from isobn.cli.main import main
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = {"train": 100, "predict": 80, "experiment": 50, "study": 20, "report": 11, "analyze": 50}
+EXAMPLES = {"train": 100, "predict": 80, "experiment": 50, "study": 30, "report": 11, "analyze": 50}
 HUGE = "99999999999999999999"
 BAD_NUMBERS = ["0", "-1", "nan", "inf", "1e309", "abc", "", HUGE, "0.5", "１"]
 CHEAP_WHEN_HUGE = {"--batch-size", "--max-length", "--seed", "--patience", "--max-train"}
@@ -278,11 +283,18 @@ def snapshot(directory: Path) -> dict[str, str]:
     }
 
 
-def check_command(argv: list[str], out: Path | None = None) -> int:
-    """Run `isobn ARGV`; assert exit 0, or exit 2 with one error line and `out` unchanged."""
+def check_command(
+    argv: list[str], out: Path | None = None, disk: tuple[Path, int] | None = None
+) -> int:
+    """Run `isobn ARGV`; assert exit 0, or exit 2 with one error line and `out` unchanged.
+    `disk`: (folder, bytes) the disk below the folder holds (tests/full_disk.py): a full disk
+    is then one more way to fail, which leaves no temporary file, and changes `out` only to
+    continue work that was not finished (an interrupted run resumed up to the full disk)."""
     before = snapshot(out) if out is not None else None
+    finished = out is not None and (out / "metrics.json").is_file()
     stderr, stdout = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+    filling = fills_after(*disk) if disk is not None else contextlib.nullcontext()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout), filling:
         try:
             code = main(argv)
         except SystemExit as exit_:
@@ -290,15 +302,25 @@ def check_command(argv: list[str], out: Path | None = None) -> int:
     text = stderr.getvalue()
     assert "Traceback" not in text, (argv, text)
     assert code in (0, 2), (argv, code, text[-2000:])
+    if disk is not None:
+        assert leftovers(disk[0]) == [], (argv, disk, "temporary files left")
     if code == 2:
         lines = [line for line in text.replace("\r", "\n").splitlines() if "error:" in line]
         assert len(lines) == 1, (argv, text[-2000:])
         assert lines[0].startswith(f"isobn {argv[0]}: error: ") or lines[0].startswith(
             "isobn: error: "
         ), (argv, lines)
-        if before is not None:
+        full = ": error: no space left on " in lines[0]
+        assert not full or disk is not None, (argv, lines, "a full disk that is not full")
+        if before is not None and (finished or not full):
             assert snapshot(out) == before, (argv, "the failing command changed --out")
     return code
+
+
+def disks():
+    """No full disk in about half the draws, else one that fills after 0 to 30,000 bytes
+    (a checkpoint of the tiny model is about 130 KB: every draw fills before the end)."""
+    return mostly([None, 0, 300, 3000, 30000])
 
 
 def numbers(options: list[str]):
@@ -405,6 +427,7 @@ def fresh(tmp_path_factory) -> Path:
             ["--method", "none", "--norm", "isobn"],  # a dropped spelling
         ]
     ),
+    disk=disks(),
 )
 @example(  # issue 27: a GPT-2 pooled at its first token; invisible texts; continuous labels
     train="invisible_text", dev="valid", model="causal_decoder", run="fresh",
@@ -427,10 +450,11 @@ def test_train_never_prints_a_traceback(
     resume,
     extra,
     contradiction,
+    disk,
 ):
     """Into a run directory (fresh, finished, interrupted, damaged), either with the settings
     it was trained with (so that --resume reaches the damage) or with drawn files, model and
-    options."""
+    options; on a disk that fills up (`disk` bytes below the case's folder) or not."""
     where = fresh(tmp_path_factory)
     out = make_run_directory(run, where, trained_run)
     if same_settings and run != "fresh":
@@ -452,7 +476,8 @@ def test_train_never_prints_a_traceback(
         ]
         argv += flatten(extra) + contradiction
     argv += ["--resume"] if resume else []
-    check_command(argv, out if run != "fresh" else None)
+    filling = (where, disk) if disk is not None else None
+    check_command(argv, out if run != "fresh" else None, filling)
 
 
 @settings(max_examples=EXAMPLES["predict"], **SETTINGS)
@@ -461,9 +486,10 @@ def test_train_never_prints_a_traceback(
     source=mostly(["text", *FILE_KINDS, "text_blank_lines", "empty_text"]),
     output=st.sampled_from(["stdout", "file", "missing_folder", "directory", "csv"]),
     extra=numbers(["--batch-size", "--max-length"]),
+    disk=disks(),
 )
 def test_predict_never_prints_a_traceback(
-    tmp_path_factory, trained_run, checkpoint, source, output, extra
+    tmp_path_factory, trained_run, checkpoint, source, output, extra, disk
 ):
     where = fresh(tmp_path_factory)
     if source.startswith("text") or source == "empty_text":
@@ -493,7 +519,7 @@ def test_predict_never_prints_a_traceback(
             "csv": where / "p.csv",
         }[output]
         argv += ["--output", str(target)]
-    check_command(argv + flatten(extra))
+    check_command(argv + flatten(extra), disk=(where, disk) if disk is not None else None)
 
 
 @settings(max_examples=EXAMPLES["experiment"], **SETTINGS)
@@ -598,6 +624,21 @@ seeds = [1]
 """
 
 
+# each refused before Ray starts: a bad value, or a cluster with nothing listening
+RAY_OPTIONS = [
+    ["--backend", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "5"],
+    ["--backend", "ray", "--address", "foo"],
+    ["--backend", "ray", "--address", "ray://h:99999"],
+    ["--backend", "ray", "--gpus-per-cell", "nan"],
+    ["--backend", "ray", "--gpus-per-cell", "-inf"],
+    ["--backend", "ray", "--cpus-per-cell", "0"],
+    ["--backend", "ray", "--max-retries", HUGE],
+    ["--backend", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "nan"],
+    ["--backend", "ray", "--connect-timeout", "5"],
+    ["--address", "127.0.0.1:1"],
+]
+
+
 @settings(max_examples=EXAMPLES["study"], **SETTINGS)
 @given(
     damage=mostly(
@@ -625,16 +666,21 @@ seeds = [1]
                 ["--report-only"],
                 ["--threads", "-1"],
                 ["--max-cells", "x"],
+                *RAY_OPTIONS,
             ]
         ),
         max_size=1,
     ),
+    disk=disks(),
 )
-@example(damage="none", cell="not_json", extra=[["--report-only"]])
+@example(damage="none", cell="not_json", extra=[["--report-only"]], disk=None)
+@example(damage="none", cell="none", extra=[["--report-only"]], disk=0)
+@example(damage="none", cell="none", extra=[RAY_OPTIONS[0]], disk=None)
 def test_study_never_prints_a_traceback(
-    tmp_path_factory, tiny_bert, sentiment_files, damage, cell, extra
+    tmp_path_factory, tiny_bert, sentiment_files, damage, cell, extra, disk
 ):
-    """`cell`: --out already holds the record of the study's one cell, damaged."""
+    """`cell`: --out already holds the record of the study's one cell, damaged. The Ray
+    options are all refused before Ray starts or is reached (no local Ray is started)."""
     where = fresh(tmp_path_factory)
     if cell != "none":
         record = where / "out" / "cells" / "sent" / "n24" / "none" / "seed1.json"
@@ -660,7 +706,10 @@ def test_study_never_prints_a_traceback(
     elif damage != "missing":
         path.write_text(text)
     argv = ["study", str(path), "--out", str(where / "out")]
-    check_command(argv + [token for option in extra for token in option])
+    filling = (where / "out", disk) if disk is not None else None
+    check_command(argv + [token for option in extra for token in option], disk=filling)
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized(), (argv, "Ray was started")
 
 
 @settings(max_examples=EXAMPLES["report"], **SETTINGS)
@@ -727,9 +776,10 @@ def test_report_never_prints_a_traceback(tmp_path_factory, trained_run, damage):
         ),
         max_size=1,
     ),
+    disk=disks(),
 )
 def test_analyze_never_prints_a_traceback(
-    tmp_path_factory, tiny_bert, trained_run, sentiment_files, model, data, extra
+    tmp_path_factory, tiny_bert, trained_run, sentiment_files, model, data, extra, disk
 ):
     where = fresh(tmp_path_factory)
     if model.startswith("checkpoint:"):
@@ -749,4 +799,5 @@ def test_analyze_never_prints_a_traceback(
         "--out",
         str(where / "a"),
     ]
-    check_command(argv + [token for option in extra for token in option])
+    filling = (where / "a", disk) if disk is not None else None
+    check_command(argv + [token for option in extra for token in option], disk=filling)

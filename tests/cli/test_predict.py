@@ -174,7 +174,9 @@ def test_output_is_replaced_atomically(tmp_path, run_dir, capsys, monkeypatch):
 
     monkeypatch.setattr(predict, "_write", fail_midway)
     code, _, err = run_predict(run_dir, texts, capsys, "--output", str(target))
-    assert_one_line_error(code, err, f"cannot write --output {target}", "No space left")
+    assert_one_line_error(
+        code, err, "no space left on ", f"writing {target}: free space or choose another --output"
+    )
     assert target.read_text() == "previous predictions\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "texts.txt"]
     monkeypatch.setattr(predict, "_write", real_write)

@@ -20,7 +20,7 @@ from isobn.analysis.sources import (
 )
 from isobn.errors import UserError
 from isobn.isotropy_stats import EmbeddingStats
-from isobn.training.safe_files import write_atomically, write_json_atomically
+from isobn.training.safe_files import all_or_none, write_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,13 @@ def write_analysis(
     warn_if_rank_limited(models)
     stats = [EmbeddingStats.from_embeddings(name, m.pooled[key]) for m, key, name in names]
     payload = _payload(cfg, task, split, models, names, stats, layer_reports)
-    written = figures.analysis_figures(stats, layer_reports, out)
-    write_json_atomically(out / JSON_FILE, payload)
-    write_atomically(
-        out / REPORT_FILE,
-        render_report(payload, stats, layer_reports, {k: p.name for k, p in written.items()}),
-    )
+    with all_or_none():  # a full disk leaves the earlier analysis in `out` whole
+        written = figures.analysis_figures(stats, layer_reports, out)
+        write_json_atomically(out / JSON_FILE, payload)
+        write_atomically(
+            out / REPORT_FILE,
+            render_report(payload, stats, layer_reports, {k: p.name for k, p in written.items()}),
+        )
     logger.info("wrote %s, %s and %d figures to %s", JSON_FILE, REPORT_FILE, len(written), out)
     return payload
 

@@ -111,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             raise  # some other pipe: a fault, not the end of a pipeline
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush is quiet
         return 141
+    except OSError as error:  # stdout's last flush into a file on a full disk
+        from isobn.training.disk_full import no_space_code, stdout_full_error
+
+        code = no_space_code(error)
+        if code is None:
+            raise
+        print(f"isobn: error: {stdout_full_error(code, None)}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush is quiet
+        return 2
 
 
 def stdout_reader_gone() -> bool:
@@ -143,19 +152,46 @@ def run_command(argv: list[str] | None) -> int:
         check_path_arguments(args)
         return int(args.run(args) or 0)
     except UserError as error:
-        print(f"isobn {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a path no file system call can use, met past the checks
-        from isobn.training.safe_files import os_error_problem
-
-        problem = os_error_problem(error)
-        if problem is None:
-            raise
-        print(f"isobn {args.command}: error: {problem}", file=sys.stderr)
+        print(f"isobn {args.command}: error: {_for_command(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"isobn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a path no call can use, or a full disk, met past the checks
+        problem = _problem(error, args)
+        if problem is None:
+            raise
+        print(f"isobn {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+
+
+# the arguments that name where a command writes (a full disk names the first one given)
+OUTPUT_ARGUMENTS = ("out", "output", "directory")
+
+
+def _problem(error: Exception, args: argparse.Namespace) -> UserError | None:
+    """The one-line UserError of an error that bad input or a full disk caused (a library's
+    writer hitting ENOSPC/EDQUOT: safetensors, PIL, save_pretrained), None for a fault."""
+    from isobn.training.disk_full import disk_full_problem
+    from isobn.training.safe_files import os_error_problem
+
+    given = [getattr(args, name, None) for name in OUTPUT_ARGUMENTS]
+    full = disk_full_problem(error, next((v for v in given if isinstance(v, str) and v), None))
+    if full is not None:
+        return _for_command(full, args)
+    return os_error_problem(error) if isinstance(error, OSError) else None
+
+
+def _for_command(error: UserError, args: argparse.Namespace) -> UserError:
+    """A full disk's message names the option that chose the output: --out, predict's
+    --output, none for report (which writes into the directory it reads)."""
+    from isobn.training.disk_full import DiskFullError
+
+    if not isinstance(error, DiskFullError) or getattr(args, "out", None) is not None:
+        return error
+    if hasattr(args, "output"):
+        return error.for_option("--output")
+    return error.for_option(None) if getattr(args, "directory", None) else error
 
 
 def check_path_arguments(args: argparse.Namespace) -> None:

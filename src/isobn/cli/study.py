@@ -70,8 +70,15 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     )
     ray.add_argument(
         "--address",
-        help="Ray cluster: auto (started with `ray start`) or ray://HOST:10001; default: a new "
-        "local Ray sized to this machine",
+        help="Ray cluster: auto (started with `ray start` on this machine), HOST:PORT (as "
+        "`ray start --head` prints it) or ray://HOST:10001 (Ray Client); default: a new local "
+        "Ray sized to this machine",
+    )
+    ray.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on reaching the --address cluster after this long; default 60",
     )
     ray.add_argument(
         "--cpus-per-cell", type=int, help="CPUs (torch threads) of each cell; default 1"
@@ -218,12 +225,12 @@ def _run_cells(args: argparse.Namespace, study, out: Path, ray_options, shard, b
     )
 
 
-_RAY_ONLY = ("address", "cpus_per_cell", "gpus_per_cell", "max_retries")
+_RAY_ONLY = ("address", "connect_timeout", "cpus_per_cell", "gpus_per_cell", "max_retries")
 
 
 def _ray_options(args: argparse.Namespace):
-    """RayOptions for --backend ray (None for the local runner); options of the other backend
-    are refused rather than ignored."""
+    """RayOptions for --backend ray (None for the local runner), every value checked before
+    Ray starts or is reached; options of the other backend are refused rather than ignored."""
     from isobn.errors import UserError
 
     if args.backend == "local":
@@ -236,20 +243,22 @@ def _ray_options(args: argparse.Namespace):
             raise UserError(
                 f"--{name} is for --backend local; with --backend ray use --cpus-per-cell"
             )
-    if args.gpus_per_cell is not None and args.gpus_per_cell < 0:
-        raise UserError(f"--gpus-per-cell must be 0 or more, got {args.gpus_per_cell:g}")
-    if args.gpus_per_cell is not None and args.gpus_per_cell > 1 and args.gpus_per_cell % 1:
+    if args.connect_timeout is not None and args.address is None:
         raise UserError(
-            f"--gpus-per-cell {args.gpus_per_cell:g}: a fraction must be below 1; "
-            "use e.g. 0.5, 1 or 2"
+            "--connect-timeout is for a cluster given with --address; a local Ray is started, "
+            "not reached"
         )
-    if args.max_retries is not None and args.max_retries < 0:
-        raise UserError(f"--max-retries must be 0 or more, got {args.max_retries}")
     from isobn.study.ray_backend import RayOptions
+    from isobn.study.ray_connect import DEFAULT_TIMEOUT
 
+    given = {
+        "cpus_per_cell": args.cpus_per_cell,
+        "max_retries": args.max_retries,
+        "connect_timeout": args.connect_timeout,
+    }
+    defaults = {"cpus_per_cell": 1, "max_retries": 3, "connect_timeout": DEFAULT_TIMEOUT}
     return RayOptions(
         address=args.address,
-        cpus_per_cell=args.cpus_per_cell or 1,
         gpus_per_cell=args.gpus_per_cell,
-        max_retries=3 if args.max_retries is None else args.max_retries,
+        **{name: defaults[name] if value is None else value for name, value in given.items()},
     )

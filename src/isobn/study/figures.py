@@ -153,6 +153,8 @@ def save_figure(fig, path: Path) -> None:
 
     from isobn.training.safe_files import replaced_atomically
 
-    with replaced_atomically(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    try:
+        with replaced_atomically(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)  # also on a full disk: a study's figures are many

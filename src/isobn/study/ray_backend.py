@@ -17,6 +17,7 @@ each (Ray's default for GPU tasks, which frees the GPU's memory), so they tokeni
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import secrets
@@ -25,6 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.study.ray_connect import (
+    DEFAULT_TIMEOUT,
+    check_timeout,
+    connect_to_cluster,
+    split_address,
+)
 from isobn.study.runner import (
     SESSION_VARIABLE,
     cell_path,
@@ -34,23 +41,53 @@ from isobn.study.runner import (
     try_cell,
 )
 from isobn.study.spec import Study
+from isobn.training.disk_full import disk_full_problem
 
 logger = logging.getLogger(__name__)
 
 TOKENS = "ray-tokens"  # DIR/ray-tokens/TOKEN exists while the Ray driver of TOKEN runs
 RAY_MISSING = "--backend ray needs Ray: pip install 'isobn[ray]'"
+MAX_COUNT = 1024  # of CPUs, GPUs or retries per cell: more is a typo (Ray's are C integers)
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    """How cells run on Ray. address None: a new local Ray sized to this machine; "auto" or
-    "ray://HOST:10001": an existing cluster. gpus_per_cell None: 1 on a cluster with GPUs,
-    else 0; a fraction (0.25) packs several cells on one GPU."""
+    """How cells run on Ray. address None: a new local Ray sized to this machine; "auto",
+    "HOST:6379" or "ray://HOST:10001": an existing cluster, reached within `connect_timeout`
+    seconds. gpus_per_cell None: 1 on a cluster with GPUs, else 0; a fraction (0.25) packs
+    several cells on one GPU. Checked when made: a bad value is a one-line UserError before
+    Ray starts."""
 
     address: str | None = None
     cpus_per_cell: int = 1
     gpus_per_cell: float | None = None
     max_retries: int = 3
+    connect_timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.address is not None:
+            split_address(self.address)
+        check_timeout(self.connect_timeout)
+        if not 1 <= self.cpus_per_cell <= MAX_COUNT:
+            raise UserError(
+                f"--cpus-per-cell must be a whole number from 1 to {MAX_COUNT}, "
+                f"got {self.cpus_per_cell}"
+            )
+        if not 0 <= self.max_retries <= MAX_COUNT:
+            raise UserError(
+                f"--max-retries must be a whole number from 0 to {MAX_COUNT}, "
+                f"got {self.max_retries}"
+            )
+        gpus = self.gpus_per_cell
+        if gpus is not None and not (math.isfinite(gpus) and 0 <= gpus <= MAX_COUNT):
+            raise UserError(
+                f"--gpus-per-cell must be a number from 0 to {MAX_COUNT}, e.g. 0.5, 1 or 2; "
+                f"got {gpus:g}"
+            )
+        if gpus is not None and gpus > 1 and gpus % 1:
+            raise UserError(
+                f"--gpus-per-cell {gpus:g}: a fraction must be below 1; use e.g. 0.5, 1 or 2"
+            )
 
 
 def import_ray():
@@ -94,6 +131,11 @@ def _cell_task(
         record = try_cell(study, cell, directory, keep_checkpoints, bars_to_file=True)
     except UserError as error:
         return {"status": "error", "key": key, "message": str(error)}
+    except Exception as error:  # a library's writer meeting a full disk: one line too
+        problem = disk_full_problem(error, cell_path(directory, cell))
+        if problem is None:
+            raise
+        return {"status": "error", "key": key, "message": str(problem)}
     if record is None:
         return {"status": "skipped", "key": key}
     return {
@@ -107,8 +149,10 @@ def _cell_task(
     }
 
 
-def connect(ray, address: str | None) -> bool:
-    """Connect to Ray unless this process already is; True when this call started it."""
+def connect(ray, address: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Connect to Ray unless this process already is; True when this call started it. A
+    cluster at `address` that does not answer within `timeout` seconds is a one-line
+    UserError (isobn.study.ray_connect)."""
     if ray.is_initialized():
         return False
     if address is None:
@@ -116,14 +160,7 @@ def connect(ray, address: str | None) -> bool:
 
         ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False)
     else:
-        try:
-            ray.init(address=address)
-        except ConnectionError as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-            raise UserError(
-                f"--address {address}: no Ray cluster there ({first}); start one with "
-                "`ray start --head`, or leave out --address for a local Ray"
-            ) from None
+        connect_to_cluster(ray, address, timeout)
     return True
 
 
@@ -141,9 +178,9 @@ def run_on_ray(
     `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
     "ran": the keys of the cells this driver's tasks ran."""
     ray = import_ray()
-    start_study(study, out, blocks)
+    _check_before_ray(ray, study, out, options, blocks)
     out = out.resolve()
-    started_ray = connect(ray, options.address)
+    started_ray = connect(ray, options.address, options.connect_timeout)
     try:
         resources = ray.cluster_resources()
         gpus = options.gpus_per_cell
@@ -185,6 +222,25 @@ def run_on_ray(
         if started_ray:
             ray.shutdown()
     return {**end, "ran": ran}
+
+
+def _check_before_ray(ray, study: Study, out: Path, options: RayOptions, blocks) -> None:
+    """What can be refused before Ray starts or is reached: a local Ray's resources, then
+    what every runner checks first (runner.start_study: the task files, the study directory,
+    the models and data of the cells to run), which binds `out` last."""
+    if options.address is None and not ray.is_initialized():  # the local Ray to be started
+        _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
+    start_study(study, out, blocks)
+
+
+def _this_machine() -> dict:
+    """The resources of the local Ray that `connect` starts: this process's cores, the GPUs
+    that CUDA shows (CUDA_VISIBLE_DEVICES), as cluster_resources() will report them."""
+    import torch
+
+    from isobn.training.host_jobs import usable_cores
+
+    return {"CPU": usable_cores(), "GPU": torch.cuda.device_count()}
 
 
 def _check_resources(resources: dict, cpus: int, gpus: float) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from isobn.study.runner import finished_cells
 from isobn.study.spec import Study
-from isobn.training.safe_files import replaced_atomically, write_json_atomically
+from isobn.training.safe_files import all_or_none, replaced_atomically, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,13 @@ def flat_row(record: dict) -> dict:
 def write_study_results(study: Study, out: Path) -> list[Path]:
     """Write results.json, results.csv and RESULTS.md from the finished cells in `out` that
     the study declares and that were trained with its settings and data; any other finished
-    cell is listed apart (results.json "apart", RESULTS.md), with the reason, and a warning."""
+    cell is listed apart (results.json "apart", RESULTS.md), with the reason, and a warning.
+    All or none of them are replaced (a full disk leaves the earlier ones whole)."""
+    with all_or_none():
+        return _write_study_results(study, out)
+
+
+def _write_study_results(study: Study, out: Path) -> list[Path]:
     from isobn.study.binding import sort_records
 
     records, apart = sort_records(study, finished_cells(out))

@@ -38,6 +38,7 @@ from isobn.errors import UserError
 from isobn.study.record import cell_path, finished_cells, run_path
 from isobn.study.spec import Cell, Study, check_task_files
 from isobn.study.tables import number_text
+from isobn.training.disk_full import disk_full_problem, writing
 from isobn.training.safe_files import (
     append_line,
     make_folder,
@@ -61,9 +62,10 @@ def cell_lock(out: Path, cell: Cell):
             yield False
             return
         try:
-            handle.truncate(0)
-            handle.write(f"{platform.node()} {os.getpid()}\n")
-            handle.flush()
+            with writing(path):
+                handle.truncate(0)
+                handle.write(f"{platform.node()} {os.getpid()}\n")
+                handle.flush()
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -241,6 +243,12 @@ def _worker(study: Study, out: str, shard, keep, max_cells, blocks, threads, eve
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:
+        problem = disk_full_problem(error, out)
+        if problem is None:
+            raise
+        print(f"isobn study: error: {problem}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_jobs(

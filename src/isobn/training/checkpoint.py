@@ -31,6 +31,11 @@ def ensure_writable_directory(out: Path) -> None:
         os.close(descriptor)
         os.unlink(probe)
     except OSError as error:
+        from isobn.training.disk_full import disk_full_problem
+
+        full = disk_full_problem(error, out)
+        if full is not None:
+            raise full from None
         raise UserError(
             f"cannot write to output directory {out}: {error.strerror or error}; "
             "choose a writable --out"
@@ -62,15 +67,23 @@ def write_directory_atomically(target: str | Path, write: Callable[[Path], None]
 
     The old directory is renamed to `target.old` before the new one is renamed into place and
     only then removed, so a kill at any moment leaves `target` or `target.old` complete
-    (see resolve_directory).
+    (see resolve_directory). A write that fails (a full disk: a DiskFullError naming `target`)
+    removes the temporary directory and leaves `target` as it was.
     """
+    from isobn.training.disk_full import writing
+
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
     old = target.with_name(target.name + ".old")
     _remove(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    _fsync_tree(tmp)
+    try:
+        with writing(target):
+            tmp.mkdir(parents=True)
+            write(tmp)
+            _fsync_tree(tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
     if target.is_symlink():
         target.unlink()  # never a link: isobn writes only what it created
     if target.exists():

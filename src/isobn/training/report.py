@@ -15,7 +15,12 @@ import numpy as np
 
 from isobn.errors import UserError
 from isobn.training.runs import finished_run_dirs, read_metrics
-from isobn.training.safe_files import replaced_atomically, write_atomically, write_json_atomically
+from isobn.training.safe_files import (
+    all_or_none,
+    replaced_atomically,
+    write_atomically,
+    write_json_atomically,
+)
 
 BASELINE = "none"
 
@@ -219,12 +224,19 @@ def markdown(results: dict) -> str:
 
 
 def write_results(directory: Path) -> dict:
-    """results.json, results.csv (one row per task x method) and results.md in `directory`."""
+    """results.json, results.csv (one row per task x method) and results.md in `directory`,
+    all or none of them replaced (a full disk leaves the earlier ones whole)."""
     directory = Path(directory)
     runs = collect_runs(directory)
     results = aggregate(runs, "dev")
     if any(run.get("test") for run in runs):
         results["test"] = aggregate(runs, "test")
+    with all_or_none():
+        _write_tables(directory, results)
+    return results
+
+
+def _write_tables(directory: Path, results: dict) -> None:
     write_json_atomically(directory / "results.json", results)
     with (
         replaced_atomically(directory / "results.csv") as tmp,
@@ -269,4 +281,3 @@ def write_results(directory: Path) -> dict:
     if results.get("test"):
         text += "\n" + markdown(results["test"])
     write_atomically(directory / "results.md", text)
-    return results

@@ -15,9 +15,11 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.training.disk_full import writing
 
 # letters, digits and _ . + -, starting with a letter, digit or _: never empty, `.`, `..`,
 # a path separator, an option (-x), or a character that breaks a Markdown table or a line
@@ -40,21 +42,61 @@ def check_name(text: object, what: str) -> str:
 @contextmanager
 def replaced_atomically(path: str | Path) -> Iterator[Path]:
     """Yield a new temporary file beside `path`; on success it replaces `path` (a link at
-    `path` is replaced, never followed), fsynced; on failure it is removed."""
+    `path` is replaced, never followed), fsynced; on failure it is removed and `path` keeps
+    its old contents (a full disk: a DiskFullError naming `path`). Inside ``all_or_none`` the
+    replacement waits for the end of that block."""
     path = Path(path)
-    descriptor, name = tempfile.mkstemp(
-        prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent
-    )
-    os.fchmod(descriptor, 0o666 & ~_umask())  # as open() would create it (mkstemp: 0o600)
-    os.close(descriptor)
-    tmp = Path(name)
+    with writing(path):
+        descriptor, name = tempfile.mkstemp(
+            prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent
+        )
+        os.fchmod(descriptor, 0o666 & ~_umask())  # as open() would create it (mkstemp: 0o600)
+        os.close(descriptor)
+        tmp = Path(name)
+        try:
+            yield tmp
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            pending = _PENDING.get()
+            if pending is None:
+                os.replace(tmp, path)
+            else:
+                pending.append((tmp, path))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+# the (temporary file, path) pairs of the innermost all_or_none block; None outside one
+_PENDING: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("isobn_pending", default=None)
+
+
+@contextmanager
+def all_or_none() -> Iterator[None]:
+    """Write a set of files together (a report and its tables and figures): every file that
+    ``replaced_atomically`` (and so ``write_atomically``) writes in the block is swapped in
+    only when the whole block succeeds; on any error (a full disk) every new file is removed
+    and the old ones stay as they were. A block inside another joins the outer one."""
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _PENDING.set(pending)
     try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        _PENDING.reset(token)
+    for number, (tmp, path) in enumerate(pending):
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            for left, _ in pending[number:]:
+                left.unlink(missing_ok=True)
+            raise
 
 
 def _umask() -> int:
@@ -78,17 +120,28 @@ def write_json_atomically(path: str | Path, payload, indent: int | None = 2) -> 
 
 def append_line(path: str | Path, line: str) -> None:
     """Append `line` and a newline to `path` (created when missing), never through a link: a
-    link at `path` is a one-line UserError naming it."""
+    link at `path` is a one-line UserError naming it. A failed append (a full disk) is cut off
+    again, so the file never ends in a part of a line."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-    try:
-        descriptor = os.open(path, flags, 0o644)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise not_a_regular_file(path) from None
-        raise
-    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    with writing(path):
+        try:
+            descriptor = os.open(path, flags, 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise not_a_regular_file(path) from None
+            raise
+        try:
+            size = os.fstat(descriptor).st_size
+            data = (line + "\n").encode("utf-8")
+            try:
+                while data:
+                    data = data[os.write(descriptor, data) :]
+            except BaseException:
+                os.ftruncate(descriptor, size)
+                raise
+        finally:
+            os.close(descriptor)
 
 
 @contextmanager
@@ -196,6 +249,7 @@ def check_path(path: str | Path, what: str) -> None:
 
 
 __all__ = [
+    "all_or_none",
     "check_path",
     "os_error_problem",
     "path_problem",

@@ -1,0 +1,162 @@
+"""A disk that fills up, for tests that CI can run anywhere (no mount, no root).
+
+``fills_after(where, budget)`` lets the code under test write `budget` bytes in all into files
+below `where`, then fails each further write as a full disk does: the bytes that still fit are
+written and OSError(ENOSPC) is raised. It covers every way isobn and its libraries write
+files: ``open`` (json, csv, PIL/matplotlib, transformers' save_pretrained), ``os.open`` /
+``os.write`` (appends, mkstemp) and safetensors' ``save_file`` (native code, replaced by
+``safetensors.torch.save`` written through ``open``). Tokenizers' native writer
+(tokenizer.json) is not counted.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+class Disk:
+    """The bytes left below `where`; `written` counts what was written there."""
+
+    def __init__(self, where: Path, budget: float) -> None:
+        self.where = os.path.abspath(where)
+        self.left, self.written, self.failures = budget, 0, 0
+        self.fds: set[int] = set()
+
+    def holds(self, path) -> bool:
+        if isinstance(path, int):
+            return path in self.fds
+        try:
+            name = os.path.abspath(os.fsdecode(path))
+        except TypeError:
+            return False
+        return name == self.where or name.startswith(self.where + os.sep)
+
+    def take(self, size: int) -> int:
+        """How many of `size` bytes fit (the rest raises ENOSPC once these are written)."""
+        fit = int(min(size, max(self.left, 0)))
+        self.left -= fit
+        self.written += fit
+        return fit
+
+    def full(self) -> OSError:
+        self.failures += 1
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class FillingFile:
+    """A file object whose writes draw on a Disk."""
+
+    def __init__(self, handle, disk: Disk) -> None:
+        self._handle, self._disk = handle, disk
+
+    def write(self, data):
+        fit = self._disk.take(len(data))
+        if fit < len(data):
+            self._handle.write(data[:fit])
+            raise self._disk.full()
+        return self._handle.write(data)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __iter__(self):
+        return iter(self._handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()
+
+
+def _is_write_mode(mode: str) -> bool:
+    return any(flag in mode for flag in "wax+")
+
+
+@contextmanager
+def fills_after(where: Path, budget: float):
+    """Yield the Disk of `where` while its writers are patched (see the module's text)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    disk = Disk(where, budget)
+    real_open, real_os_open, real_write = builtins.open, os.open, os.write
+    real_save_file = safetensors.torch.save_file
+
+    def open_(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, int):
+            return handle
+        if _is_write_mode(mode) and disk.holds(file):
+            disk.fds.add(handle.fileno())
+            return FillingFile(handle, disk)
+        disk.fds.discard(handle.fileno())  # a number that an earlier, closed file had
+        return handle
+
+    def os_open(path, flags, *args, **kwargs):
+        descriptor = real_os_open(path, flags, *args, **kwargs)
+        if flags & WRITE_FLAGS and disk.holds(path):
+            disk.fds.add(descriptor)
+        else:
+            disk.fds.discard(descriptor)
+        return descriptor
+
+    def os_write(descriptor, data):
+        if descriptor in disk.fds:
+            fit = disk.take(len(data))
+            if fit < len(data):
+                if fit:
+                    real_write(descriptor, bytes(data)[:fit])
+                raise disk.full()
+        return real_write(descriptor, data)
+
+    def save_file(tensors, filename, metadata=None):
+        data = safetensors.torch.save(tensors, metadata=metadata)
+        if not disk.holds(filename):
+            return real_save_file(tensors, filename, metadata=metadata)
+        try:
+            with open_(filename, "wb") as handle:
+                handle.write(data)
+        except OSError as error:  # as safetensors words it, and removes its file
+            os.unlink(filename)
+            raise SafetensorError(
+                f"Error while serializing: I/O error: {error.strerror} (os error {error.errno})"
+            ) from None
+
+    patches = [(builtins, "open", open_), (io, "open", open_), (os, "open", os_open)]
+    patches += [(os, "write", os_write), (safetensors.torch, "save_file", save_file)]
+    patches += [
+        (module, "save_file", save_file)
+        for name, module in list(sys.modules.items())
+        if name.startswith("isobn") and getattr(module, "save_file", None) is real_save_file
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    try:
+        for owner, name, value in patches:
+            setattr(owner, name, value)
+        yield disk
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+
+
+def leftovers(where: Path) -> list[Path]:
+    """Temporary files and folders that a failed write left below `where` (x.tmp,
+    .x.123.tmp, best.tmp/, a .write-test. probe)."""
+    return [
+        path
+        for path in Path(where).rglob("*")
+        if path.name.endswith(".tmp") or ".write-test." in path.name
+    ]
