@@ -36,9 +36,13 @@ Persistence, two ways:
   .from_pretrained(dir)`` loads the model without IsoBN and lists those keys as unexpected.
 * IsoBN only (peft style): ``save_isobn(model, dir)`` writes isobn.safetensors and
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
+
+While training under ``Trainer``, :class:`IsotropyCallback` logs the isotropy of the vector
+entering the head (before and after IsoBN) and IsoBN's scale at each evaluation.
 """
 
 from isobn.hf.attached import find_isobn, save_isobn
+from isobn.hf.callback import IsotropyCallback
 from isobn.hf.inject import attach, detach
 from isobn.hf.persist import from_pretrained, load_isobn
 from isobn.hf.sites import TABLE
@@ -47,6 +51,7 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = tuple(TABLE)
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
+    "IsotropyCallback",
     "attach",
     "detach",
     "find_isobn",
