@@ -49,12 +49,12 @@ class IsotropyCallback(TrainerCallback):
         max_examples: sample size (>= 2); a larger eval set is sampled once, without
             replacement, with a fixed seed.
         trainer: the ``Trainer`` whose log stream gets the values; give it here or set
-            ``callback.trainer`` before training (a callback is not handed its trainer).
+            ``callback.trainer`` before training (a callback is not handed its trainer):
+            ``trainer.add_callback(IsotropyCallback(dev, trainer=trainer))``.
 
-    Usage::
-
-        trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev)
-        trainer.add_callback(IsotropyCallback(dev, trainer=trainer))
+    Raises:
+        ValueError: a bad `every` or `max_examples`, a dataset without a length or with fewer
+            than 2 examples; at the first event, no trainer.
     """
 
     def __init__(
