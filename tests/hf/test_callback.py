@@ -238,3 +238,20 @@ def test_bad_datasets_and_a_missing_trainer_are_refused(tmp_path):
     trainer.add_callback(IsotropyCallback(Examples(4, 0)))
     with pytest.raises(ValueError, match=r"no trainer to log to: create it with IsotropyCallback"):
         trainer.train()
+
+
+def test_a_peft_model_is_measured_at_its_base_models_head(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"])
+    model = isobn.attach(get_peft_model(tiny_bert(), lora))
+    trainer = trainer_for(model, tmp_path, max_steps=2)
+    trainer.train()
+    values = IsotropyCallback(Examples(12, 5), trainer=trainer).measure()
+    base = model.get_base_model()
+    x = pooled(base, Examples(12, 5))
+    expected = isotropy.report((x * find_isobn(model).scale()).numpy())
+    assert values["eval_isotropy/after_isobn/isoscore"] == pytest.approx(
+        expected["isoscore"], rel=1e-5
+    )
+    assert values["eval_isobn/scale_max"] >= values["eval_isobn/scale_min"] > 0
