@@ -37,8 +37,9 @@ Persistence, two ways:
 * IsoBN only (peft style): ``save_isobn(model, dir)`` writes isobn.safetensors and
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
 
-While training under ``Trainer``, :class:`IsotropyCallback` logs the isotropy of the vector
-entering the head (before and after IsoBN) and IsoBN's scale at each evaluation.
+While training under ``Trainer``, [`IsotropyCallback`][isobn.hf.callback.IsotropyCallback] logs
+the isotropy of the vector entering the head (before and after IsoBN) and IsoBN's scale at each
+evaluation.
 """
 
 from isobn.hf.attached import find_isobn, save_isobn

@@ -4,13 +4,15 @@ At each evaluation (``every="eval"``) or every N optimizer steps (``every=N``) t
 the model once, in eval mode and without gradients, over a fixed sample of an eval set (at most
 ``max_examples`` examples, chosen once with a fixed seed), through the trainer's own test
 dataloader (its collator, batch size, column removal and device). Forward hooks at the site
-where :func:`isobn.attach` puts IsoBN (:mod:`isobn.hf.sites`) keep the (N, D) vector entering
-the site and, with IsoBN attached, the vector leaving IsoBN, which is what the head receives.
+where [`attach`][isobn.hf.inject.attach] puts IsoBN ([`sites`][isobn.hf.sites]) keep the
+(N, D) vector entering the site and, with IsoBN attached, the vector leaving IsoBN, which is
+what the head receives.
 The callback logs, through ``trainer.log`` (so ``state.log_history`` and every ``report_to``
 integration get them, at the current global step):
 
-* ``eval_isotropy/KEY``: :func:`isobn.isotropy.report` of the vector before IsoBN, KEY one of
-  ``isoscore`` (closed form), ``mean_abs_corr`` (mean |rho|), ``std_cv``, ``effective_rank``;
+* ``eval_isotropy/KEY``: [`isotropy.report`][isobn.isotropy.report] of the vector before
+  IsoBN, KEY one of ``isoscore`` (closed form), ``mean_abs_corr`` (mean |rho|), ``std_cv``,
+  ``effective_rank``;
 * ``eval_isotropy/after_isobn/KEY``: the same after IsoBN (IsoBN attached only);
 * ``eval_isobn/scale_min``, ``scale_median``, ``scale_max``: IsoBN's per-dimension scale;
 * ``eval_isotropy/examples``: N.
@@ -40,7 +42,7 @@ SAMPLE_SEED = 0  # the sample of the eval set: the same examples at every measur
 
 
 class IsotropyCallback(TrainerCallback):
-    """Log the isotropy of the classifier's input on an eval sample; see :mod:`isobn.hf.callback`.
+    """Log the isotropy of the classifier's input on an eval sample (see the module's notes).
 
     Args:
         eval_dataset: a map-style dataset (``len`` and indexing: a torch ``Dataset``, a
