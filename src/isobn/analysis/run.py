@@ -124,7 +124,7 @@ def write_analysis(
     warn_if_rank_limited(models)
     stats = [EmbeddingStats.from_embeddings(name, m.pooled[key]) for m, key, name in names]
     payload = _payload(cfg, task, split, models, names, stats, layer_reports)
-    written = figures.analysis_figures(stats, layer_reports, out)
+    written = figures.analysis_figures(stats, layer_reports, out) if figures.can_draw() else {}
     write_json_atomically(out / JSON_FILE, payload)
     write_atomically(
         out / REPORT_FILE,
