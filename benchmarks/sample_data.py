@@ -58,7 +58,9 @@ def sample_tokenizer():
     from transformers import BertTokenizer
 
     pieces = BertWordPieceTokenizer(lowercase=True)
-    pieces.train_from_iterator(sample_texts(), vocab_size=30522, show_progress=False)
+    pieces.train_from_iterator(
+        sample_texts(), vocab_size=30522, min_frequency=1, show_progress=False
+    )
     return BertTokenizer(vocab=pieces.get_vocab(), do_lower_case=True)
 
 
