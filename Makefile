@@ -51,9 +51,16 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 # On a lent GPU (<= 8 minutes): CUDA/CPU agreement, method shares of a BERT-base step, device
-# reads per step, isobn train vs Trainer, study cells/hour; writes results/gpu/.
-gpu-check: setup
-	$(PY) benchmarks/gpu_check.py --out results/gpu
+# reads per step, isobn train vs Trainer, study cells/hour; writes results/gpu/ (GPU_OUT).
+# Needs torch (CUDA), transformers, accelerate, numpy, scipy, scikit-learn and no set-up: it
+# runs isobn from src/ with .venv's Python if there is one, else python3, on random models and
+# the committed mr sample (benchmarks/data/mr-sample), so no asset package. On a GPU machine
+# with none of isobn installed, the same check is:
+#   PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu
+GPU_OUT ?= results/gpu
+GPU_PYTHON := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py --out $(GPU_OUT)
 
 # The same checks on the CPU with a tiny random BERT (CI): writes build/gpu-check-tiny/.
 gpu-check-tiny: setup

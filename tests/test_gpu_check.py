@@ -6,6 +6,7 @@ matplotlib, isobn from src/ on PYTHONPATH."""
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,17 @@ def test_the_sample_tokenizer_needs_no_download(monkeypatch):
         "[SEP]",
     ]
     assert 10_000 < len(tokenizer) < 30522  # within BertConfig()'s embedding table
+
+
+GPU_COMMAND = "PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu"
+
+
+def test_the_gpu_machine_command_is_documented_and_is_make_gpu_checks():
+    assert GPU_COMMAND in (ROOT / "BENCHMARKS.md").read_text()
+    assert GPU_COMMAND in (ROOT / "Makefile").read_text()  # the gpu-check target's comment
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    argv = ["make", "-s", "-n", "-C", str(ROOT), "gpu-check", "PY=/no/venv", "GPU_OUT=/out/gpu"]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    # no set-up first (the GPU machines cannot create .venv), python3 where there is no .venv
+    assert done.stdout.strip() == GPU_COMMAND.replace("$OUT", "/out"), done.stderr
