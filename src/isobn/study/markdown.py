@@ -36,10 +36,9 @@ def write_results_markdown(
     """Write RESULTS.md (and its figures) in `out` from the tabled `records`; the finished
     cells `apart` ({"cell", "reason"}: not declared, other settings or data) are listed after
     the setup, never tabled. Returns the paths written."""
-    from isobn.analysis.figures import can_draw
     from isobn.study.figures import study_figures
 
-    figures = study_figures(records, out / "figures") if can_draw() else []
+    figures = study_figures(records, out / "figures")
     path = out / "RESULTS.md"
     verdict = _kept_verdict(path)
     lines = [f"# Study `{study.name}`", "", study.description, ""]
