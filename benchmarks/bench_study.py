@@ -36,15 +36,24 @@ epochs = {epochs}
 max_eval = 200
 isotropy_examples = 200
 
-[tasks.mr]
-
+[tasks.{task}]
+{files}
 [[block]]
 name = "main"
-tasks = ["mr"]
+tasks = ["{task}"]
 sizes = [{size}]
 methods = ["none", "isobn"]
 seeds = [1, 2]
 """
+
+
+def study_text(model: str, size: int, epochs: int, files: dict[str, str] | None = None) -> str:
+    """The benchmark's study file: task mr, or with `files` ({split: CSV path}) the file task
+    mr-sample made of them."""
+    if files is None:
+        return STUDY.format(model=model, size=size, epochs=epochs, task="mr", files="")
+    lines = "".join(f'{split}_file = "{path}"\n' for split, path in files.items())
+    return STUDY.format(model=model, size=size, epochs=epochs, task="mr-sample", files=lines)
 
 
 def study_arm(settings: common.Settings, path, jobs: int, whole: list[float]):
@@ -74,7 +83,7 @@ def run(settings: common.Settings) -> dict:
     common.header("Study throughput: cells per hour, isobn study --jobs 2 vs --jobs 1")
     size, epochs = (64, 1) if settings.quick else (200, 2)
     path = settings.tmp / "bench-study.toml"
-    path.write_text(STUDY.format(model=settings.model_dir(), size=size, epochs=epochs))
+    path.write_text(study_text(settings.model_dir(), size, epochs))
     whole = {jobs: [] for jobs in JOBS}
     arms = {f"--jobs {jobs}": study_arm(settings, path, jobs, whole[jobs]) for jobs in JOBS}
     samples = timing.interleaved(arms, settings.repeats)

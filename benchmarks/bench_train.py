@@ -390,7 +390,7 @@ def run(settings: common.Settings) -> dict:
     from isobn.training.data import encode, length_grouped_batches
     from isobn.training.model import load_tokenizer
 
-    task = models.load_mr(settings.train_size, EVAL_ROWS)
+    task = models.load_mr(settings.train_size, EVAL_ROWS, settings.data)
     files = models.task_files(task, settings.tmp / "mr-files")
     tokenizer = load_tokenizer(settings.model_dir())
     split = encode(task.splits["train"], tokenizer, MAX_LENGTH, False)

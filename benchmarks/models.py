@@ -18,13 +18,15 @@ TINY_BERT = "tiny-random"  # 2 layers, hidden 128, random weights: --quick smoke
 MODELS = ("minilm", RANDOM_BERT, TINY_BERT)
 
 
-def prepare_model_dir(model: str, tmp: Path) -> str:
-    """The packaged MiniLM, or a randomly initialised BERT written (weights + MiniLM's
-    tokenizer, the same uncased 30522-word vocabulary) under `tmp`, so that every code path
-    (isobn train, Trainer, predict) loads a directory the same way."""
-    from isobn.training.model import load_tokenizer, packaged_minilm_path
-
+def prepare_model_dir(model: str, tmp: Path, data: str = "package") -> str:
+    """The packaged MiniLM, or a randomly initialised BERT written (weights + tokenizer) under
+    `tmp`, so that every code path (isobn train, Trainer, predict) loads a directory the same
+    way. The tokenizer of a random BERT is MiniLM's (the same uncased 30522-word vocabulary),
+    or with `data` "sample" one trained on the committed mr sample (sample_data.py: no
+    asset package needed)."""
     if model == "minilm":
+        from isobn.training.model import packaged_minilm_path
+
         return packaged_minilm_path()
     from transformers import AutoModel, BertConfig
 
@@ -36,11 +38,18 @@ def prepare_model_dir(model: str, tmp: Path) -> str:
         )
     else:
         raise ValueError(f"unknown model {model!r}: one of {', '.join(MODELS)}")
-    path = tmp / model
+    path = tmp / f"{model}-{data}"
     if not (path / "config.json").is_file():
         torch.manual_seed(0)
         AutoModel.from_config(config).save_pretrained(path)
-        load_tokenizer("minilm").save_pretrained(path)
+        if data == "sample":
+            import sample_data
+
+            sample_data.sample_tokenizer().save_pretrained(path)
+        else:
+            from isobn.training.model import load_tokenizer
+
+            load_tokenizer("minilm").save_pretrained(path)
     return str(path)
 
 
@@ -165,8 +174,13 @@ def model_dims(settings) -> tuple[int, int, int]:
     return non_embedding_parameters(encoder) + head, config.num_hidden_layers, config.hidden_size
 
 
-def load_mr(max_train: int | None, max_eval: int | None):
-    """isobn.tasks.load_task("mr", ...) (parsing the package takes ~5 s: load once per run)."""
+def load_mr(max_train: int | None, max_eval: int | None, data: str = "package"):
+    """isobn.tasks.load_task("mr", ...) (parsing the package takes ~5 s: load once per run),
+    or with `data` "sample" the committed sample (sample_data.py; at most 2,000 / 200)."""
+    if data == "sample":
+        import sample_data
+
+        return sample_data.load_sample(max_train, max_eval)
     from isobn.tasks import load_task
 
     return load_task("mr", max_train=max_train, max_eval=max_eval, seed=0)

@@ -285,3 +285,26 @@ def test_layer_reading_names_constant_layers():
     assert "at layer 0 the vector is the same for every text" in first
     assert "lowest" in first and "at layer 0" not in first.split(";")[0]
     assert second.startswith("The average cosine goes from")
+
+
+def test_without_matplotlib_the_tables_are_written_and_the_figures_skipped(
+    tmp_path, tiny_bert, sentiment_files, monkeypatch, caplog
+):
+    """isobn run from its source on a bare machine (the GPU check's): no matplotlib."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.split(".")[0] == "matplotlib" else real(name, *a),
+    )
+    out = tmp_path / "an"
+    argv = ["analyze", "--model", tiny_bert, "--train", sentiment_files["train"]]
+    argv += ["--dev", sentiment_files["dev"], "--max-examples", "50", "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / "isotropy.json").is_file() and "| effective rank |" in (
+        out / "report.md"
+    ).read_text()
+    assert not list(out.glob("*.png")) and ".png)" not in (out / "report.md").read_text()
+    assert "matplotlib is not installed: no figures (pip install matplotlib)" in caplog.text

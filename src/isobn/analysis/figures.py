@@ -19,6 +19,7 @@ Training figures (inputs: ``isobn train`` run directories):
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Sequence
@@ -43,6 +44,17 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def can_draw() -> bool:
+    """Whether matplotlib is installed. It is a dependency of isobn, but absent where isobn
+    runs from its source on a bare machine (the GPU check's): commands then write their
+    tables and skip the figures, with this one warning."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    logger.warning("matplotlib is not installed: no figures (pip install matplotlib)")
+    return False
+
 
 DPI = 130
 PANEL = (4.6, 3.6)  # inches per panel: legible at 100% zoom

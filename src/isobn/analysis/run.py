@@ -125,7 +125,8 @@ def write_analysis(
     stats = [EmbeddingStats.from_embeddings(name, m.pooled[key]) for m, key, name in names]
     payload = _payload(cfg, task, split, models, names, stats, layer_reports)
     with all_or_none():  # a full disk leaves the earlier analysis in `out` whole
-        written = figures.analysis_figures(stats, layer_reports, out)
+        drawn = figures.can_draw()
+        written = figures.analysis_figures(stats, layer_reports, out) if drawn else {}
         write_json_atomically(out / JSON_FILE, payload)
         write_atomically(
             out / REPORT_FILE,

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from isobn import isotropy
     from isobn.analysis import embed, load_examples, parse_model_spec
     from isobn.analysis.run import analysis_device
+    from isobn.training.build import require_for_run
     from isobn.training.checkpoint import check_writable_directory, ensure_writable_directory
     from isobn.training.safe_files import write_json_atomically
     from isobn.training.train import TrainConfig
@@ -96,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_writable_directory(out)  # created once the model and the data have loaded
     settings = {**DEMO_SETTINGS, "max_train": args.max_train, "epochs": args.epochs}
-    TrainConfig(out=str(out / "runs"), seed=args.seed, **settings).validate()  # before any work
+    config = TrainConfig(out=str(out / "runs"), seed=args.seed, **settings)
+    config.validate()  # before any work
+    require_for_run(config)  # the packaged MiniLM and the mr sentences, both named if missing
     print(f"isobn demo: MiniLM on movie reviews (mr); output in {out.resolve()}")
 
     cfg = analysis_config(out, settings)

@@ -11,7 +11,17 @@ import sys
 from isobn.errors import UserError
 
 # name -> module under isobn.cli; each has register(subparsers) and run(args) -> int | None
-COMMANDS = ["train", "predict", "export", "experiment", "study", "report", "analyze", "demo"]
+COMMANDS = [
+    "train",
+    "predict",
+    "export",
+    "experiment",
+    "study",
+    "report",
+    "analyze",
+    "demo",
+    "assets",
+]
 # argument dest -> its option: paths, checked before any command runs (check_path_arguments)
 PATH_OPTIONS = {
     "out": "--out",

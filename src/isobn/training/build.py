@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from isobn.assets import require
 from isobn.errors import UserError
 from isobn.training.config import DEFAULT_TASK, TrainConfig, load_run_task
 from isobn.training.data import EncodedSplit, encode, length_grouped_batches
@@ -181,3 +182,11 @@ def build_optimisation(cfg: TrainConfig, model, data: RunData, accelerator):
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0].rstrip(".") if text else type(error).__name__
+
+
+def require_for_run(cfg: TrainConfig) -> None:
+    """The packaged model and the task's package of a run, checked before any work: a
+    one-line UserError naming both when both are missing (isobn.assets.require)."""
+    from isobn.tasks import task_key
+
+    require(cfg.model, [] if cfg.train_file else [task_key(cfg.task or DEFAULT_TASK)])

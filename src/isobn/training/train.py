@@ -42,6 +42,7 @@ from isobn.training.build import (
     build_optimisation,
     load_data,
     make_accelerator,
+    require_for_run,
 )
 from isobn.training.compiled import compile_for_training, compile_limits, uncompiled
 from isobn.training.config import TrainConfig, load_run_task
@@ -121,6 +122,7 @@ def train(cfg: TrainConfig, data: RunData | None = None) -> dict:
     from accelerate.utils import set_seed
 
     cfg.validate()
+    require_for_run(cfg)
     out = Path(cfg.out)
     finished = run_dir.finished_result(cfg, out)
     if finished is not None:
