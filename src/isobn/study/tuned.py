@@ -120,10 +120,13 @@ def grid_block_section(
     lines += ["### Tuned", ""]
     lines += scores_table(groups, block.methods, texts)
     lines += sensitivity_lines(block, records, chosen)
-    paths = [sensitivity_figure(block, records, chosen, figures)]
-    lines += [f"![sensitivity](figures/{paths[0].name})", ""]
+    from isobn.analysis.figures import can_draw
+
+    drawn = can_draw()  # without matplotlib: the tables only (one warning)
+    paths = [sensitivity_figure(block, records, chosen, figures)] if drawn else []
+    lines += [f"![sensitivity](figures/{p.name})" for p in paths] + [""]
     lines += budget_lines(block, records)
-    for key in sorted(by_point(records), key=lambda k: group_order((k, None))):
+    for key in sorted(by_point(records), key=lambda k: group_order((k, None))) if drawn else []:
         paths.append(budget_figure(block, key, by_point(records)[key], figures))
         lines += [f"![expected best dev, {key[0]} n={size_text(key[1])}](figures/{paths[-1].name})"]
     return lines + [""], paths
@@ -166,7 +169,7 @@ def budget_lines(block: Block, records: list[dict]) -> list[str]:
         "A method's trials are its N cells (grid points x seeds) for the task and size. "
         "`E[best dev]` at budget n is the expected maximum dev score of n trials drawn at "
         "random with replacement from them (Dodge et al., EMNLP 2019): "
-        "sum_i v_(i) [(i/N)^n - ((i-1)/N)^n] with v_(1) <= ... <= v_(N) the sorted dev scores. "
+        "`sum_i v_(i) [(i/N)^n - ((i-1)/N)^n]` with `v_(1) <= ... <= v_(N)` the sorted dev scores. "
         "`E[test]` is the expected test score of the trial with the best dev score among the n "
         "(Bajgar et al., ICML 2018, Boo_n): the same weights on the test scores ordered by "
         "dev, trials tied on dev sharing their weight. The band is opda's simultaneous "

@@ -38,7 +38,7 @@ def _max_weights(count: int, n: int) -> np.ndarray:
 
 def expected_best(dev: list[float], n: int) -> float:
     """Expected maximum of `n` draws with replacement from the dev scores `dev` (Dodge et al.,
-    2019): sum_i v_(i) [(i/N)^n - ((i-1)/N)^n]. NaN when a score is NaN."""
+    2019): `sum_i v_(i) [(i/N)^n - ((i-1)/N)^n]`. NaN when a score is NaN."""
     values = np.sort(np.asarray(dev, dtype=float))
     if len(values) == 0 or n < 1:
         raise ValueError("expected_best needs at least one score and n >= 1")
@@ -49,7 +49,7 @@ def expected_best(dev: list[float], n: int) -> float:
 
 def expected_test_at_best(dev: list[float], test: list[float], n: int) -> float:
     """Expected test score of the trial with the best dev score among `n` draws with
-    replacement (Bajgar et al., 2018, Boo_n): sum_i t_[i] [(i/N)^n - ((i-1)/N)^n] with the
+    replacement (Bajgar et al., 2018, Boo_n): `sum_i t_[i] [(i/N)^n - ((i-1)/N)^n]` with the
     trials sorted by dev; trials tied on dev share their mass (their test scores averaged)."""
     dev_array, test_array = np.asarray(dev, dtype=float), np.asarray(test, dtype=float)
     if len(dev_array) != len(test_array) or len(dev_array) == 0 or n < 1:
