@@ -431,11 +431,12 @@ def fresh(tmp_path_factory) -> Path:
 )
 @example(  # issue 27: a GPT-2 pooled at its first token; invisible texts; continuous labels
     train="invisible_text", dev="valid", model="causal_decoder", run="fresh",
-    same_settings=False, resume=False, extra=[], contradiction=[],
+    same_settings=False, resume=False, extra=[], contradiction=[], disk=None,
 )  # fmt: skip
 @example(
     train="continuous_labels", dev="valid", model="valid", run="fresh",
     same_settings=False, resume=False, extra=[("--max-train", "2")], contradiction=[],
+    disk=None,
 )  # fmt: skip
 def test_train_never_prints_a_traceback(
     tmp_path_factory,

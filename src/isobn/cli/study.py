@@ -191,8 +191,8 @@ def _print_plan(study, out: Path, blocks) -> None:
     for cell in cells:
         state, _, why = states[cell.key].partition(": ")
         print(f"{state}  {cell.key}  ({', '.join(cell.blocks)})" + (f"  {why}" if why else ""))
-    for block in study.blocks:
-        if blocks is None or block.name in blocks:
+    for block in study.blocks:  # a grid's size and cells; a study without grid plans as before
+        if block.grid and (blocks is None or block.name in blocks):
             print(_block_plan(block))
     done, stale = (sum(s.startswith(k) for s in states.values()) for k in ("done", "stale"))
     print(f"{len(cells)} cells, {done} finished" + (f", {stale} stale" if stale else ""))

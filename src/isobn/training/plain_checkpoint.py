@@ -43,6 +43,13 @@ def is_plain_directory(directory: Path) -> bool:
     return isinstance(values, dict) and "model_type" in values
 
 
+def _in_a_run(directory: Path) -> bool:
+    """Whether `directory` is a checkpoint folder of an `isobn train` run (best/, last/)."""
+    return directory.name in ("best", "last", "best.old", "last.old") and any(
+        (directory.parent / name).is_file() for name in ("log.jsonl", "metrics.json")
+    )
+
+
 def _hf_config(directory: Path, trust_remote_code: bool):
     from transformers import AutoConfig
 
@@ -53,6 +60,11 @@ def _hf_config(directory: Path, trust_remote_code: bool):
         raise UserError(f"cannot read {directory / 'config.json'} ({first})") from None
     name = (config.architectures or ["a model of no named class"])[0]
     if not name.endswith("ForSequenceClassification"):
+        if _in_a_run(directory):  # an isobn checkpoint's encoder without its head's config
+            raise UserError(
+                f"{directory} has no {MODEL_CONFIG_FILE}: the checkpoint is incomplete (it holds "
+                f"only {name}'s files); restore {MODEL_CONFIG_FILE} or train the run again"
+            )
         raise UserError(
             f"{directory} holds {name}, not a sequence classifier: pass a run of `isobn train`, "
             "a directory written by `isobn export`, or a *ForSequenceClassification model"
