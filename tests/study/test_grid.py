@@ -38,28 +38,13 @@ def parse(text: str):
 
 
 def write_grid_study(path: Path, tiny_bert: str, files: dict, seeds=(1, 2)) -> Path:
-    """A tiny file task, none and isobn, 2 learning rates x `seeds`: 8 cells with two seeds."""
-    path.write_text(f"""
-[study]
-name = "tinygrid"
-model = "{tiny_bert}"
-[train]
-epochs = 1
-batch_size = 16
-isotropy_examples = 32
-[tasks.sent]
-train_file = "{files["train"]}"
-dev_file = "{files["dev"]}"
-test_file = "{files["test"]}"
-[[block]]
-name = "tuned"
-tasks = ["sent"]
-sizes = [48]
-methods = ["none", "isobn"]
-seeds = {json.dumps(list(seeds))}
-[block.grid]
-learning_rate = [1e-3, 3e-4]
-""")
+    """test_study's tiny study, its main block only, with 2 learning rates: none and isobn x
+    2 points x `seeds` (8 cells with two seeds)."""
+    from test_study import write_study
+
+    text = write_study(path, tiny_bert, files, seeds=seeds).read_text()
+    text = text[: text.index('[[block]]\nname = "ablation"')]
+    path.write_text(text + "[block.grid]\nlearning_rate = [1e-3, 3e-4]\n")
     return path
 
 
