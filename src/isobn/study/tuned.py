@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from isobn.study import stats, tuning
-from isobn.study.spec import Block, GridPoint, point_text, value_text
+from isobn.study.grid import GridPoint, point_text, value_text
+from isobn.study.spec import Block
 from isobn.study.tables import (
     average_table,
     group_order,

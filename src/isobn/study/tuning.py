@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from isobn.study.spec import GridPoint
+from isobn.study.grid import GridPoint
 
 BAND_LEVEL = 0.80  # opda's examples and Lourie et al.'s: 95% bands are vacuous at N ~ 15
 BAND_MIN_TRIALS = 10  # fewer trials: bands span nearly the whole score range; none are drawn

@@ -10,7 +10,8 @@ import numpy as np
 
 from isobn.study import stats, tuning
 from isobn.study.figures import save_figure
-from isobn.study.spec import Block, point_text
+from isobn.study.grid import point_text
+from isobn.study.spec import Block
 from isobn.study.tuning import by_point, score_range, trial_scores
 
 
