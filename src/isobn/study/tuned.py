@@ -30,8 +30,13 @@ from isobn.study.tuning import by_point, record_point, score_range, trial_scores
 def tuned_points(block: Block, records: list[dict]) -> dict[tuple, dict[str, GridPoint]]:
     """{(task, size): {method: tuned point}} of the block's finished cells `records`; a
     method none of whose points has a defined dev median is left out."""
+    return _choose_points(block, by_point(records))
+
+
+def _choose_points(block: Block, grouped: dict) -> dict[tuple, dict[str, GridPoint]]:
+    """tuned_points of by_point's `grouped`."""
     chosen: dict[tuple, dict[str, GridPoint]] = {}
-    for key, by_method in by_point(records).items():
+    for key, by_method in grouped.items():
         for method, points in by_method.items():
             dev = {p: list(stats.scores(runs, "dev").values()) for p, runs in points.items()}
             point = tuning.choose_point(dev, block.points)
@@ -42,9 +47,13 @@ def tuned_points(block: Block, records: list[dict]) -> dict[tuple, dict[str, Gri
 
 def tuned_groups(block: Block, records: list[dict]) -> dict[tuple, dict[str, dict[int, dict]]]:
     """stats.group's {(task, size): {method: {seed: record}}} of each method's tuned point."""
-    chosen = tuned_points(block, records)
+    return _at_points(by_point(records), tuned_points(block, records))
+
+
+def _at_points(grouped: dict, chosen: dict) -> dict[tuple, dict[str, dict[int, dict]]]:
+    """The records of by_point's `grouped` at the `chosen` point of each task, size, method."""
     return {
-        key: {method: by_point(records)[key][method][point] for method, point in picks.items()}
+        key: {method: grouped[key][method][point] for method, point in picks.items()}
         for key, picks in chosen.items()
     }
 
@@ -89,6 +98,7 @@ def grid_block_section(
 ) -> tuple[list[str], list[Path]]:
     """The sections of a grid block from its finished cells `records`, and the figures drawn
     into `figures` (the study's figures/ folder), linked from the text."""
+    from isobn.analysis.figures import can_draw
     from isobn.study.tuning_figures import budget_figure, sensitivity_figure
 
     axes = "; ".join(
@@ -106,8 +116,9 @@ def grid_block_section(
     ]
     if not records:
         return lines + ["No finished cells yet.", ""], []
-    groups = tuned_groups(block, records)
-    chosen = tuned_points(block, records)
+    grouped = by_point(records)  # grouped once for every table and figure below
+    chosen = _choose_points(block, grouped)
+    groups = _at_points(grouped, chosen)
     texts = {key: {m: point_text(p) for m, p in picks.items()} for key, picks in chosen.items()}
     lines += [
         "### Tuned comparison",
@@ -121,14 +132,12 @@ def grid_block_section(
     lines += ["### Tuned", ""]
     lines += scores_table(groups, block.methods, texts)
     lines += sensitivity_lines(block, records, chosen)
-    from isobn.analysis.figures import can_draw
-
     drawn = can_draw()  # without matplotlib: the tables only (one warning)
     paths = [sensitivity_figure(block, records, chosen, figures)] if drawn else []
     lines += [f"![sensitivity](figures/{p.name})" for p in paths] + [""]
     lines += budget_lines(block, records)
-    for key in sorted(by_point(records), key=lambda k: group_order((k, None))) if drawn else []:
-        paths.append(budget_figure(block, key, by_point(records)[key], figures))
+    for key in sorted(grouped, key=lambda k: group_order((k, None))) if drawn else []:
+        paths.append(budget_figure(block, key, grouped[key], figures))
         lines += [f"![expected best dev, {key[0]} n={size_text(key[1])}](figures/{paths[-1].name})"]
     return lines + [""], paths
 
