@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from op_counts import OpCounter
+from test_hf import TinyDataset as Examples
 from tiny_encoders import sequence_classifier
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
@@ -29,20 +30,6 @@ def tiny_bert() -> BertForSequenceClassification:
         num_labels=LABELS,
     )
     return BertForSequenceClassification(config)
-
-
-class Examples(torch.utils.data.Dataset):
-    def __init__(self, n: int, seed: int, vocab: int = VOCAB, t: int = 8) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.ids = torch.randint(5, vocab, (n, t), generator=g)
-        self.labels = torch.randint(0, LABELS, (n,), generator=g)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        ids = self.ids[i]
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": self.labels[i]}
 
 
 class Stream(torch.utils.data.IterableDataset):

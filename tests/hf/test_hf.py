@@ -96,9 +96,11 @@ def test_deepcopy_keeps_its_own_layer():
 
 
 class TinyDataset(torch.utils.data.Dataset):
-    def __init__(self, n: int = 24, t: int = 8) -> None:
-        g = torch.Generator().manual_seed(3)
-        self.ids = torch.randint(5, VOCAB, (n, t), generator=g)
+    """`n` random token sequences of length `t` with random labels (a generator of `seed`)."""
+
+    def __init__(self, n: int = 24, seed: int = 3, vocab: int = VOCAB, t: int = 8) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(5, vocab, (n, t), generator=g)
         self.labels = torch.randint(0, LABELS, (n,), generator=g)
 
     def __len__(self) -> int:
