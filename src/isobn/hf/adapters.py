@@ -14,8 +14,11 @@ gets the same ``save_pretrained`` when it is created
     model = PeftModel.from_pretrained(base_model, d)
     isobn.hf.load_isobn(model, d)
 
-peft's own ``modules_to_save`` would wrap the layer in a trainable copy per adapter, which
-IsoBN (no parameters, one set of statistics) does not need.
+Where peft wraps the head whose input IsoBN normalizes in a training wrapper (the
+``classifier`` of the RoBERTa-style heads under ``task_type="SEQ_CLS"``, which keeps the
+original head and a trainable copy per adapter), IsoBN sits on the wrapper: one layer with one
+set of statistics, whether attach comes before or after ``get_peft_model``, and
+``merge_and_unload`` hands it on to the merged head.
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ from typing import Any
 from torch import nn
 
 from isobn.errors import UserError
-from isobn.hf.attached import HANDLE_ATTR, save_isobn
-from isobn.hf.sites import CHILD_NAME
-from isobn.layer import IsoBN
+from isobn.hf.attached import is_site, move_attachment, save_isobn
+from isobn.hf.sites import is_peft_wrapper
 
 SAVE_ATTR = "save_pretrained"  # the instance attribute that shadows PeftModel.save_pretrained
 
@@ -57,10 +59,10 @@ _registration_hook = None  # torch's handle, once follow_into_peft_models has ru
 
 
 def follow_into_peft_models() -> None:
-    """From now on in this process, a PeftModel created around a model with IsoBN attached
-    saves IsoBN's state with its adapter (``save_with_isobn(..., automatic=True)``), as
-    attach(peft_model) would. Uses torch's global module-registration hook, which sees
-    PeftModel.__init__ set its ``base_model``; installed once."""
+    """From now on in this process, IsoBN follows its model through peft: wrapped heads,
+    unloaded wrappers, and PeftModels that save it with their adapter (see ``_on_registration``).
+    Uses torch's global module-registration hook, which sees every submodule assignment;
+    installed once."""
     global _registration_hook
     if _registration_hook is None:
         from torch.nn.modules.module import register_module_module_registration_hook
@@ -69,19 +71,38 @@ def follow_into_peft_models() -> None:
 
 
 def _on_registration(module: nn.Module, name: str, submodule: nn.Module | None) -> None:
-    """torch's hook, run on every submodule assignment of every module: it reads only the
-    class of `module` (a PeftModel being built recurses on attribute reads) and walks
-    `submodule` only when `module` is a PeftModel."""
+    """torch's hook, run on each ``module.name = submodule`` (before the assignment):
+
+    * peft wraps a site in a training wrapper (``ModulesToSaveWrapper``, made for the head by
+      ``task_type="SEQ_CLS"`` or ``modules_to_save``; it sets ``original_module = site``):
+      IsoBN moves to the wrapper before the wrapper copies the site for its adapter, so one
+      layer with one set of statistics normalizes the head's input, not a stale copy of it;
+    * a wrapper with IsoBN is replaced (``merge_and_unload``, ``unload``): IsoBN moves to what
+      replaces it;
+    * a PeftModel is made around a model with IsoBN (``get_peft_model``,
+      ``PeftModel.from_pretrained``): its ``save_pretrained`` saves IsoBN with the adapter
+      (``save_with_isobn(..., automatic=True)``), as attach(peft_model) would.
+
+    It reads classes and ``__dict__`` only (a PeftModel being built recurses on attribute
+    reads), and walks `submodule` only when `module` is a PeftModel.
+    """
+    if submodule is None:
+        return None
+    replaced = module.__dict__.get("_modules", {}).get(name)
+    if replaced is not None and replaced is not submodule and is_peft_wrapper(replaced):
+        if is_site(replaced):
+            move_attachment(replaced, submodule)
+        return None
     kind = type(module)
-    if submodule is None or not kind.__module__.startswith("peft."):
+    if not kind.__module__.startswith("peft."):
+        return None
+    if name == "original_module" and is_site(submodule):
+        move_attachment(submodule, module)
         return None
     if not hasattr(kind, "get_base_model") or SAVE_ATTR in module.__dict__:
         return None
-    for inner in submodule.modules():
-        child = inner._modules.get(CHILD_NAME)
-        if isinstance(child, IsoBN) and HANDLE_ATTR in inner.__dict__:
-            save_with_isobn(module, automatic=True)
-            break
+    if any(is_site(inner) for inner in submodule.modules()):
+        save_with_isobn(module, automatic=True)
     return None
 
 

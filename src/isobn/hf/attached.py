@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from isobn import json_text
-from isobn.hf.sites import CHILD_NAME, base_model
+from isobn.hf.sites import CHILD_NAME, base_model, make_hook
 from isobn.layer import IsoBN
 
 CONFIG_KEY = "isobn"  # model.config.isobn: the IsoBN hyperparameters, saved in config.json
@@ -30,10 +30,27 @@ def attachment(model: nn.Module) -> tuple[str, nn.Module, IsoBN] | None:
     [`attach`][isobn.hf.inject.attach], or None. The path is relative to the transformers model
     (inside a PeftModel: its base model)."""
     for path, module in base_model(model).named_modules():
-        norm = module._modules.get(CHILD_NAME)
-        if isinstance(norm, IsoBN) and HANDLE_ATTR in module.__dict__:
-            return path, module, norm
+        if is_site(module):
+            return path, module, module._modules[CHILD_NAME]
     return None
+
+
+def is_site(module: nn.Module) -> bool:
+    """Whether `module` is the site of an attached IsoBN (its child and its pre-hook)."""
+    return isinstance(module._modules.get(CHILD_NAME), IsoBN) and HANDLE_ATTR in module.__dict__
+
+
+def move_attachment(source: nn.Module, target: nn.Module) -> None:
+    """Move the attached IsoBN, the same layer with its statistics, and its pre-hook from the
+    site `source` to `target`, a module that hands its first input on to `source` unchanged
+    (a peft wrapper around it) or takes its place (what replaces a wrapper on unload)."""
+    handle = source.__dict__.pop(HANDLE_ATTR)
+    first_token = source._forward_pre_hooks[handle.id].keywords["first_token"]
+    handle.remove()
+    # not add_module: its hasattr check would run a half-built peft wrapper's __getattr__
+    target._modules[CHILD_NAME] = source._modules.pop(CHILD_NAME)
+    hook = make_hook(target, first_token)
+    target.__dict__[HANDLE_ATTR] = target.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def find_isobn(model: nn.Module) -> IsoBN | None:

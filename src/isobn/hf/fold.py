@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from isobn.errors import UserError
+from isobn.hf.adapters import follow_into_peft_models
 from isobn.hf.attached import HANDLE_ATTR, attachment
 from isobn.hf.inject import detach
 from isobn.hf.sites import HEAD_NAMES, base_model, is_peft_model
@@ -121,6 +122,7 @@ def fold(model: nn.Module) -> nn.Module:
             linear layer.
     """
     if is_peft_model(model):
+        follow_into_peft_models()  # IsoBN on a wrapped head moves to the merged head
         model = copy.deepcopy(model).merge_and_unload()
     else:
         model = copy.deepcopy(model)

@@ -93,14 +93,13 @@ def attach(
     norm = IsoBN(site.num_features, device=device, **isobn_kwargs)
     norm.train(base.training)
     module.add_module(CHILD_NAME, norm)
-    handle = module.register_forward_pre_hook(make_hook(module, site), with_kwargs=True)
+    handle = module.register_forward_pre_hook(make_hook(module, site.first_token), with_kwargs=True)
     module.__dict__[HANDLE_ATTR] = handle  # copied with the module, so deepcopy stays attached
     setattr(base.config, CONFIG_KEY, hyperparameters(norm))
     if peft_model:
         save_with_isobn(model)
-    else:
-        follow_into_peft_models()  # a PeftModel made around `model` saves IsoBN too
-    return model
+    follow_into_peft_models()  # a PeftModel made around `model` saves IsoBN too, and IsoBN
+    return model  # stays on a head that peft wraps, copies or unwraps (merge_and_unload)
 
 
 def _save_attached_with_adapter(model, norm: IsoBN, isobn_kwargs: dict) -> PreTrainedModel:

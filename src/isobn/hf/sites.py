@@ -80,6 +80,27 @@ def base_model(model: nn.Module) -> nn.Module:
     return model.get_base_model() if is_peft_model(model) else model
 
 
+def is_peft_wrapper(module: nn.Module) -> bool:
+    """Whether `module` is a peft training wrapper (``ModulesToSaveWrapper``: the head that
+    ``task_type="SEQ_CLS"`` or ``modules_to_save`` makes trainable), which calls the module it
+    wraps, or that module's trainable copy, with its own input."""
+    kind = type(module)
+    return kind.__module__.startswith("peft.") and "original_module" in module._modules
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a peft training wrapper; `module` itself otherwise."""
+    return module._modules["original_module"] if is_peft_wrapper(module) else module
+
+
+def _submodule(model: nn.Module, path: str) -> nn.Module:
+    """``model.get_submodule(path)`` that looks through peft training wrappers on the way."""
+    module = model
+    for name in path.split(".") if path else ():
+        module = unwrap(module).get_submodule(name)
+    return module
+
+
 def refusal(name: str, reason: str) -> ValueError:
     """The one-line error for a model IsoBN cannot be attached to."""
     return ValueError(
@@ -96,14 +117,14 @@ def find_site(model: nn.Module) -> Site:
     known = TABLE.get(name)
     if known is None:
         return _probe_site(model)
-    module = model.get_submodule(known.path)
+    module = unwrap(_submodule(model, known.path))  # the site may be wrapped by peft
     if type(module).__name__ != known.module_type:
         raise ValueError(
             f"{name}.{known.path} is a {type(module).__name__}, expected {known.module_type}: "
             "this transformers version changed the classification head"
         )
     owner, _, attribute = known.features.rpartition(".")
-    num_features = getattr(model.get_submodule(owner), attribute)
+    num_features = getattr(unwrap(_submodule(model, owner)), attribute)
     return Site(known.path, known.first_token, num_features)
 
 
@@ -131,11 +152,12 @@ def _normalize_input(
     raise RuntimeError(f"IsoBN pre-hook: {type(module).__name__} got no input `{name}`")
 
 
-def make_hook(module: nn.Module, site: Site):
-    """The pre-hook for `site` (a partial of a module-level function: deepcopy/pickle safe)."""
+def make_hook(module: nn.Module, first_token: bool):
+    """The pre-hook of a site `module` (a partial of a module-level function: deepcopy/pickle
+    safe); `first_token`: the site takes (B, T, D) and reads token 0 only."""
     params = list(inspect.signature(module.forward).parameters.values())
     name = params[0].name if params else "input"
-    return partial(_normalize_input, first_token=site.first_token, name=name)
+    return partial(_normalize_input, first_token=first_token, name=name)
 
 
 # --- the general path ---------------------------------------------------------------------------
@@ -230,7 +252,7 @@ def _probe_site(model: nn.Module) -> Site:
         ):
             return Site(before.name, False, x.shape[-1])  # pooled -> IsoBN -> dropout -> head
         return Site(head_name, False, x.shape[-1])
-    if x.dim() == 3 and isinstance(head_call.module, nn.Linear):
+    if x.dim() == 3 and isinstance(unwrap(head_call.module), nn.Linear):
         raise refusal(name, f"its `{head_name}` scores every token and pools afterwards")
     if x.dim() == 3:
         if _reads_first_token_only(head_call.module, x):
