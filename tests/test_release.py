@@ -56,3 +56,12 @@ def test_cli_version_prints_the_release():
         check=True,
     )
     assert result.stdout.strip() == f"isobn {_top_release()[0]}"
+
+
+def test_python_dash_m_isobn_is_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "isobn", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"isobn {_top_release()[0]}"
+    bad = subprocess.run([sys.executable, "-m", "isobn", "no-such-command"], capture_output=True)
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
