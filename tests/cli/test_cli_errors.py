@@ -212,6 +212,35 @@ def test_bad_model(model, fragments, files, tmp_path, capsys):
     assert_one_line_error(*run_cli(argv, capsys)[::2], *fragments)
 
 
+@pytest.mark.parametrize("command", ["train", "analyze"])
+def test_an_unreachable_hub_is_one_line_at_once(command, files, tmp_path, monkeypatch, capfd):
+    """Online without a network, a hub name is one request and one line: not a minute of
+    transformers' retries, each printed (as `isobn train --model bert-base-uncased` did)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    calls = []
+
+    def unreachable(url, timeout=None, **kwargs):
+        calls.append(url)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    out = tmp_path / "out"
+    argv = [command, "--out", str(out), "--model", "no-such-org/no-such-model"]
+    argv += ["--train", files["train"], "--dev", files["dev"]]
+    argv += QUICK if command == "train" else ["--max-examples", "8"]
+    assert main(argv) == 2
+    assert capfd.readouterr().err.splitlines() == [
+        f"isobn {command}: error: model no-such-org/no-such-model is not in the Hugging Face "
+        "cache and was not found on the hub (ConnectionError: [Errno -2] Name or service not "
+        "known): check the name and the network, or pass `minilm` or a local model directory"
+    ]
+    assert len(calls) == 1 and not out.exists()
+
+
 def test_unwritable_out(files, tiny_bert, capsys):
     out = Path(files["a_file"]) / "run"  # under a regular file: no directory can be made
     code, _, err = run_cli(train_argv(files, tiny_bert, out), capsys)

@@ -108,7 +108,7 @@ def test_an_unreachable_hub_is_one_line_without_retries(monkeypatch, capfd):
     import huggingface_hub
     from huggingface_hub import constants
 
-    from isobn.training.hub import check_model_available
+    from isobn.training.model import resolve_model_path
 
     calls = []
 
@@ -122,7 +122,7 @@ def test_an_unreachable_hub_is_one_line_without_retries(monkeypatch, capfd):
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     level = logging.getLogger("huggingface_hub").level
     with pytest.raises(UserError) as error:
-        check_model_available("isobn-tests/not-a-cached-model")
+        resolve_model_path("isobn-tests/not-a-cached-model")
     assert str(error.value) == (
         "model isobn-tests/not-a-cached-model is not in the Hugging Face cache and was not "
         "found on the hub (ConnectionError: [Errno -2] Name or service not known): check the "

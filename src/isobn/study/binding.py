@@ -177,11 +177,11 @@ def check_inputs(study: Study, cells: list[Cell]) -> None:
     """What `cells` train on is there, checked before anything is written to the study
     directory (a study that cannot start leaves --out as it was), local inputs before remote
     ones as in isobn train: the data on this machine loads, every model loads from disk, the
-    Hugging Face cache or the hub (training.model.check_model_available), the hub's data
+    Hugging Face cache or the hub (training.model.resolve_model_path), the hub's data
     loads; and every cell's size fits its task's training set (the loader takes "at most"
     size rows: a cell named n500 trained on 96 rows would be mislabelled)."""
     from isobn.training.build import data_is_local
-    from isobn.training.hub import check_model_available
+    from isobn.training.model import resolve_model_path
 
     largest: dict[str, int] = {}  # each task's largest size (0: only "full")
     for cell in cells:
@@ -191,7 +191,7 @@ def check_inputs(study: Study, cells: list[Cell]) -> None:
     for task in [task for task in largest if task not in remote]:
         _check_task_rows(study, task, configs[task], largest[task])
     for model in sorted({cfg.model for cfg in configs.values()}):
-        check_model_available(model)
+        resolve_model_path(model)
     for task in remote:
         _check_task_rows(study, task, configs[task], largest[task])
 

@@ -33,9 +33,9 @@ def ensure_pretrained_isotropy(study: Study, out: Path) -> Path:
     summary.update(model=study.model, pooling=pooling)
     tasks = sorted({task for block in study.blocks for task in block.tasks})
     if set(tasks) - set(summary["tasks"]):
-        from isobn.training.hub import check_model_available
+        from isobn.training.model import resolve_model_path
 
-        check_model_available(study.model)  # one line, before a folder is made
+        resolve_model_path(study.model)  # one line, before a folder is made
     for task in tasks:
         if task in summary["tasks"]:
             continue

@@ -90,8 +90,9 @@ def load_data(cfg: TrainConfig) -> RunData:
     before a hub tokenizer, and a local tokenizer before any data."""
     from isobn.training.max_length import check_max_length
 
-    resolve_model_path(cfg.model)  # a missing local model: refused before any download
     model_is_local = cfg.model == "minilm" or looks_local(cfg.model)
+    if model_is_local:
+        resolve_model_path(cfg.model)  # a missing local model: refused before any download
     if model_is_local or not data_is_local(cfg):
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         task = load_run_task(cfg)

@@ -1,22 +1,18 @@
-"""A hub model's availability, checked before a study writes anything (one quiet request)."""
+"""A hub model's availability, checked before anything loads it (one quiet request)."""
 
 from __future__ import annotations
 
 import logging
 
 from isobn.errors import UserError
-from isobn.training.model import looks_local, resolve_model_path
 
 
-def check_model_available(name: str) -> None:
-    """A model that loads without waiting on the network: `minilm` or a local directory
-    (resolve_model_path), or a hub name in the Hugging Face cache or, online, on the hub (one
-    quiet request, no retries). Else a one-line UserError: what `isobn study` checks before it
-    writes anything, so that an offline machine is told at once, not after a minute of
-    retries."""
-    if name == "minilm" or looks_local(name):
-        resolve_model_path(name)
-        return
+def check_hub_model(name: str) -> None:
+    """A hub model name that loads without waiting on the network: in the Hugging Face cache
+    or, online, on the hub (one quiet request, no retries). Else a one-line UserError at once,
+    where transformers would spend a minute on retries and print each of them (an offline
+    machine, a typo, a gated model). Called by training.model.resolve_model_path for every
+    name that is not `minilm` or a local path."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
     local = "pass `minilm` or a local model directory"
@@ -51,4 +47,4 @@ def _first_line(error: Exception) -> str:
     return lines[0][:200].rstrip(".") if lines else type(error).__name__
 
 
-__all__ = ["check_model_available"]
+__all__ = ["check_hub_model"]

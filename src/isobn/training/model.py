@@ -17,6 +17,7 @@ from isobn.training import checkpoint as ckpt
 from isobn.training import safe_files
 from isobn.training.attention_masks import encoder_attention_mask
 from isobn.training.config import POOLINGS, migrate_config
+from isobn.training.hub import check_hub_model
 from isobn.training.pooling import pool_output
 
 MODEL_CONFIG_FILE = "isobn_model.json"
@@ -82,10 +83,13 @@ def looks_local(name: str) -> bool:
 
 def resolve_model_path(name: str) -> str:
     """Map `minilm` to the packaged model; check that a local directory holds a model (a
-    missing one is refused at once: see looks_local)."""
+    missing one is refused at once: see looks_local), and that a hub name is in the cache or
+    on the hub (hub.check_hub_model: one line at once, not a minute of retries offline)."""
     if name == "minilm":
         return packaged_minilm_path()
-    if looks_local(name):
+    if not looks_local(name):
+        check_hub_model(name)
+    else:
         name = os.path.expanduser(name)
         if not os.path.isdir(name):
             raise UserError(f"model directory {name} does not exist: pass an existing directory")
