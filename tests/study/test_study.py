@@ -456,3 +456,11 @@ def test_machine_names_the_cpu_model(monkeypatch):
     assert cpu_model() == (names[0] if names else "")
     monkeypatch.setattr(platform, "processor", lambda: "arm")
     assert cpu_model() == "arm"
+
+
+def test_a_single_seed_has_no_spread_in_the_study_tables():
+    from isobn.study.stats import summary
+    from isobn.study.tables import median_std
+
+    assert median_std(summary([75.0])) == "75.0"
+    assert median_std(summary([70.0, 80.0])) == "75.0 ± 7.1"

@@ -234,3 +234,36 @@ def test_runs_take_this_hosts_share_of_the_cores(
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert threads == [4]  # not called: the user's choice stands
     assert host_jobs.live_jobs() == 0  # the experiment's entry is gone with it
+
+
+def test_one_seed_shows_its_score_without_a_spread():
+    """A single seed has no spread: its median alone, not "+- 0.00" (the sample std is
+    undefined for n = 1); two seeds show theirs."""
+    from isobn.training.report import markdown
+
+    runs = [
+        {
+            "task": "mr",
+            "method": "none",
+            "seed": 1,
+            "main_metric": "accuracy",
+            "dev": {"accuracy": 0.75},
+        },
+        {
+            "task": "mr",
+            "method": "isobn",
+            "seed": 1,
+            "main_metric": "accuracy",
+            "dev": {"accuracy": 0.70},
+        },
+        {
+            "task": "mr",
+            "method": "isobn",
+            "seed": 2,
+            "main_metric": "accuracy",
+            "dev": {"accuracy": 0.80},
+        },
+    ]
+    table = markdown(aggregate(runs))
+    assert "| none | 75.00 (n=1) |" in table
+    assert "| isobn | 75.00 +- 7.07 (n=2) |" in table

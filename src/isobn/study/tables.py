@@ -78,9 +78,9 @@ def scores_table(groups, methods, points: dict[tuple, dict[str, str]] | None = N
 
 
 def median_std(summary: dict) -> str:
-    """ "MEDIAN ± STD"; the median alone when it is undefined or has no spread."""
+    """ "MEDIAN ± STD"; the median alone when it is undefined or has no spread (one seed)."""
     median, std = summary["median"], summary["std"]
-    if np.isnan(median) or std is None or np.isnan(std):
+    if np.isnan(median) or std is None or np.isnan(std) or summary.get("n", 2) < 2:
         return number_text(median)
     return f"{number_text(median)} ± {number_text(std)}"
 

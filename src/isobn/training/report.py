@@ -160,10 +160,10 @@ def _fmt(value: float | None, digits: int = 2, sign: str = "") -> str:
     return f"{value:{sign}.{digits}f}"
 
 
-def _median_std(median: float, std: float | None) -> str:
+def _median_std(median: float, std: float | None, n: int) -> str:
     """ "MEDIAN +- STD" for a table; the median alone when it is undefined (NaN: the spread
-    of an undefined score means nothing) or when there is no spread to give."""
-    if math.isnan(median) or std is None or math.isnan(std):
+    of an undefined score means nothing) or when there is no spread to give (one seed)."""
+    if math.isnan(median) or std is None or math.isnan(std) or n < 2:
         return _fmt(median)
     return f"{_fmt(median)} +- {_fmt(std)}"
 
@@ -185,7 +185,9 @@ def markdown(results: dict) -> str:
         for task in tasks:
             cell = cells[task].get(method)
             row.append(
-                f"{_median_std(cell['median'], cell['std'])} (n={cell['n']})" if cell else "-"
+                f"{_median_std(cell['median'], cell['std'], cell['n'])} (n={cell['n']})"
+                if cell
+                else "-"
             )
         lines.append(
             f"| {method} | " + " | ".join(row) + f" | {_fmt(results['average'].get(method))} |"
