@@ -113,3 +113,30 @@ def test_isobn_sits_on_peft_s_wrapper_of_the_head(arch):
     isobn.detach(model)
     with model.disable_adapter():
         assert not torch.allclose(eval_logits(model, inputs), without_adapter)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "mpnet"])
+def test_isobn_export_of_an_adapter_directory_of_a_wrapped_head(arch, tmp_path):
+    """`isobn export ADAPTER_DIR`: base + adapter + IsoBN (on peft's wrapper of the head),
+    merged and folded into a plain model with the adapter's logits."""
+    import transformers as T
+    from tiny_encoders import tokenizer
+
+    from isobn.cli.main import main
+
+    base = sequence_classifier(arch)
+    base.save_pretrained(tmp_path / "base")
+    tokenizer(arch).save_pretrained(tmp_path / "base")
+    inputs = encoded(arch, n=8)
+    model = trained(
+        isobn.attach(
+            lora(T.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), arch)
+        ),
+        inputs,
+    )
+    expected = eval_logits(model, inputs)
+    model.save_pretrained(tmp_path / "adapter")
+    assert main(["export", str(tmp_path / "adapter"), "--out", str(tmp_path / "out")]) == 0
+    plain = T.AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert not any(type(m).__module__.startswith(("peft.", "isobn.")) for m in plain.modules())
+    assert relative_error(eval_logits(plain, inputs), expected) < 1e-5
