@@ -24,7 +24,8 @@ from isobn.cli.main import main
 from isobn.training.model import load_checkpoint
 
 EXPORTED = [a for a in CLI_ARCHS if ARCHS[a].has_pooler]  # --pooling pooler: these export
-REFUSED = [(a, p) for a, p in TRAIN_POOLING.items() if p != "pooler"]  # cls or mean: refused
+# cls, mean or last: refused (last, for causal decoders, runs on any encoder)
+REFUSED = [(a, p) for a, p in TRAIN_POOLING.items() if p != "pooler"] + [("bert", "last")]
 PAIRS = [
     ("the word is good", "it is nice"),
     ("the word is bad", "it is bad"),
@@ -144,8 +145,22 @@ def test_a_run_no_transformers_head_takes_is_refused(arch, pooling, arch_run, tm
     run = arch_run(arch, pooling)
     capsys.readouterr()  # the training's output, where this test trained the run
     code, err = export(str(run), "--out", str(tmp_path / "out"), capsys=capsys)
-    assert_one_line_error(code, err, f"--pooling {pooling} cannot be exported", prefix=ERROR)
+    line = assert_one_line_error(
+        code, err, f"--pooling {pooling} cannot be exported", "isobn predict", prefix=ERROR
+    )
+    if ARCHS[arch].has_pooler:
+        assert line.endswith("train with --pooling pooler to export, or serve with `isobn predict`")
+    else:  # --pooling pooler is refused by `isobn train` on it: not the advice
+        assert "has no pooler, so no run of `isobn train` on it exports" in line
+        assert "--pooling pooler" not in line and "isobn.attach" in line
     assert list(tmp_path.iterdir()) == []  # neither --out nor a temporary directory
+
+
+def test_every_pooling_but_pooler_is_refused_on_some_architecture():
+    from isobn.training.config import POOLINGS
+
+    assert {pooling for _, pooling in REFUSED} == set(POOLINGS) - {"pooler"}
+    assert {ARCHS[arch].has_pooler for arch, _ in REFUSED} == {True, False}
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -179,9 +194,10 @@ def test_mpnet_takes_the_runs_pooler_as_its_head_and_dropout_changes_no_eval_log
     expected = run_logits(arch_run("mpnet", "pooler"))
     tok = T.AutoTokenizer.from_pretrained(exports["mpnet"])
     batch = tok([a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, return_tensors="pt")
-    for dropout in (0.0, 0.5):  # dropout acts in training only: the same eval logits
+    for p in (0.0, 0.5):  # dropout acts in training only: the same eval logits
+        dropouts = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
         model = T.AutoModelForSequenceClassification.from_pretrained(
-            exports["mpnet"], hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+            exports["mpnet"], **dict.fromkeys(dropouts, p)
         ).eval()
         with torch.no_grad():
             assert relative_error(model(**batch).logits, expected) < 1e-5
