@@ -217,3 +217,34 @@ def test_onnx_runtime_gives_the_runs_logits(arch, arch_run, tmp_path):
         assert {i.name for i in session.get_inputs()} == set(batch)  # the tokenizer feeds it
         (logits,) = session.run(["logits"], {k: v.astype(np.int64) for k, v in batch.items()})
         np.testing.assert_allclose(logits, run_logits(run, pairs), rtol=1e-4, atol=1e-4)
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "huggingface.md"
+GUIDE_NAMES = {  # the Deploying table's names -> the tiny configs that test them
+    "BERT": ["bert"],
+    "ALBERT": ["albert"],
+    "DeBERTa-v2/v3": ["deberta-v2", "deberta-v3"],
+    "ModernBERT": ["modernbert", "modernbert-mean"],
+    "DistilBERT": ["distilbert"],
+    "RoBERTa": ["roberta"],
+    "XLM-R": ["xlm-roberta"],
+    "CamemBERT": ["camembert"],
+    "MPNet": ["mpnet"],
+    "ELECTRA": ["electra"],
+}
+
+
+def test_the_guides_table_of_exports_is_the_tested_one():
+    """Each row of the Deploying section's table: a pooler run exports where the tests export
+    one, every other run is refused, and every architecture exports by save_pretrained."""
+    section = GUIDE.read_text().split("## Deploying\n")[1].split("\n## ")[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
+    covered = []
+    for names, pooler_run, other_runs, saved in rows[1:]:  # the header aside
+        archs = [a for name in names.strip().split(", ") for a in GUIDE_NAMES[name]]
+        for arch in archs:
+            exported = "exports" if arch in EXPORTED else "no pooler: `isobn train` refuses it"
+            assert pooler_run.strip() == exported, arch
+        assert (other_runs.strip(), saved.strip()) == ("refused", "exports")
+        covered += archs
+    assert sorted(covered) == sorted(ARCHS)
