@@ -121,6 +121,58 @@ def pair_files(tmp_path_factory) -> dict[str, str]:
     return write_splits(tmp_path_factory.mktemp("pairs"), "jsonl", pair_rows, train=64, dev=32)
 
 
+# `isobn train` on the pair files in 1 epoch of 2 steps: the quick settings of the tests that
+# train each architecture of tests/tiny_encoders.py
+ARCH_QUICK = [
+    "--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
+    "--max-train", "32", "--max-eval", "16", "--isotropy-examples", "16",
+]  # fmt: skip
+
+
+def pair_args(files: dict[str, str]) -> list[str]:
+    """The data arguments of `isobn train` and `isobn analyze` for the pair files."""
+    return [
+        "--train", files["train"], "--dev", files["dev"],
+        "--text-column", "premise", "--text-pair-column", "hypothesis",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def encoder_dirs(tmp_path_factory):
+    """arch -> a directory with the bare encoder (AutoModel) of tests/tiny_encoders.py and its
+    tokenizer, saved like a pre-trained model; built once per session."""
+    from tiny_encoders import write_encoder
+
+    cache: dict[str, str] = {}
+
+    def get(arch: str) -> str:
+        if arch not in cache:
+            cache[arch] = str(write_encoder(arch, tmp_path_factory.mktemp(arch)))
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def arch_run(tmp_path_factory, encoder_dirs, pair_files):
+    """(arch, pooling) -> a finished run of `isobn train --method isobn` (ARCH_QUICK) on the
+    pair files; trained once per session, so tests read it and never change it."""
+    from isobn.cli.main import main
+
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(arch: str, pooling: str) -> Path:
+        if (arch, pooling) not in cache:
+            out = tmp_path_factory.mktemp(f"{arch}-{pooling}") / "run"
+            args = ["train", "--model", encoder_dirs(arch), *pair_args(pair_files)]
+            args += ["--pooling", pooling, "--method", "isobn", "--out", str(out), *ARCH_QUICK]
+            assert main(args) == 0
+            cache[arch, pooling] = out
+        return cache[arch, pooling]
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def regression_files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("regression")

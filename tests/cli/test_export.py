@@ -64,7 +64,8 @@ def run_logits(run: Path, texts: list[str] = TEXTS) -> np.ndarray:
 
 
 # In a fresh interpreter without site (-I -S: no PYTHONPATH, no .pth files, so neither src/ nor
-# the editable install), with only the environment's site-packages on the path.
+# the editable install), with only the environment's site-packages on the path. TEXTS holds
+# texts or (text, text pair) tuples; each directory gives logits and the pipeline's scores.
 CLEAN = """
 import json, sys
 sys.path.append(SITE)
@@ -76,31 +77,43 @@ else:
     raise SystemExit("isobn is importable: " + isobn.__file__)
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-model = AutoModelForSequenceClassification.from_pretrained(DIR).eval()
-tokenizer = AutoTokenizer.from_pretrained(DIR)
-with torch.no_grad():
-    logits = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
-classify = pipeline("text-classification", model=DIR)
-print(json.dumps({"logits": logits.tolist(), "pipeline": classify(TEXTS, top_k=None),
-                  "modules": sorted(m for m in sys.modules if m.split(".")[0] == "isobn")}))
+pairs = not isinstance(TEXTS[0], str)
+first, second = ([t[0] for t in TEXTS], [t[1] for t in TEXTS]) if pairs else (TEXTS, None)
+inputs = [{"text": a, "text_pair": b} for a, b in TEXTS] if pairs else TEXTS
+results = []
+for directory in DIRS:
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    with torch.no_grad():
+        logits = model(**tokenizer(first, second, padding=True, return_tensors="pt")).logits
+    classify = pipeline("text-classification", model=directory)
+    results.append({"logits": logits.tolist(), "pipeline": classify(inputs, top_k=None)})
+modules = sorted(m for m in sys.modules if m.split(".")[0] == "isobn")
+print(json.dumps({"results": results, "modules": modules}))
 """
 
 
-def load_in_a_clean_interpreter(directory: Path, texts: list[str] = TEXTS) -> dict:
+def load_all_in_a_clean_interpreter(directories: list[Path], texts: list = TEXTS) -> list[dict]:
+    """Logits and pipeline scores of `texts` by each directory, in one interpreter where isobn
+    cannot be imported."""
     site = sysconfig.get_paths()["purelib"]
-    code = CLEAN.replace("SITE", repr(site)).replace("DIR", repr(str(directory)))
+    code = CLEAN.replace("SITE", repr(site)).replace("DIRS", repr([str(d) for d in directories]))
     code = code.replace("TEXTS", repr(texts))
     out = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code],
         capture_output=True,
         text=True,
-        cwd=directory,
+        cwd=directories[0],
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["modules"] == []
-    return result
+    return result["results"]
+
+
+def load_in_a_clean_interpreter(directory: Path, texts: list = TEXTS) -> dict:
+    return load_all_in_a_clean_interpreter([directory], texts)[0]
 
 
 def test_export_loads_without_isobn_with_the_runs_logits_and_labels(pooler_run, exported):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ARCH_QUICK as QUICK
+from conftest import pair_args
 from safetensors.torch import load_file
-from tiny_encoders import ARCHS, write_encoder
+from tiny_encoders import ARCHS
 
 from isobn.cli.main import main
 
@@ -28,30 +30,6 @@ TRAIN_POOLING = {
     "mpnet": "pooler",
     "electra": "mean",
 }
-QUICK = [
-    "--epochs", "1", "--batch-size", "16", "--max-length", "24", "--lr", "1e-3",
-    "--max-train", "32", "--max-eval", "16", "--isotropy-examples", "16",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def encoder_dirs(tmp_path_factory):
-    """arch -> a directory with the bare encoder (AutoModel) and its tokenizer, built once."""
-    cache: dict[str, str] = {}
-
-    def get(arch: str) -> str:
-        if arch not in cache:
-            cache[arch] = str(write_encoder(arch, tmp_path_factory.mktemp(arch)))
-        return cache[arch]
-
-    return get
-
-
-def pair_args(pair_files) -> list[str]:
-    return [
-        "--train", pair_files["train"], "--dev", pair_files["dev"],
-        "--text-column", "premise", "--text-pair-column", "hypothesis",
-    ]  # fmt: skip
 
 
 def test_every_architecture_trains_with_a_pooling():
@@ -61,12 +39,10 @@ def test_every_architecture_trains_with_a_pooling():
 
 
 @pytest.mark.parametrize("arch", CLI_ARCHS)
-def test_train_and_analyze(arch, encoder_dirs, pair_files, tmp_path):
+def test_train_and_analyze(arch, encoder_dirs, arch_run, pair_files, tmp_path):
     model_dir = encoder_dirs(arch)
     pooling = TRAIN_POOLING[arch]
-    out = tmp_path / "run"
-    args = ["train", "--model", model_dir, *pair_args(pair_files), "--pooling", pooling]
-    assert main([*args, "--method", "isobn", "--out", str(out), *QUICK]) == 0
+    out = arch_run(arch, pooling)  # `isobn train --model model_dir --pooling pooling` (conftest)
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["dev"]["accuracy"] <= 1
     weights = load_file(str(out / "best" / "model.safetensors"))

@@ -2,9 +2,8 @@
 
 The harness computes logits = linear(dropout(norm(pool(encoder(x))))). In eval mode the norm
 is affine (IsoBN, whitening, BatchNorm: [`isobn.hf.fold`][isobn.hf.fold]) and folds into the
-linear layer,
-so the model is a transformers classifier wherever the architecture's own head computes
-linear(pool(...)) for the run's pooling. Two head layouts do, for ``--pooling pooler``:
+linear layer, so the model is a transformers classifier wherever the architecture's own head
+computes linear(pool(...)) for the run's pooling. Two head layouts do, for ``--pooling pooler``:
 
 * pooler -> dropout -> classifier (BERT, ALBERT, and others built alike): the encoder's pooler
   is the model's, the folded linear layer its ``classifier``;
@@ -12,10 +11,13 @@ linear(pool(...)) for the run's pooling. Two head layouts do, for ``--pooling po
   MPNet): the encoder's pooler is dense -> tanh on token 0, so its dense layer becomes
   ``classifier.dense`` and the folded linear layer ``classifier.out_proj``.
 
-``--pooling cls`` and ``mean`` feed the pooled vector straight to the linear layer, which no
-transformers head does (each adds a pooler or a dense layer with a non-linearity): refused, as
-is any architecture whose head fits neither layout. Every conversion is checked: the
-transformers model must give the harness model's logits on a random batch, else it is refused.
+``--pooling cls``, ``mean`` and ``last`` feed the pooled vector straight to the linear layer,
+which no transformers head does (each adds a pooler or a dense layer with a non-linearity):
+refused, as is any architecture whose head fits neither layout. An encoder without a pooler
+(DeBERTa, ModernBERT, DistilBERT, ELECTRA) trains only with those, so no run on it exports;
+a transformers model fine-tuned on it with IsoBN attached does
+([`isobn.hf.fold`][isobn.hf.fold]). Every conversion is checked: the transformers model must
+give the harness model's logits on a random batch, else it is refused.
 LoRA layers (``--peft``) are merged into the encoder's weights first (peft's ``merge``).
 """
 
@@ -54,13 +56,7 @@ def to_transformers(model: SequenceClassifier):
 
     run = model.config
     if run.pooling != "pooler":
-        raise UserError(
-            f"a run with --pooling {run.pooling} cannot be exported as a transformers model: "
-            f"its linear head reads the {_POOLED[run.pooling]} directly, and no transformers "
-            "*ForSequenceClassification head does that (each adds a pooler or a dense layer "
-            "with a non-linearity); train with --pooling pooler to export, or serve with "
-            "`isobn predict`"
-        )
+        raise UserError(pooling_refusal(run.pooling, model.encoder))
     encoder = merged_encoder(model.encoder)
     config = copy.deepcopy(encoder.config)
     config.update({**label_config(run), "classifier_dropout": model.dropout.p})
@@ -76,7 +72,32 @@ def to_transformers(model: SequenceClassifier):
     return target.eval()
 
 
-_POOLED = {"cls": "first token's hidden state", "mean": "mean of the hidden states"}
+# what a linear head reads under each --pooling but pooler (config.POOLINGS)
+_POOLED = {
+    "cls": "first token's hidden state",
+    "mean": "mean of the hidden states",
+    "last": "last token's hidden state",
+}
+
+
+def pooling_refusal(pooling: str, encoder: nn.Module) -> str:
+    """Why a run with `pooling` (not pooler) has no transformers form, and what to do instead:
+    train with --pooling pooler where the encoder has a pooler; otherwise no run on it exports,
+    but a transformers model fine-tuned with IsoBN attached does (the save_pretrained route)."""
+    pooled = _POOLED.get(pooling, f"--pooling {pooling} vector")
+    why = (
+        f"a run with --pooling {pooling} cannot be exported as a transformers model: its "
+        f"linear head reads the {pooled} directly, and no transformers "
+        "*ForSequenceClassification head does that (each adds a pooler or a dense layer with a "
+        "non-linearity)"
+    )
+    if getattr(encoder, "pooler", None) is not None:
+        return f"{why}; train with --pooling pooler to export, or serve with `isobn predict`"
+    return (
+        f"{why}, and {type(encoder).__name__} has no pooler, so no run of `isobn train` on it "
+        "exports; serve it with `isobn predict`, or fine-tune a *ForSequenceClassification "
+        "model with isobn.attach and export its save_pretrained directory"
+    )
 
 
 def _no_head(name: str, why: str) -> str:
