@@ -1,7 +1,8 @@
 # Two commands for a fresh machine: `make demo` and `make test`. Set-up is idempotent.
 # `make docs` builds the documentation site; `make check-install` builds the wheel and sdist
 # and runs isobn from a clean virtual environment; `make check-floors` runs the core, hf and
-# training tests with the lowest declared versions of transformers, accelerate and peft.
+# training tests with the lowest declared versions of transformers, accelerate and peft;
+# `make check-gpu-stack` runs them on the GPU machines' stack (Python 3.12, torch 2.11), on the CPU.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ TORCH_CPU := torch==2.13.0
 # src/isobn/assets.py and installed without their deps by `isobn assets install`.
 
 .PHONY: setup test demo bench gpu-check gpu-check-tiny lint docs docs-browser-check check-install \
-	check-floors clean
+	check-floors check-gpu-stack clean
 
 setup: $(STAMP)
 
@@ -59,6 +60,11 @@ check-install: $(DOCS_STAMP)
 # transformers, accelerate and peft, and torch 2.13.0 CPU (.ci/floors.py reads pyproject.toml).
 check-floors:
 	PYTHON=$(PYTHON) .ci/check-floors
+
+# The same tests and the GPU check's tiny mode with Python 3.12, torch 2.11, transformers 5.17
+# and accelerate 1.15, as the lent GPU machines have them (not in CI: a 3.6 GB CUDA torch).
+check-gpu-stack:
+	.ci/check-gpu-stack
 
 bench: setup
 	$(PY) benchmarks/run_all.py
