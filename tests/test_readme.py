@@ -163,11 +163,11 @@ def test_the_readme_links_point_at_files():
 
 def test_the_api_reference_names_every_module():
     """A new module gets its page section: `::: isobn.x.y` in docs/reference (the CLI's
-    modules are documented by `isobn COMMAND --help`)."""
+    modules, and __main__ that runs them, are documented by `isobn COMMAND --help`)."""
     reference = "\n".join(p.read_text() for p in (ROOT / "docs" / "reference").glob("*.md"))
     modules = [
         ".".join(path.relative_to(ROOT / "src").with_suffix("").parts)
         for path in (ROOT / "src" / "isobn").rglob("*.py")
-        if path.name != "__init__.py" and "cli" not in path.parts
+        if path.name not in ("__init__.py", "__main__.py") and "cli" not in path.parts
     ]
     assert [m for m in modules if f"::: {m}\n" not in reference] == []
