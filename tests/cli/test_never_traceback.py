@@ -637,6 +637,10 @@ RAY_OPTIONS = [
     ["--backend", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "nan"],
     ["--backend", "ray", "--connect-timeout", "5"],
     ["--address", "127.0.0.1:1"],
+    ["--backend", "ray", "--address", "::1:6379"],
+    ["--backend", "ray", "--address", "a..b:1", "--connect-timeout", "5"],
+    ["--backend", "ray", "--address", "auto", "--connect-timeout", "1e-9"],
+    ["--threads", HUGE],
 ]
 
 

@@ -174,7 +174,7 @@ def test_ray_options_are_checked(local_ray, tmp_path, tiny_bert, sentiment_files
         assert main(base + extra) == 2
         (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
         assert message in line
-    assert not (tmp_path / "out" / "cells").exists()
+    assert not (tmp_path / "out").exists()  # refused, the cluster's resources too, before binding
 
 
 def test_without_ray_the_backend_names_the_extra(monkeypatch, tmp_path, tiny_bert, sentiment_files):

@@ -135,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
             f"the following arguments are required: {', '.join(missing)} "
             "(or --list to see the studies that ship with isobn)"
         )
-    for name in ("jobs", "threads", "max_cells", "cpus_per_cell"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    _check_counts(args)
     ray_options = _ray_options(args)
     shard = parse_shard(args.shard)
     study = load_study(resolve_study(args.study))
@@ -163,6 +160,27 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"written: {path}")
     return 0
+
+
+# processes or threads: more is a typo (torch's thread count is a C integer)
+MAX_JOBS_OR_THREADS = 1024
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """A one-line UserError for a count below 1, or a --jobs/--threads above
+    MAX_JOBS_OR_THREADS, before anything is read or written."""
+    from isobn.errors import UserError
+
+    for name in ("jobs", "threads", "max_cells", "cpus_per_cell"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    for name in ("jobs", "threads"):
+        value = getattr(args, name)
+        if value is not None and value > MAX_JOBS_OR_THREADS:
+            raise UserError(
+                f"--{name} must be a whole number from 1 to {MAX_JOBS_OR_THREADS}, got {value}"
+            )
 
 
 def _require_assets(study, blocks) -> None:

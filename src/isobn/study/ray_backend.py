@@ -35,6 +35,7 @@ from isobn.study.ray_connect import (
 from isobn.study.runner import (
     SESSION_VARIABLE,
     cell_path,
+    check_study_directory,
     run_session,
     shard_cells,
     start_study,
@@ -187,6 +188,7 @@ def run_on_ray(
         if gpus is None:
             gpus = 1.0 if resources.get("GPU", 0) else 0.0
         _check_resources(resources, options.cpus_per_cell, gpus)
+        check_study_directory(study, out)  # bound once the cluster answered and fits
         slots = int(resources.get("CPU", 1) // options.cpus_per_cell)
         if gpus:
             slots = min(slots, int(resources.get("GPU", 0) // gpus))
@@ -227,10 +229,10 @@ def run_on_ray(
 def _check_before_ray(ray, study: Study, out: Path, options: RayOptions, blocks) -> None:
     """What can be refused before Ray starts or is reached: a local Ray's resources, then
     what every runner checks first (runner.start_study: the task files, the study directory,
-    the models and data of the cells to run), which binds `out` last."""
+    the models and data of the cells to run); `out` is bound after Ray is reached."""
     if options.address is None and not ray.is_initialized():  # the local Ray to be started
         _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
-    start_study(study, out, blocks)
+    start_study(study, out, blocks, bind=False)
 
 
 def _this_machine() -> dict:

@@ -21,7 +21,7 @@ import time
 from isobn.errors import UserError
 
 DEFAULT_TIMEOUT = 60.0  # seconds to reach a cluster (--connect-timeout)
-MAX_TIMEOUT = 86400.0
+MIN_TIMEOUT, MAX_TIMEOUT = 1.0, 86400.0
 FORMS = (
     "auto (the cluster `ray start` started on this machine), HOST:PORT (the address "
     "`ray start --head` prints, port 6379 by default) or ray://HOST:PORT (Ray Client, port "
@@ -36,7 +36,8 @@ def split_address(address: str) -> tuple[str, int] | None:
         return None
     text = address.removeprefix("ray://")
     host, colon, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:6379
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host  # [::1]:6379
     good = (
         colon
         and host
@@ -45,16 +46,21 @@ def split_address(address: str) -> tuple[str, int] | None:
         and 0 < int(port) < 65536
         and not any(c.isspace() or c in "/?#@[]" for c in host)
     )
+    if good and ":" in host and not bracketed:  # ::1:6379, h:1:2: which part is the port?
+        raise UserError(
+            f"--address {address!r}: write an IPv6 host in brackets, e.g. [::1]:6379, as Ray does"
+        )
     if not good:
         raise UserError(f"--address {address!r} is not a Ray address: use {FORMS}")
     return host, int(port)
 
 
 def check_timeout(seconds: float) -> float:
-    """`seconds` when it is a usable --connect-timeout, else a one-line UserError."""
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+    """`seconds` when it is a usable --connect-timeout, else a one-line UserError (below
+    MIN_TIMEOUT no cluster can answer: the error would blame a cluster that is there)."""
+    if not (math.isfinite(seconds) and MIN_TIMEOUT <= seconds <= MAX_TIMEOUT):
         raise UserError(
-            f"--connect-timeout must be a number of seconds above 0 and at most "
+            f"--connect-timeout must be a number of seconds from {MIN_TIMEOUT:g} to "
             f"{MAX_TIMEOUT:g}, got {seconds:g}"
         )
     return seconds
@@ -124,6 +130,8 @@ def _check_listening(address: str, target: tuple[str, int], timeout: float) -> N
             return
     except socket.gaierror:
         why = f"no host is called {host}"
+    except UnicodeError:  # the IDNA codec: an empty label (a..b) or one over 63 characters
+        why = f"{host} is not a host name"
     except TimeoutError:
         why = f"nothing answered at {host}:{port} within {timeout:g} s"
     except OSError as error:
