@@ -272,6 +272,17 @@ def trained_run(tmp_path_factory, tiny_bert, sentiment_files) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def pooler_run(tmp_path_factory, tiny_bert, sentiment_files) -> Path:
+    """A finished `isobn train` run with --pooling pooler and IsoBN (labels neg, pos): what
+    `isobn export` exports (a run with [CLS] pooling cannot be)."""
+    from isobn.training.train import train
+
+    out = tmp_path_factory.mktemp("export-run") / "run"
+    train(quick_config(out, tiny_bert, sentiment_files, pooling="pooler", epochs=1))
+    return out
+
+
 # data-file helpers of the task and predict tests
 def write(tmp_path: Path, name: str, content: str | bytes) -> str:
     path = tmp_path / name

@@ -5,7 +5,8 @@ below `where`, then fails each further write as a full disk does: the bytes that
 written and OSError(ENOSPC) is raised. It covers every way isobn and its libraries write
 files: ``open`` (json, csv, PIL/matplotlib, transformers' save_pretrained), ``os.open`` /
 ``os.write`` (appends, mkstemp) and safetensors' ``save_file`` (native code, replaced by
-``safetensors.torch.save`` written through ``open``). Tokenizers' native writer
+``safetensors.torch.save`` written through ``open``, wherever it was imported by name:
+isobn's modules, transformers' ``save_pretrained``). Tokenizers' native writer
 (tokenizer.json) is not counted.
 """
 
@@ -25,8 +26,8 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 class Disk:
     """The bytes left below `where`; `written` counts what was written there."""
 
-    def __init__(self, where: Path, budget: float) -> None:
-        self.where = os.path.abspath(where)
+    def __init__(self, where: Path, budget: float, code: int = errno.ENOSPC) -> None:
+        self.where, self.code = os.path.abspath(where), code
         self.left, self.written, self.failures = budget, 0, 0
         self.fds: set[int] = set()
 
@@ -48,7 +49,7 @@ class Disk:
 
     def full(self) -> OSError:
         self.failures += 1
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return OSError(self.code, os.strerror(self.code))
 
 
 class FillingFile:
@@ -86,12 +87,14 @@ def _is_write_mode(mode: str) -> bool:
 
 
 @contextmanager
-def fills_after(where: Path, budget: float):
-    """Yield the Disk of `where` while its writers are patched (see the module's text)."""
+def fills_after(where: Path, budget: float, code: int = errno.ENOSPC):
+    """Yield the Disk of `where` while its writers are patched (see the module's text); each
+    write past the budget fails with `code` (errno.EDQUOT: a quota used up)."""
     import safetensors.torch
+    import transformers.modeling_utils  # noqa: F401  (its safe_save_file is patched below)
     from safetensors import SafetensorError
 
-    disk = Disk(where, budget)
+    disk = Disk(where, budget, code)
     real_open, real_os_open, real_write = builtins.open, os.open, os.write
     real_save_file = safetensors.torch.save_file
 
@@ -137,10 +140,11 @@ def fills_after(where: Path, budget: float):
 
     patches = [(builtins, "open", open_), (io, "open", open_), (os, "open", os_open)]
     patches += [(os, "write", os_write), (safetensors.torch, "save_file", save_file)]
-    patches += [
-        (module, "save_file", save_file)
-        for name, module in list(sys.modules.items())
-        if name.startswith("isobn") and getattr(module, "save_file", None) is real_save_file
+    patches += [  # every module that imported it by name: isobn's, transformers' safe_save_file
+        (module, attribute, save_file)
+        for module in list(sys.modules.values())
+        for attribute in ("save_file", "safe_save_file")
+        if getattr(module, attribute, None) is real_save_file
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:

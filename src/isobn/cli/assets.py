@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 
@@ -86,11 +87,37 @@ def run_install(args: argparse.Namespace) -> int:
         )
     command = pip_install_command(entries, quiet=args.quiet, force=args.force)
     print(f"installing {requirements} (without their dependencies)", flush=True)
-    done = subprocess.run(command)
+    done = subprocess.run(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    sys.stderr.write(done.stderr or "")  # pip's messages, read for a full disk below
     if done.returncode != 0:
+        full = pip_disk_full(done.stderr or "")
+        if full is not None:
+            raise full
         raise UserError(
             f"pip could not install {requirements} (exit {done.returncode}, its messages are "
             "above): check the network or the proxy, or download the wheels elsewhere and "
             "`pip install --no-deps` them"
         )
     return 0
+
+
+# pip's words for a full disk: `OSError: [Errno 28] No space left on device: '/x/y.py'`
+_PIP_NO_SPACE = re.compile(
+    r"\[Errno (?P<code>\d+)\] (?:No space left on device|Disk quota exceeded)"
+    r"(?:: '(?P<path>[^']+)')?"
+)
+
+
+def pip_disk_full(messages: str):
+    """The DiskFullError of pip's `messages` when it stopped on a full disk or quota (the file
+    it names, else this environment's site-packages); None when it failed otherwise."""
+    import sysconfig
+
+    from isobn.training.disk_full import NO_SPACE, DiskFullError
+
+    for match in _PIP_NO_SPACE.finditer(messages):
+        code = int(match.group("code"))
+        if code in NO_SPACE:
+            path = match.group("path") or sysconfig.get_paths()["purelib"]
+            return DiskFullError(path, code, option=None)
+    return None

@@ -21,7 +21,6 @@ The directory is written under a temporary name beside ``--out`` and renamed at 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from isobn.errors import UserError
+from isobn.training.disk_full import writing
 from isobn.training.plain_checkpoint import INPUTS_KEY, is_plain_directory
 
 NOT_A_RUN = (
@@ -153,25 +153,20 @@ def write_export(plain: Plain, out: Path, onnx: bool = False) -> None:
     from isobn.training.onnx_export import ONNX_FILE, write_onnx
 
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    with writing(out):  # a full disk, however a writer words it: one line naming `out`
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         inputs = {k: v for k, v in plain.inputs.items() if v is not None}
         if inputs:
             setattr(plain.model.config, INPUTS_KEY, inputs)
         if inputs.get("max_length"):
             plain.tokenizer.model_max_length = inputs["max_length"]
-        plain.model.save_pretrained(tmp)
-        plain.tokenizer.save_pretrained(tmp)
-        if onnx:
-            write_onnx(plain.model, plain.tokenizer, tmp / ONNX_FILE)
-        os.rename(tmp, out)  # replaces an empty directory (checked above)
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(
-                f"no space left on the device of {out.parent} while writing the export; free "
-                "space there or choose another --out"
-            ) from None
-        raise
+        with writing(out):
+            plain.model.save_pretrained(tmp)
+            plain.tokenizer.save_pretrained(tmp)
+            if onnx:
+                write_onnx(plain.model, plain.tokenizer, tmp / ONNX_FILE)
+            os.rename(tmp, out)  # replaces an empty directory (checked above)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
