@@ -77,7 +77,8 @@ def test_every_json_file_of_every_command_is_strict_with_an_undefined_score(
     data = ["--train", flat_files["train"], "--dev", flat_files["dev"], "--label-column", "score"]
     run = tmp_path / "run"
     assert main(["train", "--model", tiny_bert, *data, "--test", flat_files["dev"],
-                 "--regression", "--out", str(run), *QUICK]) == 0  # fmt: skip
+                 "--regression", "--out", str(run), "--pooling", "pooler", "--keep-last",
+                 *QUICK]) == 0  # fmt: skip
     json_text.strict_loads(capsys.readouterr().out)  # the result printed on stdout
     metrics = json_text.strict_loads((run / "metrics.json").read_text())
     assert metrics["dev"]["pearson"] is None and "pearson" in metrics["dev"]["undefined"]
@@ -99,8 +100,14 @@ def test_every_json_file_of_every_command_is_strict_with_an_undefined_score(
     analysis = tmp_path / "analysis"
     assert main(["analyze", "--model", str(run), *data, "--regression", "--split", "dev",
                  "--out", str(analysis)]) == 0  # fmt: skip
+    exported = tmp_path / "exported"  # transformers' writers: config.json, tokenizer files
+    assert main(["export", str(run), "--out", str(exported)]) == 0
+    compared = tmp_path / "compared"
+    assert main(["analyze", "--compare", f"pre={tiny_bert}", f"tuned={run}", *data,
+                 "--regression", "--split", "dev", "--out", str(compared)]) == 0  # fmt: skip
     written = json_files(tmp_path)
-    for folder in (run, exp, study, analysis):
+    assert (run / "last" / "trainer_state.json") in written  # --keep-last: the resume point
+    for folder in (run, exp, study, analysis, exported, compared):
         assert any(p.is_relative_to(folder) for p in written), folder
     for path in written:
         check_strict(path)
