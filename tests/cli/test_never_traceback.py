@@ -78,6 +78,7 @@ MODEL_KINDS = [
     "bad_config_json",
     "config_of_another_size",
     "causal_decoder",
+    "encoder_decoder",
 ]
 CHECKPOINT_KINDS = [
     "run",
@@ -199,6 +200,9 @@ def make_model(kind: str, where: Path, tiny_bert: str) -> str:
         (target / "config.json").write_text(json.dumps({**config, "hidden_size": 64}))
     elif kind == "causal_decoder":  # a GPT-2 config: [CLS] pooling is refused before the weights
         config = {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2}
+        (target / "config.json").write_text(json.dumps(config))
+    elif kind == "encoder_decoder":  # a T5 config: refused before the weights, any pooling
+        config = {"model_type": "t5", "d_model": 32, "num_layers": 2, "num_heads": 2}
         (target / "config.json").write_text(json.dumps(config))
     return str(target)
 

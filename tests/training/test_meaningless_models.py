@@ -61,11 +61,64 @@ def test_a_causal_decoder_trains_with_last_token_pooling(tiny_gpt2, sentiment_fi
     assert (out / "metrics.json").is_file()
 
 
-def test_which_models_are_causal_decoders():
-    assert is_causal_decoder(T.GPT2Config()) and is_causal_decoder(T.LlamaConfig())
+DECODERS = ["gpt2", "llama", "qwen2", "qwen3", "mistral", "mixtral", "gpt_neox", "opt", "bloom",
+            "phi", "phi3", "gptj", "gpt_neo", "falcon", "gemma", "gemma2", "mpt", "codegen",
+            "gpt_bigcode", "mamba", "rwkv", "ctrl", "olmo", "stablelm", "starcoder2", "biogpt",
+            "xglm", "cohere"]  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type", DECODERS)
+def test_which_models_are_causal_decoders(model_type):
+    """Every decoder family transformers builds offline from a config, and the encoders
+    (and XLNet, bidirectional as AutoModel builds it) that are not."""
+    try:
+        config = T.AutoConfig.for_model(model_type)
+    except ValueError:
+        pytest.skip(f"{model_type} is not in this transformers")
+    assert is_causal_decoder(config)
     assert is_causal_decoder(T.BertConfig(is_decoder=True))
     for encoder in (T.BertConfig(), T.RobertaConfig(), T.XLNetConfig(), T.BartConfig()):
         assert not is_causal_decoder(encoder), type(encoder).__name__
+
+
+def _seq2seq(kind: str, directory, vocab: int):
+    """A tiny random T5 or BART, saved with a tokenizer as a pre-trained model looks."""
+    if kind == "t5":
+        config = T.T5Config(vocab_size=vocab, d_model=32, d_ff=64, num_layers=2, num_heads=2,
+                            d_kv=16, decoder_start_token_id=0, pad_token_id=0)  # fmt: skip
+    else:
+        config = T.BartConfig(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
+                              encoder_attention_heads=2, decoder_attention_heads=2,
+                              encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                              pad_token_id=0, bos_token_id=2, eos_token_id=3)  # fmt: skip
+    torch.manual_seed(0)
+    T.AutoModel.from_config(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["t5", "bart"])
+def test_an_encoder_decoder_model_is_refused_in_one_line(
+    kind, tiny_bert, sentiment_files, tmp_path, capsys
+):
+    """T5 raised `ValueError: You must specify exactly one of input_ids or inputs_embeds`
+    and BART a RuntimeError, after tokenising: AutoModel builds the whole seq2seq model."""
+    tokenizer = T.AutoTokenizer.from_pretrained(tiny_bert)
+    model = str(_seq2seq(kind, tmp_path / kind, len(tokenizer)))
+    tokenizer.save_pretrained(model)
+    capsys.readouterr()  # save_pretrained's progress bar
+    data = files_args(sentiment_files)
+    commands = [
+        ["train", "--model", model, *data, "--out", str(tmp_path / "run"), *QUICK,
+         "--pooling", "mean"],
+        ["analyze", "--model", model, *data, "--out", str(tmp_path / "analysis"),
+         "--pooling", "mean", "--max-examples", "16"],
+    ]  # fmt: skip
+    for argv in commands:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"error: {model} is an encoder-decoder model ({kind}): isobn fine-tunes" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "analysis").exists()
 
 
 def test_last_pooling_takes_the_last_token_the_mask_keeps_with_either_padding():

@@ -168,6 +168,7 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
         return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     local = os.path.isdir(path)
     if local:
+        _refuse_no_encoder(path, trust_remote_code)  # before its weights load
         check_weight_files(Path(path))  # name a damaged file before transformers reads it
     try:
         with held_transformers_warnings():  # its load report only where loading succeeds
@@ -210,6 +211,21 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
             f"saved with save_pretrained{hint}"
         )
     return encoder
+
+
+def _refuse_no_encoder(name: str, trust_remote_code: bool) -> None:
+    """A one-line UserError for an encoder-decoder model (analyze --model T5: its forward
+    needs decoder inputs); a config that does not load is left to the weights' load, which
+    names what is wrong."""
+    from transformers import AutoConfig
+
+    from isobn.training.pooling import check_not_encoder_decoder
+
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return
+    check_not_encoder_decoder(config, name)
 
 
 @contextmanager
@@ -256,12 +272,16 @@ def load_encoder_config(name: str, trust_remote_code: bool = False):
     """The encoder's HF config (AutoConfig), without loading weights."""
     from transformers import AutoConfig
 
+    from isobn.training.pooling import check_not_encoder_decoder
+
     try:
-        return AutoConfig.from_pretrained(
+        config = AutoConfig.from_pretrained(
             resolve_model_path(name), trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
         raise _model_error(name, error) from None
+    check_not_encoder_decoder(config, name)
+    return config
 
 
 def _model_error(name: str, error: Exception) -> UserError:

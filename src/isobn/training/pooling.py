@@ -1,5 +1,6 @@
 """Pooling the encoder's output into one (B, H) vector per text, and the poolings a model
-cannot use: "pooler" without an HF pooler, "cls"/"pooler" on a causal decoder."""
+cannot use: "pooler" without an HF pooler, "cls"/"pooler" on a causal decoder, and models that
+are no encoder (an encoder-decoder)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ def is_causal_decoder(encoder_config) -> bool:
         and kind not in _BIDIRECTIONAL
         and not getattr(encoder_config, "is_encoder_decoder", False)
     )
+
+
+def check_not_encoder_decoder(encoder_config, name: str) -> None:
+    """Refuse an encoder-decoder model (T5, BART, Pegasus, ...: `is_encoder_decoder` in its
+    config): AutoModel builds the whole seq2seq model, whose forward needs decoder inputs
+    (T5 raised a ValueError, BART a RuntimeError, after the data was tokenised)."""
+    if getattr(encoder_config, "is_encoder_decoder", False):
+        kind = getattr(encoder_config, "model_type", None) or type(encoder_config).__name__
+        raise UserError(
+            f"{name} is an encoder-decoder model ({kind}): isobn fine-tunes and measures an "
+            "encoder (BERT, RoBERTa, ...) or a decoder (with --pooling last or mean), not a "
+            "sequence-to-sequence model; pass such a model as --model"
+        )
 
 
 def check_pooler(encoder_config, pooling: str) -> None:
