@@ -65,6 +65,8 @@ FILE_KINDS = [
     "numeric_text",
     "many_columns",
     "invisible_text",
+    "invisible_marks",
+    "dropped_by_tokenizer",
     "continuous_labels",
 ]
 MODEL_KINDS = [
@@ -157,6 +159,8 @@ def make_data_file(kind: str, where: Path, name: str = "data") -> str:
         "huge_line": "text,label\n" + "good " * 40_000 + ",pos\nbad,neg\nfine,pos\nawful,neg\n",
         "unknown_label": "text,label\ngood,pos\nbad,neg\nodd,maybe\n",
         "invisible_text": "text,label\ngood,pos\nbad,neg\n\u200b\u200f\ufeff,pos\n",
+        "invisible_marks": "text,label\ngood,pos\nbad,neg\n\ufe0f\u0301\u3164\u2800,pos\n",
+        "dropped_by_tokenizer": "text,label\ngood,pos\nbad,neg\n\ufffd\ue000,pos\n",
         "continuous_labels": "text,label\n"
         + "".join(f"{r['text']},{i / 7:.3f}\n" for i, r in enumerate(rows)),
     }.get(kind)

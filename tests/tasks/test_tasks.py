@@ -661,14 +661,18 @@ def test_text_value_refuses_what_is_not_text(value, message):
 @pytest.mark.parametrize(
     "text",
     ["\u200b", "\ufeff", "\u200e\u200f", "\u202a\u202e\u202c", "\u2060\u2063 \u200d",
-     "\u00ad\u180e", "\u3000\u2028\u200b"],
+     "\u00ad\u180e", "\u3000\u2028\u200b", "\u2060", "\u00ad", "\ufe0f", "\ufe00\U000e0100",
+     "\u180e", "\u3164", "\u115f\u1160", "\uffa0", "\u2800", "\U000e0041\U000e007f",
+     "\u0301", "\u0301\u0308\u20dd", "\u034f", "\u17b4", "\x07\x1b", "\u061c"],
 )  # fmt: skip
 def test_a_text_of_invisible_characters_is_empty(text, tmp_path):
-    """Zero-width, bidirectional, BOM and other format characters tokenise to no tokens: a
+    """Zero-width, bidirectional, BOM, tag and other format characters, variation selectors
+    and combining marks with no letter to sit on, and the blank letters (Hangul fillers, the
+    blank Braille pattern) show nothing and tokenise to no token or one unknown token: a
     text made only of them is refused like a blank one, naming the characters."""
     with pytest.raises(UserError, match=r"F line 3: empty text in column 'text' \(only invisib"):
         tasks.text_value(text, "F line 3", "text")
-    for kept in ("\u200fשלום", "a\u200b", "\ufeffhello", "\u3164"):  # something visible
+    for kept in ("\u200fשלום", "a\u200b", "\ufeffhello", "\u3131", "e\u0301", "\u2764\ufe0f"):
         assert tasks.text_value(kept, "F line 3", "text") == kept
     train = write(tmp_path, "train.jsonl", jsonl([{"text": "good", "label": "pos"},
                                                   {"text": text, "label": "neg"}]))  # fmt: skip

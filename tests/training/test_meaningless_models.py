@@ -167,3 +167,34 @@ def test_a_pooled_embedding_constant_over_the_dev_texts_is_warned_at_the_first_e
         code = main(["train", "--model", tiny_bert, *files_args(sentiment_files), "--out",
                      str(tmp_path / "fine"), *QUICK])  # fmt: skip
     assert code == 0 and "same vector" not in caplog.text
+
+
+@pytest.mark.parametrize("text", ["\ufffd", "\ue000\ue001", "\ufffd \ue000"])
+def test_a_text_the_tokenizer_drops_entirely_is_refused(
+    text, tiny_bert, sentiment_files, tmp_path, capsys
+):
+    """Visible characters that BERT's tokenizer drops (the replacement character, private
+    use): every such text is the same empty input, as an invisible one is."""
+    from conftest import sentiment_rows, write_csv
+
+    rows = [*sentiment_rows(24, 5), {"text": text, "label": "pos"}]
+    train = write_csv(tmp_path / "train.csv", rows)
+    out = tmp_path / "run"
+    argv = ["train", "--model", tiny_bert, "--train", train, "--dev", sentiment_files["dev"]]
+    assert main([*argv, "--out", str(out), *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"error: 1 train text(s) become no token at all, e.g. {text!r} (U+" in err
+    assert not out.exists()
+
+
+def test_unknown_tokens_and_a_tiny_max_length_are_content(tiny_bert, tmp_path):
+    """A text of unknown characters ([UNK]) is not refused, nor one that --max-length cuts
+    to its special tokens: the check tokenises the suspects again, uncut."""
+    from isobn.tasks.task import Example
+    from isobn.training.data import check_tokens, encode
+
+    tokenizer = T.AutoTokenizer.from_pretrained(tiny_bert)
+    examples = [Example("\u4e2d\u6587", None, 0), Example("good movie", None, 1)]
+    check_tokens("train", examples, encode(examples, tokenizer, 2, False), tokenizer)
+    check_tokens("train", examples, encode(examples, tokenizer, 32, False), tokenizer)

@@ -202,16 +202,24 @@ def text_value(value: Any, where: str, column: str) -> str:
 
 
 # Unicode categories of characters that show nothing and that tokenizers drop: separators
-# (spaces, line and paragraph separators), controls, and format characters (zero-width space
+# (spaces, line and paragraph separators), controls, format characters (zero-width space
 # and joiners, bidirectional marks and embeddings U+200E/F and U+202A-E, word joiner and
-# invisible operators U+2060-4, the byte order mark U+FEFF, soft hyphen)
-_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+# invisible operators U+2060-4, the byte order mark U+FEFF, soft hyphen, tag characters),
+# and marks that only change the character before them (combining accents, variation
+# selectors U+FE00-F and U+E0100-EF, the combining grapheme joiner): with no letter to sit
+# on they show nothing, and BERT-style tokenizers strip them.
+_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+# letters and symbols drawn as blank space: the Hangul fillers, the blank Braille pattern
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def is_blank(text: str) -> bool:
-    """Whether `text` has no visible character: only whitespace, zero-width, bidirectional
-    and BOM characters (_INVISIBLE), which tokenise to no tokens."""
-    return all(c.isspace() or unicodedata.category(c) in _INVISIBLE for c in text)
+    """Whether `text` has no visible character: only whitespace, zero-width, bidirectional,
+    BOM and tag characters, marks with no letter to sit on (_INVISIBLE) and blank letters
+    (_BLANK_LETTERS), which tokenise to no tokens or to one unknown token."""
+    return all(
+        c.isspace() or c in _BLANK_LETTERS or unicodedata.category(c) in _INVISIBLE for c in text
+    )
 
 
 def _read_data_file(path: Path) -> str:

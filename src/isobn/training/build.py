@@ -20,7 +20,7 @@ from torch import nn
 from isobn.assets import require
 from isobn.errors import UserError
 from isobn.training.config import DEFAULT_TASK, TrainConfig, load_run_task
-from isobn.training.data import EncodedSplit, encode, length_grouped_batches
+from isobn.training.data import EncodedSplit, check_tokens, encode, length_grouped_batches
 from isobn.training.model import (
     ModelConfig,
     SequenceClassifier,
@@ -111,6 +111,8 @@ def load_data(cfg: TrainConfig) -> RunData:
         name: encode(examples, tokenizer, cfg.max_length, task.regression)
         for name, examples in task.splits.items()
     }
+    for name, split in encoded.items():
+        check_tokens(name, task.splits[name], split, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return RunData(task, tokenizer, encoded, pad_id)
 

@@ -48,6 +48,35 @@ def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSpl
     return EncodedSplit(list(encoded["input_ids"]), token_types, labels)
 
 
+def check_tokens(split: str, examples, encoded: EncodedSplit, tokenizer) -> None:
+    """A one-line UserError when texts of `split` tokenise to special tokens only: the
+    tokenizer drops every character of them (a lone U+FFFD, private-use characters, ... that
+    isobn.tasks.files.is_blank does not know), so each is the same input to the model. An
+    unknown token counts as content; a text cut to nothing by a tiny --max-length does not
+    count, as it is tokenised again without the cut."""
+    from isobn.errors import UserError
+
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+
+    def no_content(text: str | None) -> bool:
+        return text is None or all(t in special for t in tokenizer(text)["input_ids"])
+
+    suspects = [i for i, ids in enumerate(encoded.input_ids) if all(t in special for t in ids)]
+    empty = [
+        examples[i]
+        for i in suspects
+        if no_content(examples[i].text) and no_content(examples[i].text_pair)
+    ]
+    if empty:
+        text = empty[0].text[:20]
+        points = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in text[:8]))
+        raise UserError(
+            f"{len(empty)} {split} text(s) become no token at all, e.g. {text!r} ({points}): "
+            "the tokenizer drops every character of them, so the model sees the same empty "
+            "input; fill or drop those rows"
+        )
+
+
 def char_budget(tokenizer, max_length: int) -> int | None:
     """The characters of a text that its first `max_length` tokens can cover: `max_length` x
     the longest token of the vocabulary, in characters (byte-level and SentencePiece tokens
