@@ -146,7 +146,7 @@ def test_continuous_number_labels_are_warned_about_naming_regression(tmp_path, c
     with caplog.at_level(logging.WARNING):
         task = _load(tmp_path, "review,label\n" + rows)
     assert task.num_labels == 48  # still trained as asked, with a warning
-    assert "the label column 'label' holds numbers that are nearly all different" in caplog.text
+    assert "the label column 'label' holds numbers that are mostly different" in caplog.text
     assert "(48 values in 48 rows, e.g. '0.3700')" in caplog.text and "--regression" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -155,7 +155,37 @@ def test_continuous_number_labels_are_warned_about_naming_regression(tmp_path, c
         _load(tmp_path, "review,label\n" + ratings)
         words = "".join(f"text {i},class{i}\n" for i in range(48))  # not numbers
         _load(tmp_path, "review,label\n" + words)
-    assert "nearly all different" not in caplog.text
+    assert "mostly different" not in caplog.text and "spells one number" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda i: f"{i}e-3",  # exponent
+        lambda i: f" {i / 7:.3f} ",  # spaces around
+        lambda i: f"-{i}.0" if i else "-0.0",  # negative zero among them
+        lambda i: f"{i * 2.5}%",  # percentages
+        lambda i: f'"0,{i:02d}"',  # a decimal comma, quoted in the CSV
+        lambda i: str(i % 30),  # integers, 30 values in 48 rows: 1.6 rows per class
+    ],
+)
+def test_continuous_labels_in_other_spellings_are_warned_about(tmp_path, caplog, spell):
+    rows = "".join(f"text number {i},{spell(i)}\n" for i in range(48))
+    with caplog.at_level(logging.WARNING):
+        _load(tmp_path, "review,label\n" + rows)
+    assert "holds numbers that are mostly different" in caplog.text, rows[:80]
+    assert "--regression" in caplog.text
+
+
+def test_two_spellings_of_one_number_are_warned_about(tmp_path, caplog):
+    """0/1 labels written partly as 1.0: three classes where two are meant."""
+    rows = "".join(f"text {i},{['0', '1', '1.0'][i % 3]}\n" for i in range(48))
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + rows)
+    assert task.num_labels == 3
+    assert "the label column 'label' spells one number in several ways ('1' and '1.0')" in (
+        caplog.text
+    )
 
 
 def test_a_training_sample_that_misses_classes_of_dev_is_warned_about(tmp_path, caplog):

@@ -19,14 +19,16 @@ Warned (one line each, ``logging``), on the rows that training and scoring use:
 - a dev or test split of one class: a model that always predicts that class scores 1.0;
 - constant regression targets in a split: Pearson and Spearman are undefined there
   ([`isobn.tasks.metrics`][isobn.tasks.metrics] reports them as NaN, tables as "undefined");
-- class labels that are numbers, nearly all different (at least NUMERIC_CLASSES_MIN values,
-  NUMERIC_CLASSES_SHARE of the rows distinct): a continuous target read as classes of about
-  one row each; `--regression` predicts the number.
+- class labels that are numbers (1e-3, 37.5%, 0,37 too), mostly different (at least
+  NUMERIC_CLASSES_MIN values, NUMERIC_CLASSES_SHARE of the rows distinct): a continuous
+  target read as classes of about one row each; `--regression` predicts the number. Or two
+  spellings of one number (1 and 1.0): two classes that mean one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 from isobn.errors import UserError
@@ -81,31 +83,58 @@ def check_label_column(
 
 
 NUMERIC_CLASSES_MIN = 5  # distinct values: fewer numeric classes are ordinary (0/1, ratings)
-NUMERIC_CLASSES_SHARE = 0.9  # distinct values / rows: "nearly every value is distinct"
+NUMERIC_CLASSES_SHARE = 0.5  # distinct values / rows: most classes would have a single row
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")  # 0,37: a decimal comma (a quoted CSV cell)
 
 
 def warn_about_numeric_classes(path: str, labels: Sequence[str], label_column: str) -> None:
-    """Warn when the training labels (as written) all parse as numbers and nearly every one
-    is distinct: a continuous target trains a classifier of as many classes as rows."""
+    """Warn when the training labels (as written) all parse as numbers (1e-3, -0.0, 37.5%,
+    0,37, with spaces around) and either most of them are distinct (a continuous target
+    trains a classifier of about one row per class) or two spellings name one number
+    (1 and 1.0: two classes that mean one)."""
     distinct = set(labels)
+    numbers = {label: _number(label) for label in distinct}
+    if len(distinct) < 2 or any(value is None for value in numbers.values()):
+        return
+    same = _same_number(numbers)
+    if same:
+        logger.warning(
+            "%s: the label column %r spells one number in several ways (%s): each spelling "
+            "is a class of its own; write each number one way, or pass --regression",
+            path, label_column, " and ".join(repr(s) for s in same),
+        )  # fmt: skip
     if len(distinct) < max(NUMERIC_CLASSES_MIN, NUMERIC_CLASSES_SHARE * len(labels)):
         return
-    if not all(_is_number(label) for label in distinct):
-        return
     logger.warning(
-        "%s: the label column %r holds numbers that are nearly all different (%d values in "
-        "%d rows, e.g. %r): read as %d classes of about one row each; pass --regression to "
-        "predict the number",
+        "%s: the label column %r holds numbers that are mostly different (%d values in %d "
+        "rows, e.g. %r): read as %d classes of %.1f rows each on average; pass --regression "
+        "to predict the number",
         path, label_column, len(distinct), len(labels), labels[0], len(distinct),
+        len(labels) / len(distinct),
     )  # fmt: skip
 
 
-def _is_number(text: str) -> bool:
+def _number(text: str) -> float | None:
+    """The number `text` spells (a percentage as its number, a decimal comma as a point);
+    None when it spells none."""
+    text = text.strip().removesuffix("%").strip()
+    if _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
     try:
-        float(text)
+        return float(text)
     except ValueError:
-        return False
-    return True
+        return None
+
+
+def _same_number(numbers: dict[str, float | None]) -> list[str]:
+    """Two spellings of one number among `numbers` (spelling -> value), sorted; [] if none."""
+    seen: dict[float | None, str] = {}
+    for spelling in sorted(numbers):
+        value = numbers[spelling]
+        if value in seen and value == value:  # NaN is no number to repeat
+            return [seen[value], spelling]
+        seen[value] = spelling
+    return []
 
 
 def warn_about_splits(task: Task, paths: Mapping[str, str]) -> None:
