@@ -197,10 +197,10 @@ def test_a_training_sample_that_misses_classes_of_dev_is_warned_about(tmp_path, 
     trained = {e.label for e in task.splits["train"]}
     assert len(trained) == 32
     assert (
-        "the training sample of 32 rows (--max-train 32) has no row of 8 of the 40 classes of "
-        "the evaluation splits"
+        "the training sample of 32 rows (--max-train, or a study's size, 32) has no row of 8 "
+        "of the 40 classes of the evaluation splits"
     ) in caplog.text
-    assert "raise --max-train to at least the number of classes, 40" in caplog.text
+    assert "raise it to at least the number of classes, 40" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         load_files(train, train, text_column="review", label_column="label", max_train=40)

@@ -52,9 +52,9 @@ def warn_about_missing_classes(task: Task, max_train: int) -> None:
         return
     names = [task.label_names[i] if i < len(task.label_names) else str(i) for i in missing[:3]]
     logger.warning(
-        "task %s: the training sample of %d rows (--max-train %d) has no row of %d of the %d "
-        "classes of the evaluation splits (e.g. %s), which the model can never predict; raise "
-        "--max-train to at least the number of classes, %d",
+        "task %s: the training sample of %d rows (--max-train, or a study's size, %d) has no "
+        "row of %d of the %d classes of the evaluation splits (e.g. %s), which the model can "
+        "never predict; raise it to at least the number of classes, %d",
         task.name, len(task.splits["train"]), max_train, len(missing), len(evaluated),
         ", ".join(map(repr, names)), task.num_labels,
     )  # fmt: skip
