@@ -219,6 +219,20 @@ def _print_plan(study, out: Path, blocks) -> None:
             "a stale cell finished with other settings or data: a run refuses it; restore "
             "the study file and data, or choose another --out"
         )
+    _print_run_refusal(study)
+
+
+def _print_run_refusal(study) -> None:
+    """A task file that is missing now (or a directory) leaves finished cells `done` (their
+    records are what they are, and --report-only tables them) but a run refuses the whole
+    study: --plan says so, in the run's words."""
+    from isobn.errors import UserError
+    from isobn.study.spec import check_task_files
+
+    try:
+        check_task_files(study)
+    except UserError as error:
+        print(f"a run refuses this study as it is: {error}")
 
 
 def _block_plan(block) -> str:
