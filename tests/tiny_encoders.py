@@ -257,6 +257,24 @@ ARCHS: dict[str, Arch] = {
 }
 
 
+# The names the Hugging Face guide's tables give the architectures -> the tiny configs that test
+# them ("DeBERTa-v2/v3": one row of the Deploying table for both)
+GUIDE_NAMES: dict[str, list[str]] = {
+    "BERT": ["bert"],
+    "ALBERT": ["albert"],
+    "DeBERTa-v2": ["deberta-v2"],
+    "DeBERTa-v3": ["deberta-v3"],
+    "DeBERTa-v2/v3": ["deberta-v2", "deberta-v3"],
+    "ModernBERT": ["modernbert", "modernbert-mean"],
+    "DistilBERT": ["distilbert"],
+    "RoBERTa": ["roberta"],
+    "XLM-R": ["xlm-roberta"],
+    "CamemBERT": ["camembert"],
+    "MPNet": ["mpnet"],
+    "ELECTRA": ["electra"],
+}
+
+
 def tokenizer(arch: str):
     return ARCHS[arch].tokenizer()
 

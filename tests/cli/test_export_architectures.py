@@ -17,7 +17,7 @@ import transformers as T
 from test_cli_errors import assert_one_line_error
 from test_export import ERROR, export, load_all_in_a_clean_interpreter
 from test_hf_architectures_cli import CLI_ARCHS, TRAIN_POOLING
-from tiny_encoders import ARCHS, sequence_classifier, tokenizer
+from tiny_encoders import ARCHS, GUIDE_NAMES, sequence_classifier, tokenizer
 
 import isobn
 from isobn.cli.main import main
@@ -220,18 +220,6 @@ def test_onnx_runtime_gives_the_runs_logits(arch, arch_run, tmp_path):
 
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "huggingface.md"
-GUIDE_NAMES = {  # the Deploying table's names -> the tiny configs that test them
-    "BERT": ["bert"],
-    "ALBERT": ["albert"],
-    "DeBERTa-v2/v3": ["deberta-v2", "deberta-v3"],
-    "ModernBERT": ["modernbert", "modernbert-mean"],
-    "DistilBERT": ["distilbert"],
-    "RoBERTa": ["roberta"],
-    "XLM-R": ["xlm-roberta"],
-    "CamemBERT": ["camembert"],
-    "MPNet": ["mpnet"],
-    "ELECTRA": ["electra"],
-}
 
 
 def test_the_guides_table_of_exports_is_the_tested_one():

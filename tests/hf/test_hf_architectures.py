@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers as T
 from conftest import sentiment_rows
-from tiny_encoders import ARCHS, HIDDEN, LABELS, sequence_classifier, tokenizer
+from tiny_encoders import ARCHS, GUIDE_NAMES, HIDDEN, LABELS, sequence_classifier, tokenizer
 from transformers.utils import logging as hf_logging
 
 import isobn
@@ -43,19 +43,6 @@ def test_every_table_row_is_tested():
 
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "huggingface.md"
-README_NAMES = {  # the guide table's names -> the tiny configs that test them
-    "BERT": ["bert"],
-    "ALBERT": ["albert"],
-    "DeBERTa-v2": ["deberta-v2"],
-    "DeBERTa-v3": ["deberta-v3"],
-    "ModernBERT": ["modernbert", "modernbert-mean"],
-    "DistilBERT": ["distilbert"],
-    "RoBERTa": ["roberta"],
-    "XLM-R": ["xlm-roberta"],
-    "CamemBERT": ["camembert"],
-    "MPNet": ["mpnet"],
-    "ELECTRA": ["electra"],
-}
 
 
 def test_guide_table_is_the_tested_one():
@@ -65,7 +52,7 @@ def test_guide_table_is_the_tested_one():
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
     covered = []
     for names, _, site, pooler in rows[1:-1]:  # header and the general-path row aside
-        for arch in (a for name in names.strip().split(", ") for a in README_NAMES[name]):
+        for arch in (a for name in names.strip().split(", ") for a in GUIDE_NAMES[name]):
             spec = ARCHS[arch]
             assert site.strip() == f"`{TABLE[spec.classifier].path}`" == f"`{spec.site}`", arch
             encoder = T.AutoModel.from_config(spec.config(tokenizer(arch)))
