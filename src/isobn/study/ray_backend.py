@@ -232,7 +232,7 @@ def _check_before_ray(ray, study: Study, out: Path, options: RayOptions, blocks)
     the models and data of the cells to run); `out` is bound after Ray is reached."""
     if options.address is None and not ray.is_initialized():  # the local Ray to be started
         _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
-    start_study(study, out, blocks, bind=False)
+    start_study(study, out, blocks)
 
 
 def _this_machine() -> dict:

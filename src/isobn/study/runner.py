@@ -71,21 +71,16 @@ def cell_lock(out: Path, cell: Cell):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def start_study(
-    study: Study, out: Path, blocks: tuple[str, ...] | None = None, bind: bool = True
-) -> None:
+def start_study(study: Study, out: Path, blocks: tuple[str, ...] | None = None) -> None:
     """Everything checked before a runner's first cell, local inputs first and nothing
-    written to `out` until all passed: the task files, `out`'s settings (read only), the
-    models and data of the unfinished cells (of `blocks`), then `out` is bound to `study`
-    (unless not `bind`: the caller binds it once the rest of its checks passed, so that a
-    refused command leaves no `out` behind)."""
+    written to `out`: the task files, `out`'s settings (read only), the models and data of
+    the unfinished cells (of `blocks`). The runner binds `out` (check_study_directory, the
+    first write to it) once its own checks passed too, so a refused command leaves no `out`."""
     from isobn.study.binding import check_directory_settings, check_inputs
 
     check_task_files(study)
     check_directory_settings(study, out)
     check_inputs(study, [c for c in study.cells(blocks) if not cell_path(out, c).is_file()])
-    if bind:
-        check_study_directory(study, out)  # the first write to `out`
 
 
 def check_study_directory(study: Study, out: Path) -> None:
@@ -276,7 +271,7 @@ def run_jobs(
     from isobn.study.placement import place_jobs
     from isobn.training.host_jobs import cell_threads, registered_jobs, usable_cores
 
-    start_study(study, out, blocks, bind=False)
+    start_study(study, out, blocks)
     placement = place_jobs(jobs, usable_cores(), torch.cuda.device_count(), threads)
     check_study_directory(study, out)  # the first write to `out`, once all checks passed
 
