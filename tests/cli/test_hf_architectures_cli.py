@@ -58,6 +58,35 @@ def test_train_and_analyze(arch, encoder_dirs, arch_run, pair_files, tmp_path):
     assert all(report["n"] == 20 for report in entry["reports"].values())
 
 
+SEGMENT_ARCHS = ["albert", "bert", "electra"]  # pre-trained with two segments
+
+
+@pytest.mark.parametrize("arch", SEGMENT_ARCHS)
+def test_a_runs_tokenizer_gives_pairs_two_segments(arch, arch_run):
+    """transformers 5's ALBERT tokenizer drops token_type_ids (huggingface/transformers#48128):
+    the run asks for them, and its saved tokenizer (read by predict and export) keeps them."""
+    from transformers import AutoTokenizer
+
+    best = arch_run(arch, TRAIN_POOLING[arch]) / "best"
+    types = AutoTokenizer.from_pretrained(best)("a b", "c d")["token_type_ids"]
+    assert types[0] == 0 and types[-1] == 1 and sorted(types) == types
+
+
+def test_the_albert_tokenizer_alone_drops_the_segments():
+    """Why the run asks: without it the pair would read as one segment."""
+    from types import SimpleNamespace
+
+    from isobn.training.model import request_segment_ids
+
+    tokenizer = ARCHS["albert"].tokenizer()
+    assert "token_type_ids" not in tokenizer("a b", "c d")
+    request_segment_ids(tokenizer, SimpleNamespace(type_vocab_size=2))
+    assert tokenizer("a b", "c d")["token_type_ids"][-1] == 1
+    roberta = ARCHS["roberta"].tokenizer()
+    request_segment_ids(roberta, SimpleNamespace(type_vocab_size=1))  # one segment: unchanged
+    assert "token_type_ids" not in roberta.model_input_names
+
+
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_the_architecture_tells_whether_there_is_a_pooler(arch):
     from transformers import MODEL_MAPPING

@@ -28,6 +28,7 @@ from isobn.training.model import (
     load_encoder_config,
     load_tokenizer,
     looks_local,
+    request_segment_ids,
     resolve_model_path,
 )
 from isobn.training.optim import Optimisation, Precision, adamw
@@ -107,6 +108,7 @@ def load_data(cfg: TrainConfig) -> RunData:
     encoder_config = load_encoder_config(cfg.model, cfg.trust_remote_code)
     check_pooler(encoder_config, cfg.pooling)
     check_max_length(cfg.max_length, cfg.model, tokenizer, encoder_config, pairs)
+    request_segment_ids(tokenizer, encoder_config)
     encoded = {
         name: encode(examples, tokenizer, cfg.max_length, task.regression)
         for name, examples in task.splits.items()

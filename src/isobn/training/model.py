@@ -158,6 +158,22 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def request_segment_ids(tokenizer, encoder_config) -> None:
+    """Make `tokenizer` return token_type_ids when the encoder has segment embeddings
+    (type_vocab_size >= 2), so the two texts of a pair read as segments 0 and 1.
+
+    transformers 5 tokenizers of ALBERT, Funnel, RemBERT, RoFormer and others dropped them from
+    their outputs (huggingface/transformers#48128): every pair read as one segment, unlike
+    pre-training. The names go into the tokenizer's init kwargs, so the tokenizer saved with a
+    run, and its export, return them too."""
+    names = list(tokenizer.model_input_names)
+    if getattr(encoder_config, "type_vocab_size", 0) < 2 or "token_type_ids" in names:
+        return
+    names.insert(1, "token_type_ids")
+    tokenizer.model_input_names = names
+    tokenizer.init_kwargs["model_input_names"] = names
+
+
 def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = True) -> nn.Module:
     """A pre-trained HF encoder (AutoModel); with weights=False only its architecture."""
     from transformers import AutoModel
