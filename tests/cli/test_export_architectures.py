@@ -1,9 +1,10 @@
 """`isobn export` on every architecture of tests/tiny_encoders.py: a run of `isobn train
---pooling pooler` exports wherever the encoder has a pooler, and loads without isobn with the
-run's logits, labels and `isobn predict` output (and ONNX Runtime's logits); a run with --pooling
-cls or mean is refused in one line; a save_pretrained directory with IsoBN attached exports on
-every architecture. MPNet's export (held-out weights the project does not have) maps the run's
-pooler onto MPNetForSequenceClassification's dense + tanh head."""
+--pooling pooler` exports wherever the encoder has a pooler, a `--pooling cls` run on DeBERTa
+(whose head is a context pooler on token 0), and each loads without isobn with the run's logits,
+labels and `isobn predict` output (and ONNX Runtime's logits); other runs are refused in one
+line; a save_pretrained directory with IsoBN attached exports on every architecture.
+MPNet's export (held-out weights the project does not have) maps the run's pooler onto
+MPNetForSequenceClassification's dense + tanh head."""
 
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ import isobn
 from isobn.cli.main import main
 from isobn.training.model import load_checkpoint
 
-EXPORTED = [a for a in CLI_ARCHS if ARCHS[a].has_pooler]  # --pooling pooler: these export
-# cls, mean or last: refused (last, for causal decoders, runs on any encoder)
-REFUSED = [(a, p) for a, p in TRAIN_POOLING.items() if p != "pooler"] + [("bert", "last")]
+POOLER_EXPORTED = [a for a in CLI_ARCHS if ARCHS[a].has_pooler]  # --pooling pooler exports
+CLS_EXPORTED = ["deberta-v2", "deberta-v3"]  # --pooling cls exports (DeBERTa's context pooler)
+EXPORTED = {**dict.fromkeys(POOLER_EXPORTED, "pooler"), **dict.fromkeys(CLS_EXPORTED, "cls")}
+# every other run is refused (last, for causal decoders, runs on any encoder)
+REFUSED = [(a, p) for a, p in TRAIN_POOLING.items() if p not in ("pooler", EXPORTED.get(a))]
+REFUSED += [("bert", "last"), ("deberta-v2", "mean")]
 PAIRS = [
     ("the word is good", "it is nice"),
     ("the word is bad", "it is bad"),
@@ -50,11 +54,11 @@ def run_logits(run: Path, pairs: list[tuple[str, str]] = PAIRS) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def exports(arch_run, tmp_path_factory) -> dict[str, Path]:
-    """arch -> `isobn export` of its pooler run (without --onnx)."""
+    """arch -> `isobn export` of its exported run (EXPORTED's pooling, without --onnx)."""
     out = {}
-    for arch in EXPORTED:
+    for arch, pooling in EXPORTED.items():
         out[arch] = tmp_path_factory.mktemp(f"export-{arch}") / "model"
-        assert export(str(arch_run(arch, "pooler")), "--out", str(out[arch]))[0] == 0
+        assert export(str(arch_run(arch, pooling)), "--out", str(out[arch]))[0] == 0
     return out
 
 
@@ -108,11 +112,11 @@ def assert_pipeline_matches(result: dict, logits: np.ndarray, names: list[str]) 
 
 
 @pytest.mark.parametrize("arch", EXPORTED)
-def test_a_pooler_run_exports_with_the_runs_logits(arch, arch_run, exports, clean):
+def test_a_run_exports_with_the_runs_logits(arch, arch_run, exports, clean):
     config = json.loads((exports[arch] / "config.json").read_text())
     assert config["architectures"] == [ARCHS[arch].classifier]
     assert config["id2label"] == {"0": "0", "1": "1"}  # the labels as written in the data
-    expected = run_logits(arch_run(arch, "pooler"))
+    expected = run_logits(arch_run(arch, EXPORTED[arch]))
     result = clean[f"run/{arch}"]
     assert relative_error(result["logits"], expected) < 1e-5
     assert_pipeline_matches(result, expected, ["0", "1"])
@@ -136,7 +140,7 @@ def test_predict_on_the_export_equals_predict_on_the_run(arch, arch_run, exports
     inputs = tmp_path / "pairs.jsonl"  # the run's text columns, read from the export's config
     rows = [{"premise": a, "hypothesis": b} for a, b in PAIRS]
     inputs.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    run = predictions(arch_run(arch, "pooler"), inputs, capsys)
+    run = predictions(arch_run(arch, EXPORTED[arch]), inputs, capsys)
     assert_same_predictions(run, predictions(exports[arch], inputs, capsys))
 
 
@@ -150,6 +154,8 @@ def test_a_run_no_transformers_head_takes_is_refused(arch, pooling, arch_run, tm
     )
     if ARCHS[arch].has_pooler:
         assert line.endswith("train with --pooling pooler to export, or serve with `isobn predict`")
+    elif arch in CLS_EXPORTED:
+        assert line.endswith("train with --pooling cls to export, or serve with `isobn predict`")
     else:  # --pooling pooler is refused by `isobn train` on it: not the advice
         assert "has no pooler, so no run of `isobn train` on it exports" in line
         assert "--pooling pooler" not in line and "isobn.attach" in line
@@ -161,6 +167,7 @@ def test_every_pooling_but_pooler_is_refused_on_some_architecture():
 
     assert {pooling for _, pooling in REFUSED} == set(POOLINGS) - {"pooler"}
     assert {ARCHS[arch].has_pooler for arch, _ in REFUSED} == {True, False}
+    assert {arch for arch, _ in REFUSED} & set(CLS_EXPORTED)  # a DeBERTa run is refused too
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -224,15 +231,20 @@ GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guides" / "huggingface.m
 
 def test_the_guides_table_of_exports_is_the_tested_one():
     """Each row of the Deploying section's table: a pooler run exports where the tests export
-    one, every other run is refused, and every architecture exports by save_pretrained."""
+    one, a cls run where they export one, every other run is refused, and every architecture
+    exports by save_pretrained."""
     section = GUIDE.read_text().split("## Deploying\n")[1].split("\n## ")[0]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ")]
     covered = []
     for names, pooler_run, other_runs, saved in rows[1:]:  # the header aside
         archs = [a for name in names.strip().split(", ") for a in GUIDE_NAMES[name]]
         for arch in archs:
-            exported = "exports" if arch in EXPORTED else "no pooler: `isobn train` refuses it"
+            exported = (
+                "exports" if arch in POOLER_EXPORTED else "no pooler: `isobn train` refuses it"
+            )
             assert pooler_run.strip() == exported, arch
-        assert (other_runs.strip(), saved.strip()) == ("refused", "exports")
+            others = "`cls` exports; `mean`, `last` refused" if arch in CLS_EXPORTED else "refused"
+            assert other_runs.strip() == others, arch
+        assert saved.strip() == "exports"
         covered += archs
     assert sorted(covered) == sorted(ARCHS)

@@ -3,7 +3,7 @@
 The harness computes logits = linear(dropout(norm(pool(encoder(x))))). In eval mode the norm
 is affine (IsoBN, whitening, BatchNorm: [`isobn.hf.fold`][isobn.hf.fold]) and folds into the
 linear layer, so the model is a transformers classifier wherever the architecture's own head
-computes linear(pool(...)) for the run's pooling. Two head layouts do, for ``--pooling pooler``:
+computes linear(pool(...)) for the run's pooling. Two head layouts do for ``--pooling pooler``:
 
 * pooler -> dropout -> classifier (BERT, ALBERT, and others built alike): the encoder's pooler
   is the model's, the folded linear layer its ``classifier``;
@@ -11,11 +11,13 @@ computes linear(pool(...)) for the run's pooling. Two head layouts do, for ``--p
   MPNet): the encoder's pooler is dense -> tanh on token 0, so its dense layer becomes
   ``classifier.dense`` and the folded linear layer ``classifier.out_proj``.
 
-``--pooling cls``, ``mean`` and ``last`` feed the pooled vector straight to the linear layer,
-which no transformers head does (each adds a pooler or a dense layer with a non-linearity):
-refused, as is any architecture whose head fits neither layout. An encoder without a pooler
-(DeBERTa, ModernBERT, DistilBERT, ELECTRA) trains only with those, so no run on it exports;
-a transformers model fine-tuned on it with IsoBN attached does
+``--pooling cls``, ``mean`` and ``last`` feed the pooled vector straight to the linear layer.
+One head takes that exactly, for ``cls``: DeBERTa's dropout -> dense -> act (``ContextPooler``)
+on token 0, then dropout -> classifier, with the identity as dense and ``pooler_hidden_act``
+"linear". Every other head adds a pooler or a dense layer with a non-linearity: refused, as is
+any architecture whose head fits no layout. The other encoders without a pooler (ModernBERT,
+DistilBERT, ELECTRA) train only with those poolings, so no run on them exports; a
+transformers model fine-tuned on them with IsoBN attached does
 ([`isobn.hf.fold`][isobn.hf.fold]). Every conversion is checked: the transformers model must
 give the harness model's logits on a random batch, else it is refused.
 LoRA layers (``--peft``) are merged into the encoder's weights first (peft's ``merge``).
@@ -55,11 +57,15 @@ def to_transformers(model: SequenceClassifier):
     from transformers import AutoModelForSequenceClassification
 
     run = model.config
-    if run.pooling != "pooler":
+    context_pooler = run.pooling == "cls" and has_context_pooler(model.encoder.config)
+    if run.pooling != "pooler" and not context_pooler:
         raise UserError(pooling_refusal(run.pooling, model.encoder))
     encoder = merged_encoder(model.encoder)
     config = copy.deepcopy(encoder.config)
     config.update({**label_config(run), "classifier_dropout": model.dropout.p})
+    if context_pooler:  # dense -> act on token 0 becomes the identity on token 0
+        config.update({"pooler_hidden_act": "linear", "pooler_hidden_size": config.hidden_size})
+        config.update({"cls_dropout": model.dropout.p})
     try:
         target = AutoModelForSequenceClassification.from_config(config)
     except ValueError:
@@ -67,9 +73,21 @@ def to_transformers(model: SequenceClassifier):
         raise UserError(_no_head(type(encoder).__name__, why)) from None
     classifier = copy.deepcopy(model.classifier)
     fold_into_linear(eval_affine(model.norm), classifier)
-    _copy_weights(encoder, classifier, target)
+    if context_pooler:
+        _copy_to_context_pooler_head(encoder, classifier, target)
+    else:
+        _copy_weights(encoder, classifier, target)
     _check_same_logits(model, target)
     return target.eval()
+
+
+def has_context_pooler(encoder_config) -> bool:
+    """Whether the architecture's head is DeBERTa's: dropout -> dense -> act (the config's
+    ``pooler_hidden_act``) on token 0, then dropout -> classifier. With the identity as dense
+    and act, it computes linear(first token's hidden state): a ``--pooling cls`` run's head."""
+    return hasattr(encoder_config, "pooler_hidden_act") and hasattr(
+        encoder_config, "pooler_hidden_size"
+    )
 
 
 # what a linear head reads under each --pooling but pooler (config.POOLINGS)
@@ -87,12 +105,14 @@ def pooling_refusal(pooling: str, encoder: nn.Module) -> str:
     pooled = _POOLED.get(pooling, f"--pooling {pooling} vector")
     why = (
         f"a run with --pooling {pooling} cannot be exported as a transformers model: its "
-        f"linear head reads the {pooled} directly, and no transformers "
-        "*ForSequenceClassification head does that (each adds a pooler or a dense layer with a "
+        f"linear head reads the {pooled} directly, and {type(encoder).__name__}'s "
+        "*ForSequenceClassification head does not (it adds a pooler or a dense layer with a "
         "non-linearity)"
     )
     if getattr(encoder, "pooler", None) is not None:
         return f"{why}; train with --pooling pooler to export, or serve with `isobn predict`"
+    if has_context_pooler(encoder.config):
+        return f"{why}; train with --pooling cls to export, or serve with `isobn predict`"
     return (
         f"{why}, and {type(encoder).__name__} has no pooler, so no run of `isobn train` on it "
         "exports; serve it with `isobn predict`, or fine-tune a *ForSequenceClassification "
@@ -104,8 +124,8 @@ def _no_head(name: str, why: str) -> str:
     return (
         f"a run on {name} cannot be exported as a transformers model: {why}; only encoders "
         "whose *ForSequenceClassification head is pooler -> dropout -> linear (BERT, ALBERT) or "
-        "a dense + tanh head on token 0 (RoBERTa, XLM-R, CamemBERT, MPNet) can take the "
-        "pooler run's head exactly"
+        "a dense + tanh head on token 0 (RoBERTa, XLM-R, CamemBERT, MPNet) can take a "
+        "pooler run's head exactly, and DeBERTa's context pooler a cls run's"
     )
 
 
@@ -149,6 +169,23 @@ def _copy_weights(encoder: nn.Module, classifier: nn.Linear, target: nn.Module) 
     missing, unexpected = target.base_model.load_state_dict(state, strict=False)
     if missing or unexpected:
         key = (missing or unexpected)[0]
+        raise UserError(_no_head(name, f"its weights do not fit {type(target).__name__} ({key})"))
+
+
+@torch.no_grad()
+def _copy_to_context_pooler_head(
+    encoder: nn.Module, classifier: nn.Linear, target: nn.Module
+) -> None:
+    """Encoder weights into ``target.base_model``, the identity into its context pooler's
+    dense layer (its act is linear), the folded linear layer into its ``classifier``."""
+    dense = target.pooler.dense
+    nn.init.eye_(dense.weight)
+    nn.init.zeros_(dense.bias)
+    target.classifier.load_state_dict(classifier.state_dict())
+    missing, unexpected = target.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        name = type(encoder).__name__
         raise UserError(_no_head(name, f"its weights do not fit {type(target).__name__} ({key})"))
 
 
