@@ -648,6 +648,11 @@ RAY_OPTIONS = [
     ["--backend", "ray", "--address", "::1:6379"],
     ["--backend", "ray", "--address", "a..b:1", "--connect-timeout", "5"],
     ["--backend", "ray", "--address", "auto", "--connect-timeout", "1e-9"],
+    ["--backend", "ray", "--address", "http://127.0.0.1:8265"],  # the dashboard's URL
+    ["--backend", "ray", "--address", "ray://127.0.0.1:1", "--connect-timeout", "2"],
+    ["--backend", "ray", "--address", "localhost:0"],
+    ["--backend", "ray", "--address", "local"],
+    ["--backend", "ray", "--gpus-per-cell", "1e-5"],  # below Ray's precision
     ["--threads", HUGE],
 ]
 
@@ -689,11 +694,13 @@ RAY_OPTIONS = [
 @example(damage="none", cell="not_json", extra=[["--report-only"]], disk=None)
 @example(damage="none", cell="none", extra=[["--report-only"]], disk=0)
 @example(damage="none", cell="none", extra=[RAY_OPTIONS[0]], disk=None)
+@example(damage="none", cell="none", extra=[RAY_OPTIONS[14]], disk=None)  # ray://, no grpc
 def test_study_never_prints_a_traceback(
-    tmp_path_factory, tiny_bert, sentiment_files, damage, cell, extra, disk
+    tmp_path_factory, monkeypatch, tiny_bert, sentiment_files, damage, cell, extra, disk
 ):
     """`cell`: --out already holds the record of the study's one cell, damaged. The Ray
     options are all refused before Ray starts or is reached (no local Ray is started)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # without --address, it names a cluster
     where = fresh(tmp_path_factory)
     if cell != "none":
         record = where / "out" / "cells" / "sent" / "n24" / "none" / "seed1.json"

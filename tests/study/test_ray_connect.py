@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from test_study import write_study
@@ -15,7 +16,7 @@ from test_study import write_study
 from isobn.cli.main import main
 from isobn.errors import UserError
 from isobn.study.ray_backend import RayOptions
-from isobn.study.ray_connect import split_address
+from isobn.study.ray_connect import connect_to_cluster, split_address
 
 ray = pytest.importorskip("ray")
 
@@ -40,6 +41,13 @@ def error_line(capsys) -> str:
     return line
 
 
+@pytest.fixture(autouse=True)
+def no_ray_address(monkeypatch):
+    """RAY_ADDRESS names the cluster of --backend ray without --address: none unless a test
+    sets it."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
 @pytest.fixture
 def study_argv(tmp_path, tiny_bert, sentiment_files) -> list[str]:
     path = write_study(tmp_path / "s.toml", tiny_bert, sentiment_files, seeds=(1,))
@@ -62,7 +70,7 @@ def test_addresses_of_the_three_forms_are_split(address, parts):
 
 @pytest.mark.parametrize(
     "address",
-    ["foo", "foo:", ":6379", "host:0", "host:65536", "host:http", "http://host:6379", "a b:1"],
+    ["foo", "foo:", ":6379", "host:http", "ray:/host:1", "a b:1", " auto", "AUTO"],
 )
 def test_an_address_of_no_form_is_one_line(address):
     with pytest.raises(UserError) as error:
@@ -85,7 +93,11 @@ def test_an_ipv6_host_without_brackets_is_refused_as_ray_refuses_it(address):
 
 @pytest.mark.parametrize("port", [1, None])  # None: a free port, as a stopped cluster leaves
 @pytest.mark.parametrize("scheme", ["", "ray://"])
-def test_an_address_with_nothing_listening_fails_at_once(study_argv, capsys, port, scheme):
+def test_an_address_with_nothing_listening_fails_at_once(
+    study_argv, capsys, monkeypatch, port, scheme
+):
+    if scheme:  # Ray Client's grpc, which `pip install ray` leaves out: checked before this
+        monkeypatch.setitem(sys.modules, "grpc", sys.modules.get("grpc") or ModuleType("grpc"))
     address = f"{scheme}127.0.0.1:{port or free_port()}"
     started = time.monotonic()
     assert main([*study_argv, "--address", address, "--connect-timeout", "5"]) == 2
@@ -202,3 +214,410 @@ def test_the_options_are_checked_for_the_python_api_too():
     with pytest.raises(UserError, match="--address 'x' is not a Ray address"):
         RayOptions(address="x")
     assert RayOptions(address="ray://h:10001", connect_timeout=5).connect_timeout == 5
+
+
+# --------------------------------------------------------------------------------------------
+# Other instances of a cluster that is not there: more forms of --address, RAY_ADDRESS, a
+# host that never answers, Ray Client without its packages, a Ray that cannot be imported,
+# a cluster of another Ray version, Ctrl-C while connecting or starting.
+
+
+class FakeRay:
+    """The part of the ray module that connect and connect_to_cluster call; `init` runs
+    `on_init` (which may sleep, or raise what ray.init raises)."""
+
+    def __init__(self, on_init=lambda: None) -> None:
+        self.on_init = on_init
+        self.shut_down = False
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.on_init()
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+@pytest.fixture
+def keep_sigterm():
+    """connect_to_cluster sets ray.init's SIGTERM handler in the main thread: restored."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_isobn(argv: list[str], pythonpath: tuple[str, ...] = (), **env: str):
+    """`isobn ARGV` in a fresh process, `pythonpath` before the source tree."""
+    code = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    path = os.pathsep.join([*pythonpath, str(Path(__file__).parents[2] / "src")])
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": path, **env},
+    )
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        (
+            "http://127.0.0.1:8265",
+            "--address 'http://127.0.0.1:8265' is a URL of the Ray dashboard (what `ray job "
+            "submit` takes), which runs no driver: use 127.0.0.1:6379 (the GCS port `ray start "
+            "--head` prints) or ray://127.0.0.1:10001 (Ray Client)",
+        ),
+        ("https://head/", "--address 'https://head/' is a URL of the Ray dashboard"),
+        ("HTTP://head:8265/#/jobs", "use head:6379 (the GCS port"),
+        ("localhost:0", "--address 'localhost:0': port 0 is not a TCP port (1 to 65535); the"),
+        ("127.0.0.1:99999", "--address '127.0.0.1:99999': port 99999 is not a TCP port"),
+        ("ray://h:65536", "--address 'ray://h:65536': port 65536 is not a TCP port"),
+        ("local", "--address 'local': leave out --address for a local Ray; a cluster is auto"),
+    ],
+)
+def test_a_common_wrong_address_is_named_with_its_fix(study_argv, capsys, address, message):
+    """The dashboard's URL (what RAY_ADDRESS holds for `ray job submit`), a port out of range,
+    ray.init's `local`: each its own line, before anything is read or started."""
+    assert exit_code([*study_argv, "--address", address]) == 2
+    line = error_line(capsys)
+    assert message in line
+    assert not ray.is_initialized() and not Path(study_argv[3]).exists()
+
+
+def test_an_ipv6_host_is_named_in_brackets(study_argv, capsys):
+    assert main([*study_argv, "--address", "[::1]:1", "--connect-timeout", "2"]) == 2
+    line = error_line(capsys)
+    assert "no Ray cluster reached (nothing listens at [::1]:1: " in line, line
+    assert "runs on ::1, that 1 is the GCS port" in line
+
+
+def test_without_address_ray_address_names_the_cluster(study_argv, capsys, monkeypatch):
+    """As for ray.init() (and in a Ray job's entrypoint, where Ray sets it): a dead one was
+    ignored, and a local Ray started and ran the study."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    started = time.monotonic()
+    assert main([*study_argv, "--connect-timeout", "2"]) == 2
+    assert time.monotonic() - started < 2 + 30
+    line = error_line(capsys)
+    assert line.startswith(
+        "isobn study: error: RAY_ADDRESS=127.0.0.1:1: no Ray cluster reached (nothing listens "
+        "at 127.0.0.1:1: "
+    )
+    assert line.endswith("no firewall blocks it; or unset RAY_ADDRESS for a local Ray")
+    assert not ray.is_initialized() and not Path(study_argv[3]).exists()
+
+
+@pytest.mark.parametrize(
+    "value, extra, message",
+    [
+        (
+            "foo",
+            [],
+            "RAY_ADDRESS='foo' (used by --backend ray without --address; unset it for a local "
+            "Ray) is not a Ray address: use auto",
+        ),
+        ("http://127.0.0.1:8265", [], "RAY_ADDRESS='http://127.0.0.1:8265' (used by --backend"),
+        ("h:0", [], "RAY_ADDRESS='h:0' (used by --backend ray without --address; unset it"),
+        ("foo", ["--address", "auto"], "--address auto uses RAY_ADDRESS='foo', which is not"),
+        # an --address given wins over RAY_ADDRESS (as in ray.init); the fix names both
+        (
+            "foo",
+            ["--address", "127.0.0.1:1", "--connect-timeout", "2"],
+            "--address 127.0.0.1:1: no Ray cluster reached (nothing listens at 127.0.0.1:1",
+        ),
+        ("foo", ["--address", "127.0.0.1:1"], "or leave out --address and unset RAY_ADDRESS"),
+    ],
+)
+def test_a_bad_ray_address_is_one_line(study_argv, capsys, monkeypatch, value, extra, message):
+    monkeypatch.setenv("RAY_ADDRESS", value)
+    assert exit_code([*study_argv, *extra]) == 2
+    assert message in error_line(capsys)
+    assert not ray.is_initialized() and not Path(study_argv[3]).exists()
+
+
+@pytest.mark.parametrize(
+    "env, extra, message",
+    [
+        (
+            None,
+            ["--address", "auto"],
+            "--address auto: no Ray cluster was started on this machine (`ray start --head`) "
+            "and RAY_ADDRESS is not set; start one, pass its HOST:PORT, or leave out --address "
+            "for a local Ray",
+        ),
+        (  # was `no Ray cluster there (Could not find any running Ray instance. ...)`
+            "auto",
+            ["--address", "auto"],
+            "--address auto: no Ray cluster was started on this machine (`ray start --head`); "
+            "start one, pass its HOST:PORT, or leave out --address and unset RAY_ADDRESS for a "
+            "local Ray",
+        ),
+        (  # was a local Ray, started and run
+            "auto",
+            [],
+            "RAY_ADDRESS=auto: no Ray cluster was started on this machine (`ray start --head`); "
+            "start one, pass its HOST:PORT, or unset RAY_ADDRESS for a local Ray",
+        ),
+    ],
+)
+def test_auto_without_a_cluster_is_one_line(study_argv, capsys, monkeypatch, env, extra, message):
+    def no_cluster(address, temp_dir=None):
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    # hermetic: a `ray start --head` elsewhere on this machine is not found
+    monkeypatch.setattr("ray._private.services.canonicalize_bootstrap_address", no_cluster)
+    if env is not None:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    assert exit_code([*study_argv, *extra, "--connect-timeout", "2"]) == 2
+    assert error_line(capsys) == f"isobn study: error: {message}"
+    assert not ray.is_initialized() and not Path(study_argv[3]).exists()
+
+
+def test_the_local_backend_ignores_ray_address(study_argv, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    local = [a for a in study_argv if a not in ("--backend", "ray")]
+    assert main([*local, "--blocks", "main", "--max-cells", "1"]) == 0
+    assert "1 cells finished" in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+@pytest.mark.parametrize("lookup", ["getaddrinfo", "create_connection"])
+def test_a_host_that_never_answers_is_given_up_within_the_timeout(monkeypatch, lookup):
+    """A name server or a host that drops packets (a black hole such as 10.255.255.1): the
+    socket time-out bounded the connection but not the name look-up, and applied once per
+    address the name has."""
+
+    def never(*args, **kwargs):
+        time.sleep(30)
+        raise TimeoutError
+
+    monkeypatch.setattr(socket, lookup, never)
+    fake = FakeRay()
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        connect_to_cluster(fake, "head.example.org:6379", timeout=1)
+    assert time.monotonic() - started < 3
+    assert str(error.value).startswith(
+        "--address head.example.org:6379: no Ray cluster reached (nothing answered at "
+        "head.example.org:6379 within 1 s); check that `ray start --head` runs on "
+        "head.example.org"
+    )
+
+
+@pytest.mark.parametrize(
+    "address, hint",
+    [
+        ("127.0.0.1:8265", "(8265 is the Ray dashboard's port by default, for `ray job submit`)"),
+        ("127.0.0.1:10001", "(10001 is Ray Client's port by default: write ray://HOST:10001)"),
+        ("127.0.0.1:6380", "(--connect-timeout); check that"),
+    ],
+)
+def test_a_port_of_another_ray_service_is_named(monkeypatch, keep_sigterm, address, hint):
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: open(os.devnull))
+    fake = FakeRay(lambda: time.sleep(10))  # something answers, no GCS: ray.init waits
+    with pytest.raises(UserError) as error:
+        connect_to_cluster(fake, address, timeout=1)
+    assert str(error.value).startswith(
+        f"--address {address}: the port answers, but no Ray cluster did within 1 s "
+        "(--connect-timeout)"
+    )
+    assert hint in str(error.value)
+
+
+def test_a_cluster_of_another_ray_version_is_one_line(monkeypatch, keep_sigterm):
+    """ray.init raised Ray's multi-line RuntimeError, a traceback."""
+
+    def mismatch():
+        raise RuntimeError(
+            "Version mismatch: The cluster was started with:\n    Ray: 2.59.0\n    Python: "
+            "3.10.12\nThis process on node 10.0.0.2 was started with:\n    Ray: 2.60.0\n"
+            "    Python: 3.11.7\n"
+        )
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: open(os.devnull))
+    with pytest.raises(UserError) as error:
+        connect_to_cluster(FakeRay(mismatch), "10.0.0.1:6379", timeout=5)
+    assert str(error.value) == (
+        "--address 10.0.0.1:6379: the cluster runs Ray 2.59.0 on Python 3.10.12, this process "
+        "Ray 2.60.0 on Python 3.11.7; a driver needs the cluster's Ray and Python versions: "
+        "install the same isobn[ray] and Python here as on the cluster's nodes"
+    )
+
+
+@pytest.mark.parametrize(
+    "address, env, needs",
+    [
+        ("10.0.0.1:6379", {}, "also needs RAY_AUTH_MODE=token here and its token (RAY_AUTH_TOKEN"),
+        ("10.0.0.1:6379", {"RAY_AUTH_MODE": "token"}, "also needs its token here (RAY_AUTH_TOKEN"),
+        ("auto", {}, "also needs its token here (RAY_AUTH_TOKEN, or ~/.ray/auth_token as on"),
+    ],
+)
+def test_a_cluster_that_refuses_the_driver_names_what_its_token_needs(
+    monkeypatch, keep_sigterm, address, env, needs
+):
+    """ray.init sends ~/.ray/auth_token by itself only for auto; for an address given it needs
+    RAY_AUTH_MODE=token too (checked by hand against `ray start --head`: HOST:PORT failed with
+    InvalidAuthToken, and ran a cell with RAY_AUTH_MODE=token)."""
+
+    def refused():
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379.")
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: open(os.devnull))
+    monkeypatch.setattr(
+        "ray._private.services.canonicalize_bootstrap_address", lambda a, t=None: "10.0.0.1:6379"
+    )
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError) as error:
+        connect_to_cluster(FakeRay(refused), address, timeout=5)
+    assert str(error.value).startswith(
+        f"--address {address}: no Ray cluster there (Failed to connect to Ray cluster at "
+        "10.0.0.1:6379.); check that `ray start --head` runs on 10.0.0.1"
+    )
+    assert needs in str(error.value)
+
+
+@pytest.mark.parametrize("env, extra", [(None, ["--address", "ray://X"]), ("ray://X", [])])
+def test_ray_client_without_its_packages_is_one_line(study_argv, capsys, monkeypatch, env, extra):
+    """`pip install ray` has no grpc: ray.init("ray://...") raised a ValueError (a traceback)
+    once the port answered."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"ray://127.0.0.1:{listening.getsockname()[1]}"
+        extra = [a.replace("ray://X", address) for a in extra]
+        if env is not None:
+            monkeypatch.setenv("RAY_ADDRESS", address)
+        monkeypatch.setitem(sys.modules, "grpc", None)  # `import grpc` raises ImportError
+        assert exit_code([*study_argv, *extra]) == 2
+    named = f"--address {address}" if env is None else f"RAY_ADDRESS={address}"
+    assert error_line(capsys) == (
+        f"isobn study: error: {named}: Ray Client (ray://) needs packages this Ray lacks: pip "
+        "install 'isobn[ray]' (or 'ray[client]')"
+    )
+    assert not ray.is_initialized() and not Path(study_argv[3]).exists()
+
+
+def test_a_gpu_share_below_rays_precision_is_refused():
+    """Ray refuses num_gpus below 0.0001 with a ValueError when the first task is submitted
+    (on a cluster with GPUs, after --out was bound)."""
+    with pytest.raises(UserError) as error:
+        RayOptions(gpus_per_cell=1e-5)
+    assert str(error.value) == (
+        "--gpus-per-cell 1e-05 is below Ray's smallest share of a GPU, 0.0001: use 0 for none, "
+        "or e.g. 0.25"
+    )
+    assert RayOptions(gpus_per_cell=0.0001).gpus_per_cell == 0.0001
+
+
+def shim(where: Path, body: str) -> str:
+    """A directory whose `ray` package runs `body` when imported (before the real Ray on
+    sys.path)."""
+    (where / "ray").mkdir(parents=True)
+    (where / "ray" / "__init__.py").write_text(body)
+    return str(where)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("raise ImportError('No module named ray')", "--backend ray needs Ray: pip install"),
+        (  # protobuf of another version: was a traceback
+            "raise TypeError('Descriptors cannot be created directly.\\nMore lines')",
+            "--backend ray: importing Ray failed (TypeError: Descriptors cannot be created "
+            "directly.); reinstall it: pip install --force-reinstall 'isobn[ray]'",
+        ),
+    ],
+)
+def test_a_ray_that_cannot_be_imported_is_one_line(study_argv, tmp_path, body, message):
+    result = run_isobn(study_argv, (shim(tmp_path / "shim", body),))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("isobn study: error:")]
+    assert message in line
+    assert not Path(study_argv[3]).exists()
+
+
+@pytest.mark.parametrize("mode", ["--plan", pytest.param("--report-only", marks=pytest.mark.slow)])
+def test_plan_and_report_only_never_import_ray(study_argv, tmp_path, mode):
+    """Nor start nor reach it: a study's --plan beside a cluster that is not there."""
+    marker = tmp_path / "imported"
+    body = f"open({str(marker)!r}, 'w').close()\nraise ImportError('shim')"
+    argv = [*study_argv, "--address", "10.255.255.1:6379", mode]
+    result = run_isobn(argv, (shim(tmp_path / "shim", body),), RAY_ADDRESS="127.0.0.1:1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not marker.exists()
+
+
+def test_ctrl_c_while_connecting_is_one_line(study_argv):
+    """SIGINT while ray.init waits for a port that answers but is no Ray: exit code 130, the
+    line every command prints when interrupted."""
+    import signal
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        code = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
+        argv = [*study_argv, "--address", address, "--connect-timeout", "60"]
+        source = str(Path(__file__).parents[2] / "src")
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": source},
+        )
+        seen = []
+        for line in process.stderr:  # isobn's checks done; the connect begins
+            seen.append(line)
+            if "task file:" in line or "Connecting to existing Ray cluster" in line:
+                break
+        time.sleep(1.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=30)[1]
+    stderr = "".join(seen) + rest
+    assert process.returncode == 130, stderr[-2000:]
+    assert time.monotonic() - started < 10
+    assert stderr.rstrip().splitlines()[-1] == "isobn study: interrupted"
+    assert "Traceback" not in stderr
+
+
+def test_ctrl_c_while_a_local_ray_starts_shuts_it_down():
+    """Interrupted half-way, ray.init left the local Ray's agents running (a minute or two,
+    children of PID 1): the start is waited for, then shut down, and the interrupt goes on."""
+    import signal
+
+    from isobn.study.ray_backend import connect
+
+    steps = []
+
+    def interrupted_start():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C half-way
+        time.sleep(0.2)
+        steps.append("started")
+
+    fake = FakeRay(interrupted_start)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        connect(fake, None)
+    assert steps == ["started"] and fake.shut_down
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_failed_local_start_is_shut_down():
+    from isobn.study.ray_backend import connect
+
+    def fails():
+        raise RuntimeError("raylet died")
+
+    fake = FakeRay(fails)
+    with pytest.raises(RuntimeError):
+        connect(fake, None)
+    assert fake.shut_down

@@ -71,8 +71,8 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     ray.add_argument(
         "--address",
         help="Ray cluster: auto (started with `ray start` on this machine), HOST:PORT (as "
-        "`ray start --head` prints it) or ray://HOST:10001 (Ray Client); default: a new local "
-        "Ray sized to this machine",
+        "`ray start --head` prints it) or ray://HOST:10001 (Ray Client); default: the "
+        "cluster RAY_ADDRESS names when it is set, else a new local Ray sized to this machine",
     )
     ray.add_argument(
         "--connect-timeout",
@@ -283,8 +283,9 @@ def _ray_options(args: argparse.Namespace):
     """RayOptions for --backend ray (None for the local runner), every value checked before
     Ray starts or is reached; options of the other backend are refused rather than ignored."""
     from isobn.errors import UserError
+    from isobn.study.ray_connect import cluster_address
 
-    if args.backend == "local":
+    if args.backend == "local":  # RAY_ADDRESS, Ray's, is not read
         given = [name for name in _RAY_ONLY if getattr(args, name) is not None]
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} needs --backend ray")
@@ -294,10 +295,10 @@ def _ray_options(args: argparse.Namespace):
             raise UserError(
                 f"--{name} is for --backend local; with --backend ray use --cpus-per-cell"
             )
-    if args.connect_timeout is not None and args.address is None:
+    if args.connect_timeout is not None and cluster_address(args.address)[0] is None:
         raise UserError(
-            "--connect-timeout is for a cluster given with --address; a local Ray is started, "
-            "not reached"
+            "--connect-timeout is for a cluster given with --address (or RAY_ADDRESS); a "
+            "local Ray is started, not reached"
         )
     from isobn.study.ray_backend import RayOptions
     from isobn.study.ray_connect import DEFAULT_TIMEOUT

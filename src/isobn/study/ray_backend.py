@@ -21,6 +21,8 @@ import math
 import os
 import platform
 import secrets
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,11 @@ from pathlib import Path
 from isobn.errors import UserError
 from isobn.study.ray_connect import (
     DEFAULT_TIMEOUT,
+    check_address,
+    check_client,
     check_timeout,
+    cluster_address,
     connect_to_cluster,
-    split_address,
 )
 from isobn.study.runner import (
     SESSION_VARIABLE,
@@ -49,14 +53,16 @@ logger = logging.getLogger(__name__)
 TOKENS = "ray-tokens"  # DIR/ray-tokens/TOKEN exists while the Ray driver of TOKEN runs
 RAY_MISSING = "--backend ray needs Ray: pip install 'isobn[ray]'"
 MAX_COUNT = 1024  # of CPUs, GPUs or retries per cell: more is a typo (Ray's are C integers)
+MIN_GPU_FRACTION = 0.0001  # Ray's resource precision: a smaller request is a ValueError
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    """How cells run on Ray. address None: a new local Ray sized to this machine; "auto",
-    "HOST:6379" or "ray://HOST:10001": an existing cluster, reached within `connect_timeout`
-    seconds. gpus_per_cell None: 1 on a cluster with GPUs, else 0; a fraction (0.25) packs
-    several cells on one GPU. Checked when made: a bad value is a one-line UserError before
+    """How cells run on Ray. address None: the cluster RAY_ADDRESS names when it is set (as
+    for ray.init()), else a new local Ray sized to this machine; "auto", "HOST:6379" or
+    "ray://HOST:10001": an existing cluster, reached within `connect_timeout` seconds.
+    gpus_per_cell None: 1 on a cluster with GPUs, else 0; a fraction (0.25) packs several
+    cells on one GPU. Checked when made: a bad value is a one-line UserError before
     Ray starts."""
 
     address: str | None = None
@@ -66,8 +72,7 @@ class RayOptions:
     connect_timeout: float = DEFAULT_TIMEOUT
 
     def __post_init__(self) -> None:
-        if self.address is not None:
-            split_address(self.address)
+        check_address(self.address)
         check_timeout(self.connect_timeout)
         if not 1 <= self.cpus_per_cell <= MAX_COUNT:
             raise UserError(
@@ -85,6 +90,11 @@ class RayOptions:
                 f"--gpus-per-cell must be a number from 0 to {MAX_COUNT}, e.g. 0.5, 1 or 2; "
                 f"got {gpus:g}"
             )
+        if gpus is not None and 0 < gpus < MIN_GPU_FRACTION:
+            raise UserError(
+                f"--gpus-per-cell {gpus:g} is below Ray's smallest share of a GPU, "
+                f"{MIN_GPU_FRACTION:g}: use 0 for none, or e.g. 0.25"
+            )
         if gpus is not None and gpus > 1 and gpus % 1:
             raise UserError(
                 f"--gpus-per-cell {gpus:g}: a fraction must be below 1; use e.g. 0.5, 1 or 2"
@@ -92,10 +102,19 @@ class RayOptions:
 
 
 def import_ray():
+    """The ray module, or a one-line UserError: not installed, or an installation whose import
+    fails (a dependency of another version, e.g. protobuf's `Descriptors cannot be created
+    directly`)."""
     try:
         import ray
     except ImportError:
         raise UserError(RAY_MISSING) from None
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(
+            f"--backend ray: importing Ray failed ({type(error).__name__}: {first}); "
+            "reinstall it: pip install --force-reinstall 'isobn[ray]'"
+        ) from None
     return ray
 
 
@@ -152,17 +171,46 @@ def _cell_task(
 
 def connect(ray, address: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Connect to Ray unless this process already is; True when this call started it. A
-    cluster at `address` that does not answer within `timeout` seconds is a one-line
-    UserError (isobn.study.ray_connect)."""
+    cluster at `address` (or, without one, RAY_ADDRESS) that does not answer within
+    `timeout` seconds is a one-line UserError (isobn.study.ray_connect)."""
     if ray.is_initialized():
         return False
+    address, from_env = cluster_address(address)
     if address is None:
-        from isobn.training.host_jobs import usable_cores
-
-        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False)
+        _start_local_ray(ray)
     else:
-        connect_to_cluster(ray, address, timeout)
+        connect_to_cluster(ray, address, timeout, from_env)
     return True
+
+
+def _start_local_ray(ray) -> None:
+    """ray.init of a local Ray sized to this machine. A Ctrl-C while it starts (a few
+    seconds) waits for the start, then shuts it down: interrupted half-way, ray.shutdown
+    cannot reach what started, and Ray's agents stayed a minute or two (children of PID 1).
+    A second Ctrl-C interrupts at once."""
+    from isobn.training.host_jobs import usable_cores
+
+    interrupted: list[int] = []
+
+    def defer(signum, frame) -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(signum)
+        logger.info("interrupted: stopping the local Ray once it has started")
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, defer) if main_thread else None
+    try:
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False)
+    except BaseException:
+        ray.shutdown()  # what started, as far as Ray knows it
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        ray.shutdown()
+        raise KeyboardInterrupt
 
 
 def run_on_ray(
@@ -179,6 +227,7 @@ def run_on_ray(
     `max_cells` of them) as Ray tasks and wait for all; returns the session's end line, with
     "ran": the keys of the cells this driver's tasks ran."""
     ray = import_ray()
+    check_client(options.address)
     _check_before_ray(ray, study, out, options, blocks)
     out = out.resolve()
     started_ray = connect(ray, options.address, options.connect_timeout)
@@ -195,7 +244,7 @@ def run_on_ray(
         details = {
             "jobs": max(1, slots),
             "backend": "ray",
-            "address": options.address or "local",
+            "address": cluster_address(options.address)[0] or "local",
             "cpus_per_cell": options.cpus_per_cell,
             "gpus_per_cell": gpus,
             "threads_per_job": options.cpus_per_cell,
@@ -230,7 +279,8 @@ def _check_before_ray(ray, study: Study, out: Path, options: RayOptions, blocks)
     """What can be refused before Ray starts or is reached: a local Ray's resources, then
     what every runner checks first (runner.start_study: the task files, the study directory,
     the models and data of the cells to run); `out` is bound after Ray is reached."""
-    if options.address is None and not ray.is_initialized():  # the local Ray to be started
+    local = cluster_address(options.address)[0] is None
+    if local and not ray.is_initialized():  # the local Ray to be started
         _check_resources(_this_machine(), options.cpus_per_cell, options.gpus_per_cell or 0.0)
     start_study(study, out, blocks)
 
