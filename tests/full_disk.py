@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_PATCHED_SAVE_FILES: list = []  # every fills_after block's save_file (see _is_save_file)
 
 
 class Disk:
@@ -138,13 +139,14 @@ def fills_after(where: Path, budget: float, code: int = errno.ENOSPC):
                 f"Error while serializing: I/O error: {error.strerror} (os error {error.errno})"
             ) from None
 
+    _PATCHED_SAVE_FILES.append(save_file)
     patches = [(builtins, "open", open_), (io, "open", open_), (os, "open", os_open)]
     patches += [(os, "write", os_write), (safetensors.torch, "save_file", save_file)]
     patches += [  # every module that imported it by name: isobn's, transformers' safe_save_file
-        (module, attribute, save_file)
+        (module, attribute, save_file)  # (or an earlier patch: imported inside that block)
         for module in list(sys.modules.values())
         for attribute in ("save_file", "safe_save_file")
-        if getattr(module, attribute, None) is real_save_file
+        if _is_save_file(getattr(module, attribute, None), real_save_file)
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
@@ -154,6 +156,13 @@ def fills_after(where: Path, budget: float, code: int = errno.ENOSPC):
     finally:
         for owner, name, value in saved:
             setattr(owner, name, value)
+
+
+def _is_save_file(value, real) -> bool:
+    """Whether `value` is safetensors' save_file, or a patch of it left in a module that
+    imported it while an earlier fills_after block ran (a stale patch would count that
+    module's writes against the earlier disk)."""
+    return value is real or any(value is patch for patch in _PATCHED_SAVE_FILES)
 
 
 def leftovers(where: Path) -> list[Path]:

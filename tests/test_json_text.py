@@ -87,3 +87,41 @@ def test_a_marker_that_names_no_nulls_is_data_and_left_alone():
 def test_a_marker_key_beside_a_non_finite_number_is_refused_not_overwritten():
     with pytest.raises(ValueError, match="'undefined'"):
         json_text.dumps({"undefined": 3, "pearson": math.nan})
+
+
+NAMED_VALUES = st.recursive(  # keys as in config files, so a place reads back unambiguously
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.from_regex(r"[a-z_]{1,5}", fullmatch=True), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMED_VALUES)
+def test_the_first_non_finite_number_is_found_where_it_is(value):
+    """first_non_finite finds a number exactly when json.dumps would write a bare NaN or
+    Infinity (transformers' writers cannot mark it), and its place leads to that number."""
+    found = json_text.first_non_finite(value)
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        assert found is not None
+    else:
+        assert found is None
+        return
+    place, number = found
+    item = value
+    for step in filter(None, place.replace("[", ".[").split(".")):
+        item = item[int(step[1:-1])] if step.startswith("[") else item[step]
+    assert same(item, number) and not math.isfinite(number)
+
+
+def test_a_non_finite_number_is_named_as_json_dumps_writes_it():
+    config = {"hidden_dropout_prob": 0.1, "pooler": {"sizes": [1, math.inf]}}
+    assert json_text.first_non_finite(config) == ("pooler.sizes[1]", math.inf)
+    words = [json_text.word(x) for x in (math.nan, math.inf, -math.inf)]
+    assert words == ["NaN", "Infinity", "-Infinity"]
+    assert words == [json.dumps(x) for x in (math.nan, math.inf, -math.inf)]

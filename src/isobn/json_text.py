@@ -107,6 +107,32 @@ def _names_nulls(obj: dict, names: Any) -> bool:
     return all(isinstance(key, str) and key in obj and obj[key] is None for key in names)
 
 
+def first_non_finite(value: Any, place: str = "") -> tuple[str, float] | None:
+    """The first number of `value` (parsed JSON, or a dict / list about to be written) that
+    is NaN or infinite, with its place (``pooler.eps``, ``sizes[2]``); None when every
+    number is finite. For a writer that cannot mark it (transformers' config files)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return place, value
+    if isinstance(value, dict):
+        items = ((f"{place}.{key}" if place else str(key), item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{place}[{number}]", item) for number, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = first_non_finite(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def word(number: float) -> str:
+    """How Python's json writes a non-finite number: NaN, Infinity or -Infinity."""
+    if math.isnan(number):
+        return "NaN"
+    return "Infinity" if number > 0 else "-Infinity"
+
+
 def strict_loads(text: str | bytes) -> Any:
     """json.loads that refuses bare NaN / Infinity, as parsers outside Python do: ValueError."""
 
@@ -116,4 +142,15 @@ def strict_loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-__all__ = ["INFINITE", "MARKERS", "UNDEFINED", "decoded", "dumps", "encodable", "loads"]
+__all__ = [
+    "INFINITE",
+    "MARKERS",
+    "UNDEFINED",
+    "decoded",
+    "dumps",
+    "encodable",
+    "first_non_finite",
+    "loads",
+    "strict_loads",
+    "word",
+]

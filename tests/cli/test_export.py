@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 import sysconfig
@@ -208,6 +209,58 @@ def test_a_peft_adapter_directory_is_merged(tmp_path, tiny_bert):
     with torch.no_grad():
         got = plain(**batch).logits
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def set_isobn_eps(path: Path, value: float) -> None:
+    """Edit the IsoBN eps of a config.json or isobn_config.json by hand (json.dumps: NaN)."""
+    values = json.loads(path.read_text())
+    values["isobn"]["eps"] = value
+    path.write_text(json.dumps(values))
+
+
+def test_isobn_settings_that_isobn_refuses_are_one_line(tmp_path, tiny_bert, capsys):
+    """An IsoBN setting edited by hand in a save_pretrained directory (eps -1) or in an
+    adapter's isobn_config.json (eps NaN, which that file may hold): `isobn export` and
+    `isobn predict` say so in one line naming the file (a ValueError traceback before)."""
+    peft = pytest.importorskip("peft")
+    tokenizer = T.AutoTokenizer.from_pretrained(tiny_bert)
+    model = T.AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    isobn.attach(model)
+    model.save_pretrained(tmp_path / "attached")
+    tokenizer.save_pretrained(tmp_path / "attached")
+    config = tmp_path / "attached" / "config.json"
+    set_isobn_eps(config, -1)
+    refusal = f"cannot load IsoBN from {config} (eps must be a finite number > 0, got -1); "
+    capsys.readouterr()  # the set-up's progress bars
+    code, err = export(str(tmp_path / "attached"), "--out", str(tmp_path / "a"), capsys=capsys)
+    one_line_error(code, err, refusal, prefix=ERROR)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("good\n")
+    code = main(["predict", "--checkpoint", str(tmp_path / "attached"), "--input", str(texts)])
+    err = capsys.readouterr().err  # after transformers' loading bar
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"isobn predict: error: {refusal}")
+
+    base = T.AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    lora = peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query"])
+    adapter = peft.get_peft_model(
+        T.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), lora
+    )
+    isobn.attach(adapter)
+    adapter.save_pretrained(tmp_path / "adapter")
+    set_isobn_eps(tmp_path / "adapter" / "isobn_config.json", math.nan)
+    capsys.readouterr()
+    code, err = export(str(tmp_path / "adapter"), "--out", str(tmp_path / "b"), capsys=capsys)
+    one_line_error(
+        code,
+        err,
+        f"cannot load IsoBN from {tmp_path / 'adapter' / 'isobn_config.json'} (eps must be a "
+        "finite number > 0, got nan); save the adapter again with save_pretrained",
+        prefix=ERROR,
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def leftovers(parent: Path) -> list[str]:

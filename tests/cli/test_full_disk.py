@@ -123,6 +123,40 @@ def test_a_failed_checkpoint_leaves_the_old_one_and_no_temporary_folder(tmp_path
     assert files(tmp_path) == {"best/model.safetensors": b"old"}
 
 
+def test_a_failed_checkpoint_names_its_file_as_it_would_be_not_the_temporary(tmp_path):
+    """A writer inside the temporary folder names its own file (best.tmp/isobn_model.json);
+    the line names it in best/ (it named the temporary folder, gone by then)."""
+
+    def write(tmp: Path) -> None:
+        write_atomically(tmp / "isobn_model.json", "x" * 1000)
+
+    with fills_after(tmp_path, 100), pytest.raises(DiskFullError) as error:
+        ckpt.write_directory_atomically(tmp_path / "best", write)
+    assert error.value.path == tmp_path / "best" / "isobn_model.json"
+    assert ".tmp" not in str(error.value) and leftovers(tmp_path) == []
+
+
+def test_a_study_session_stopped_by_a_full_disk_names_the_file_that_did_not_fit(tmp_path):
+    """The session's end line in sessions.jsonl does not fit either: the error is still the
+    one of the file that stopped the session (it named sessions.jsonl)."""
+    from isobn.study.runner import run_session
+    from isobn.study.spec import parse_study
+
+    study = parse_study(STUDY.format(model="m", train="t.csv", dev="d.csv"), tmp_path / "s.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def body(progress) -> None:
+        write_atomically(out / "cells" / "record.json", "x" * 10_000)
+
+    (out / "cells").mkdir()
+    with fills_after(out, 1000), pytest.raises(DiskFullError) as error:
+        run_session(study, out, body, {"jobs": 1})
+    assert error.value.path == out / "cells" / "record.json"
+    lines = (out / "sessions.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["jobs"] == 1  # the start line, whole
+
+
 def test_files_written_together_are_all_replaced_or_none(tmp_path):
     for name in ("a.json", "b.png", "report.md"):
         (tmp_path / name).write_text("old")
@@ -210,6 +244,31 @@ def test_a_finished_run_stays_as_it_was(trained_run, tmp_path, tiny_bert, sentim
     assert files(out) == before and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
+def test_report_replaces_its_tables_and_figures_together(tmp_path, trained_run, pooler_run):
+    """`isobn report` on a disk that fills while it draws a figure leaves the earlier tables
+    and figures as they were (it had replaced the tables, beside the earlier figures)."""
+    pytest.importorskip("matplotlib")
+    directory = tmp_path / "exp"
+    shutil.copytree(trained_run, directory / "a")
+    assert run(["report", str(directory)])[0] == 0
+    shutil.copytree(pooler_run, directory / "b")  # one run more: every file of the report changes
+    for name in ("config.json", "metrics.json"):  # as seed 4 (pooler_run is seed 3 too)
+        path = directory / "b" / name
+        path.write_text(path.read_text().replace('"seed": 3', '"seed": 4'))
+    measured = tmp_path / "measured"
+    shutil.copytree(directory, measured)
+    with fills_after(measured, float("inf")) as disk:
+        assert run(["report", str(measured)])[0] == 0
+    before = files(directory)
+    assert {"results.json", "figures/learning_curves.png"} <= set(before)
+    for budget in (disk.written // 2, disk.written - 1):  # in the first figure, in the last
+        with fills_after(directory, budget):
+            code, lines = run(["report", str(directory)])
+        assert code == 2 and "figures" in full_disk_line(lines, directory).group(4), budget
+        assert files(directory) == before and leftovers(directory) == [], budget
+
+
 STUDY = """[study]
 name = "full"
 model = "{model}"
@@ -238,7 +297,8 @@ def test_a_study_and_its_report_on_a_full_disk(tmp_path, tiny_bert, sentiment_fi
     with fills_after(out, 3000) as disk:
         code, lines = run(argv)
     assert code == 2 and disk.failures
-    full_disk_line(lines, out)
+    first = full_disk_line(lines, out).group(4)  # not the session's end line, which fails too
+    assert Path(first).parent != out and ".tmp" not in first, first
     assert leftovers(out) == [] and not list(out.glob("cells/**/*.json"))
     assert run(argv)[0] == 0  # space again: the study runs on
     finished = files(out)

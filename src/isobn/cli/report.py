@@ -21,6 +21,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
     from isobn.training.report import collect_runs, markdown, write_results
+    from isobn.training.safe_files import all_or_none
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -28,17 +29,23 @@ def run(args: argparse.Namespace) -> int:
     runs = collect_runs(directory)
     if not runs:
         raise UserError(f"no finished runs (metrics.json) below {directory}: run them first")
-    results = write_results(directory)
+    with all_or_none():  # tables and figures: a full disk leaves the earlier set whole
+        results = write_results(directory)
+        drawn = [] if args.no_figures else draw_figures(directory, runs)
     print(markdown(results))
-    if not args.no_figures:
-        from isobn.analysis.figures import can_draw, plot_training_curves
-
-        if can_draw():
-            run_dirs = [directory / run["run_dir"] for run in runs]
-            from isobn.training.safe_files import make_folder
-
-            figures = make_folder(directory, "figures")  # never through a planted link
-            for path in plot_training_curves(run_dirs, figures):
-                print(f"figure: {path}")
+    for path in drawn:
+        print(f"figure: {path}")
     print(f"tables written to {directory}/results.md, results.csv, results.json")
     return 0
+
+
+def draw_figures(directory: Path, runs: list[dict]) -> list[Path]:
+    """The learning and isotropy curves of `runs` in DIRECTORY/figures (none without
+    matplotlib)."""
+    from isobn.analysis.figures import can_draw, plot_training_curves
+    from isobn.training.safe_files import make_folder
+
+    if not can_draw():
+        return []
+    figures = make_folder(directory, "figures")  # never through a planted link
+    return list(plot_training_curves([directory / run["run_dir"] for run in runs], figures))

@@ -20,6 +20,7 @@ try_cell, in Ray tasks; placement divides the CPU threads and GPUs between jobs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -38,7 +39,7 @@ from isobn.errors import UserError
 from isobn.study.record import cell_path, finished_cells, run_path
 from isobn.study.spec import Cell, Study, check_task_files
 from isobn.study.tables import number_text
-from isobn.training.disk_full import disk_full_problem, writing
+from isobn.training.disk_full import DiskFullError, disk_full_problem, writing
 from isobn.training.safe_files import (
     append_line,
     make_folder,
@@ -330,14 +331,23 @@ def run_session(
     done = sum(cell_path(out, cell).is_file() for cell in mine)
     try:
         body(StudyProgress(len(mine), done, details.get("jobs", 1)))
-    finally:  # an interrupted session records its end too
-        end = {
-            "id": session_id,
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "cells_finished": len(finished_cells(out)) - before,
-        }
-        _append_session(out, end)
+    except BaseException:  # an interrupted or failed session records its end too, but a
+        # full disk there does not hide what stopped it (the first file that did not fit)
+        with contextlib.suppress(DiskFullError):
+            _append_session(out, _session_end(session_id, started, out, before))
+        raise
+    end = _session_end(session_id, started, out, before)
+    _append_session(out, end)
     return end
+
+
+def _session_end(session_id: str, started: float, out: Path, before: int) -> dict:
+    """The end line of a session: its wall time and the cells it finished."""
+    return {
+        "id": session_id,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "cells_finished": len(finished_cells(out)) - before,
+    }
 
 
 def _append_session(out: Path, entry: dict) -> None:

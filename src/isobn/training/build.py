@@ -25,9 +25,11 @@ from isobn.training.model import (
     ModelConfig,
     SequenceClassifier,
     build_model,
+    check_tokenizer_numbers,
     load_encoder_config,
     load_tokenizer,
     looks_local,
+    model_file,
     request_segment_ids,
     resolve_model_path,
 )
@@ -100,6 +102,7 @@ def load_data(cfg: TrainConfig) -> RunData:
     else:  # a hub model: the local data's errors first
         task = load_run_task(cfg)
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    check_tokenizer_numbers(tokenizer, model_file(cfg.model, "tokenizer_config.json"))
     rows = task.splits["train"]
     if len(rows) < 2:
         raise UserError("the training split has fewer than 2 rows: give more training data")

@@ -70,7 +70,7 @@ def write_directory_atomically(target: str | Path, write: Callable[[Path], None]
     (see resolve_directory). A write that fails (a full disk: a DiskFullError naming `target`)
     removes the temporary directory and leaves `target` as it was.
     """
-    from isobn.training.disk_full import writing
+    from isobn.training.disk_full import DiskFullError, writing
 
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
@@ -81,6 +81,9 @@ def write_directory_atomically(target: str | Path, write: Callable[[Path], None]
             tmp.mkdir(parents=True)
             write(tmp)
             _fsync_tree(tmp)
+    except DiskFullError as error:  # named by a writer inside: best.tmp/x is best/x
+        _remove(tmp)
+        raise error.moved(tmp, target) from None
     except BaseException:
         _remove(tmp)
         raise

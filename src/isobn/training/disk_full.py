@@ -46,6 +46,15 @@ class DiskFullError(UserError):
         fix = f"free space or choose another {self.option}" if self.option else "free space"
         return f"no space left on {self.device} writing {self.path}: {fix}"
 
+    def moved(self, folder: str | Path, target: str | Path) -> DiskFullError:
+        """This error naming the file as it would be in `target` when it names one inside
+        `folder` (a temporary folder renamed to `target` once written)."""
+        path = Path(self.path)
+        if path.is_relative_to(folder):
+            self.path = Path(target, path.relative_to(folder))
+            self.args = (self._message(),)
+        return self
+
     def for_option(self, option: str | None) -> DiskFullError:
         """This error telling to choose another `option` (e.g. predict's --output)."""
         self.option = option

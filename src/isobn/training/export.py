@@ -21,6 +21,7 @@ The directory is written under a temporary name beside ``--out`` and renamed at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,7 +49,17 @@ class Plain:
 
 
 def load_plain(path: Path, trust_remote_code: bool = False) -> Plain:
-    """The plain model of a run, save_pretrained or adapter directory (see the module doc)."""
+    """The plain model of a run, save_pretrained or adapter directory (see the module doc),
+    whose tokenizer settings export can write as strict JSON."""
+    from isobn.training.model import check_tokenizer_numbers
+
+    plain = _load_plain(path, trust_remote_code)
+    tokenizer_config = Path(plain.tokenizer.name_or_path, "tokenizer_config.json")
+    check_tokenizer_numbers(plain.tokenizer, str(tokenizer_config))
+    return plain
+
+
+def _load_plain(path: Path, trust_remote_code: bool) -> Plain:
     if not path.exists():
         raise UserError(f"{path} does not exist; {NOT_A_RUN}")
     if not path.is_dir():
@@ -93,12 +104,17 @@ def _from_pretrained(path: Path, trust_remote_code: bool) -> Plain:
 
 
 def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     import isobn.hf
     from isobn.hf.adapters import require_peft
     from isobn.hf.attached import CONFIG_NAME
-    from isobn.training.model import held_transformers_warnings, load_tokenizer
+    from isobn.training.model import (
+        _first_line,
+        check_dropout_rates,
+        held_transformers_warnings,
+        load_tokenizer,
+    )
 
     peft = require_peft("isobn export of an adapter")
     base_path = json.loads((path / "adapter_config.json").read_text()).get(
@@ -109,6 +125,9 @@ def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:
             f"{path}/adapter_config.json names the base model {base_path!r}, which is not a "
             "local directory; set base_model_name_or_path there to the base model's directory"
         )
+    with contextlib.suppress(OSError, ValueError):  # else named by the model's load below
+        config = AutoConfig.from_pretrained(base_path, trust_remote_code=trust_remote_code)
+        check_dropout_rates(config.to_dict(), str(Path(base_path) / "config.json"))
     kwargs = {"trust_remote_code": trust_remote_code, "num_labels": _adapter_labels(path)}
     with held_transformers_warnings():
         base = AutoModelForSequenceClassification.from_pretrained(
@@ -116,7 +135,13 @@ def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:
         )
         model = peft.PeftModel.from_pretrained(base, path)
     if (path / CONFIG_NAME).is_file():
-        isobn.hf.load_isobn(model, path)
+        try:
+            isobn.hf.load_isobn(model, path)
+        except (ValueError, TypeError, KeyError) as error:  # settings IsoBN refuses
+            raise UserError(
+                f"cannot load IsoBN from {path / CONFIG_NAME} ({_first_line(error)}); save the "
+                "adapter again with save_pretrained"
+            ) from None
     has_tokenizer = (path / "tokenizer_config.json").is_file()
     tokenizer = load_tokenizer(str(path if has_tokenizer else base_path), trust_remote_code)
     return Plain(isobn.hf.fold(model), tokenizer)
@@ -147,6 +172,24 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out} is not empty; pass a new or empty directory")
 
 
+def check_strict_json(directory: Path, out: Path) -> None:
+    """Every JSON file that transformers wrote into `directory` (config.json, the tokenizer's)
+    is strict JSON: a bare NaN or Infinity (which its json.dumps writes) is a one-line
+    UserError naming the file as in `out`. The loaders refuse such numbers in the source's
+    tokenizer's settings already (model.check_tokenizer_numbers), and transformers writes a
+    config.json's as {"__float__": "NaN"}; this keeps any other way out."""
+    from isobn import json_text
+
+    for path in sorted(directory.glob("*.json")):
+        found = json_text.first_non_finite(json.loads(path.read_text(encoding="utf-8")))
+        if found is not None:
+            raise UserError(
+                f"the export's {out / path.name} would set {found[0]} to "
+                f"{json_text.word(found[1])}, which is not a JSON number: set a number for "
+                "it in the model's own file, or remove the key, and export again"
+            )
+
+
 def write_export(plain: Plain, out: Path, onnx: bool = False) -> None:
     """Save `plain` (and model.onnx) into a temporary directory beside `out`, renamed to `out`
     at the end; nothing is left behind on failure."""
@@ -165,6 +208,7 @@ def write_export(plain: Plain, out: Path, onnx: bool = False) -> None:
         with writing(out):
             plain.model.save_pretrained(tmp)
             plain.tokenizer.save_pretrained(tmp)
+            check_strict_json(tmp, out)
             if onnx:
                 write_onnx(plain.model, plain.tokenizer, tmp / ONNX_FILE)
             os.rename(tmp, out)  # replaces an empty directory (checked above)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -131,6 +132,55 @@ def check_weight_files(directory: Path) -> None:
         _check_local_file(directory / name, ckpt.check_tensors_header)
 
 
+def check_tokenizer_numbers(tokenizer, file: str) -> None:
+    """A one-line UserError when the tokenizer's settings (its tokenizer_config.json, `file`)
+    hold a NaN or infinite number, for a command that writes the tokenizer again (train's
+    checkpoints, export): transformers writes that file with json.dumps, as a bare NaN that
+    parsers other than Python's refuse, and null would change what the tokenizer reads, so the
+    number is for the user to set. (config.json needs no such check: transformers writes its
+    non-finite numbers as strict JSON, {"__float__": "NaN"}, and reads them back.)"""
+    from isobn import json_text
+
+    found = json_text.first_non_finite(tokenizer.init_kwargs)
+    if found is not None:
+        place, number = found
+        word = json_text.word(number)
+        raise UserError(
+            f"{file} sets {place} to {word}, which transformers would write again as a bare "
+            f"{word}, not JSON (isobn writes only strict JSON): set a number there, or remove "
+            "the key"
+        )
+
+
+def check_dropout_rates(values: dict, file: str, place: str = "") -> None:
+    """A one-line UserError for a dropout rate of a model's config.json (`values`, `file`)
+    that is not a probability from 0 to 1, NaN included: every forward pass would stop on it
+    in torch (a hand edit, say)."""
+    from isobn import json_text
+
+    for key, value in values.items():
+        where = f"{place}.{key}" if place else str(key)
+        if isinstance(value, dict):
+            check_dropout_rates(value, file, where)
+        elif (
+            "dropout" in str(key)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not 0 <= value <= 1
+        ):
+            shown = value if math.isfinite(value) else json_text.word(value)
+            raise UserError(
+                f"{file} sets the dropout rate {where} to {shown}, not a probability from 0 "
+                "to 1: set one there"
+            )
+
+
+def model_file(name: str, file: str) -> str:
+    """How a message names `file` of model `name`: its path when local, else in words."""
+    path = resolve_model_path(name) if name == "minilm" else os.path.expanduser(name)
+    return os.path.join(path, file) if os.path.isdir(path) else f"{file} of {name}"
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     """The model's tokenizer; a one-line UserError when it is missing."""
     from transformers import AutoTokenizer
@@ -183,8 +233,9 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
         config = load_encoder_config(name, trust_remote_code)
         return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     local = os.path.isdir(path)
+    file = model_file(name, "config.json")
     if local:
-        _refuse_no_encoder(path, trust_remote_code)  # before its weights load
+        _check_config(path, file, trust_remote_code)  # before its weights load
         check_weight_files(Path(path))  # name a damaged file before transformers reads it
     try:
         with held_transformers_warnings():  # its load report only where loading succeeds
@@ -226,13 +277,15 @@ def load_encoder(name: str, trust_remote_code: bool = False, weights: bool = Tru
             f"none of the weights in {name} are those of its config.json{seen}: pass a model "
             f"saved with save_pretrained{hint}"
         )
+    check_dropout_rates(encoder.config.to_dict(), file)  # a hub model's (a NaN rate loads)
     return encoder
 
 
-def _refuse_no_encoder(name: str, trust_remote_code: bool) -> None:
+def _check_config(name: str, file: str, trust_remote_code: bool) -> None:
     """A one-line UserError for an encoder-decoder model (analyze --model T5: its forward
-    needs decoder inputs); a config that does not load is left to the weights' load, which
-    names what is wrong."""
+    needs decoder inputs) or a dropout rate that is no probability (`file`: config.json, for
+    the message); a config that does not load is left to the weights' load, which names what
+    is wrong."""
     from transformers import AutoConfig
 
     from isobn.training.pooling import check_not_encoder_decoder
@@ -242,6 +295,7 @@ def _refuse_no_encoder(name: str, trust_remote_code: bool) -> None:
     except (OSError, ValueError):
         return
     check_not_encoder_decoder(config, name)
+    check_dropout_rates(config.to_dict(), file)
 
 
 @contextmanager
@@ -297,6 +351,7 @@ def load_encoder_config(name: str, trust_remote_code: bool = False):
     except (OSError, ValueError) as error:
         raise _model_error(name, error) from None
     check_not_encoder_decoder(config, name)
+    check_dropout_rates(config.to_dict(), model_file(name, "config.json"))
     return config
 
 

@@ -21,6 +21,8 @@ from isobn.training.model import (
     MODEL_CONFIG_FILE,
     ClassifierOutput,
     ModelConfig,
+    _first_line,
+    check_dropout_rates,
     held_transformers_warnings,
     load_tokenizer,
 )
@@ -58,6 +60,7 @@ def _hf_config(directory: Path, trust_remote_code: bool):
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot read {directory / 'config.json'} ({first})") from None
+    check_dropout_rates(config.to_dict(), str(directory / "config.json"))
     name = (config.architectures or ["a model of no named class"])[0]
     if not name.endswith("ForSequenceClassification"):
         if _in_a_run(directory):  # an isobn checkpoint's encoder without its head's config
@@ -119,7 +122,13 @@ def load_plain_checkpoint(directory: Path, trust_remote_code: bool = False):
         if isinstance(getattr(config, "isobn", None), dict):
             from isobn.hf import from_pretrained
 
-            model = from_pretrained(directory, **kwargs)
+            try:
+                model = from_pretrained(directory, **kwargs)
+            except (ValueError, TypeError) as error:  # IsoBN settings it refuses
+                raise UserError(
+                    f"cannot load IsoBN from {directory / 'config.json'} ({_first_line(error)}); "
+                    "save the model again with save_pretrained"
+                ) from None
         else:
             model = AutoModelForSequenceClassification.from_pretrained(directory, **kwargs)
     wrapped = PlainClassifier(model, read_plain_config(directory, trust_remote_code))

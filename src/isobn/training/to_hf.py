@@ -172,6 +172,22 @@ def _copy_weights(encoder: nn.Module, classifier: nn.Linear, target: nn.Module) 
         raise UserError(_no_head(name, f"its weights do not fit {type(target).__name__} ({key})"))
 
 
+def _non_finite_logits(model: SequenceClassifier) -> UserError:
+    """The refusal of a run whose logits are NaN or inf: nothing to check an export against."""
+    from isobn import json_text
+
+    found = json_text.first_non_finite(model.encoder.config.to_dict())
+    why = (
+        f"its config.json sets {found[0]} to {json_text.word(found[1])}"
+        if found is not None
+        else "its weights hold NaN or inf"
+    )
+    return UserError(
+        f"the run's model computes NaN or infinite logits ({why}), so no export can be checked "
+        "against it: restore the checkpoint as `isobn train` wrote it"
+    )
+
+
 @torch.no_grad()
 def _copy_to_context_pooler_head(
     encoder: nn.Module, classifier: nn.Linear, target: nn.Module
@@ -206,6 +222,8 @@ def _check_same_logits(model: SequenceClassifier, target: nn.Module) -> None:
         got = target(input_ids=ids, attention_mask=mask).logits
     finally:
         model.train(modes[0]), target.train(modes[1])
+    if not torch.isfinite(expected).all():
+        raise _non_finite_logits(model)
     scale = float(expected.abs().max()) or 1.0
     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * scale):
         raise UserError(
