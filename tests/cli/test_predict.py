@@ -130,7 +130,7 @@ def test_missing_input_and_directory_input(tmp_path, run_dir, capsys, no_inferen
     code, _, err = run_predict(run_dir, str(tmp_path / "nope.txt"), capsys)
     assert_one_line_error(code, err, "file not found", "nope.txt", "check the path")
     code, _, err = run_predict(run_dir, str(tmp_path), capsys)
-    assert_one_line_error(code, err, "is a directory, not a file")
+    assert_one_line_error(code, err, "is a directory, not a data file")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,3 +534,76 @@ def test_train_then_predict_from_a_copied_best_keeps_columns_length_and_labels(
     assert len(predicted) == 16 and {r["label"] for r in predicted} <= set(labels)
     assert list(predicted[0]["probabilities"]) == ["+7", "007", "070", "7"]
     assert encode_spy[-1][2] == 20
+
+
+def test_a_text_the_tokenizer_drops_is_skipped_in_text_files_as_a_blank_line_is(
+    tmp_path, run_dir, capsys, caplog
+):
+    """U+FFFD and private-use characters become no token for BERT (train refuses such rows): a
+    .txt line of them is skipped with a warning naming it, as a blank line is, not predicted
+    as the same empty input."""
+    texts = write(tmp_path, "texts.txt", "good\n\ufffd\nbad\n\ue000\ue001\nfine\n")
+    with caplog.at_level(logging.WARNING):
+        code, out, err = run_predict(run_dir, texts, capsys)
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["good", "bad", "fine"]
+    warned = [r.getMessage() for r in caplog.records if "no token" in r.getMessage()]
+    assert warned == [
+        f"{texts}: skipped line(s) 2, 4, which become no token at all (e.g. '\ufffd' "
+        "(U+FFFD)): the model's tokenizer drops every character of them; there is one "
+        "prediction per other line"
+    ]
+    only = write(tmp_path, "only.txt", "\ufffd\n")
+    code, _, err = run_predict(run_dir, only, capsys)
+    assert_one_line_error(code, err, "holds no texts the model's tokenizer keeps")
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.jsonl"])
+def test_a_text_the_tokenizer_drops_is_refused_in_row_files_as_an_empty_text_is(
+    tmp_path, run_dir, capsys, name
+):
+    rows = [{"text": "good"}, {"text": "\ufffd"}]
+    content = "text\ngood\n\ufffd\n" if name.endswith(".csv") else jsonl(rows)
+    path = write(tmp_path, name, content)
+    code, out, err = run_predict(run_dir, path, capsys)
+    line = 3 if name.endswith(".csv") else 2
+    assert_one_line_error(
+        code, err, f"{path} line {line}: the text in column 'text' becomes no token at all "
+        "('\ufffd' (U+FFFD)): the model's tokenizer drops every character of it; fill or "
+        "drop the row",
+    )  # fmt: skip
+    assert out == ""
+
+
+def test_a_second_text_the_tokenizer_drops_is_refused(tmp_path, pair_checkpoint, capsys):
+    rows = [{"premise": "it is good", "hypothesis": "good"},
+            {"premise": "it is bad", "hypothesis": "\ue000"}]  # fmt: skip
+    path = write(tmp_path, "pairs.jsonl", jsonl(rows))
+    code, _, err = run_predict(pair_checkpoint, path, capsys)
+    assert_one_line_error(code, err, f"{path} line 2: the text in column 'hypothesis'")
+
+
+def test_a_classifier_directory_that_does_not_load_is_one_line(tmp_path, tiny_bert, capsys):
+    """A save_pretrained classifier whose weights do not fit its config.json: transformers'
+    RuntimeError (and its load report) was a traceback in predict and export."""
+    import transformers as T
+
+    directory = tmp_path / "classifier"
+    model = T.BertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model.save_pretrained(directory)
+    T.AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["id2label"] = {str(i): f"c{i}" for i in range(3)}  # 3 labels, a head of 2
+    config["label2id"] = {f"c{i}": i for i in range(3)}
+    (directory / "config.json").write_text(json.dumps(config))
+    texts = write(tmp_path, "texts.txt", "good\n")
+    capsys.readouterr()
+    for argv in (["predict", "--checkpoint", str(directory), "--input", texts],
+                 ["export", str(directory), "--out", str(tmp_path / "out")]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err  # transformers' bar of the weights it read, then:
+        assert "Traceback" not in err and "LOAD REPORT" not in err, err
+        assert err.splitlines()[-1] == (
+            f"isobn {argv[0]}: error: cannot load the classifier in {directory}: its weights "
+            "do not fit its config.json; save it there again with save_pretrained"
+        )

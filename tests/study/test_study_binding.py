@@ -171,15 +171,22 @@ def test_tables_hold_only_the_declared_cells_of_the_file_s_settings_and_data(
         f"stale  sent/n24/none/seed1  (main)  trained on other data: --train {files['train']}"
     )
     assert plan[1] == "1 cells, 0 finished, 1 stale" and "a run refuses it" in plan[2]
-    # the file missing, or a directory in its place: a run refuses the study; --plan says so
+    # the file missing, or a directory in its place: a run refuses the study; --plan says so,
+    # naming what stands there (a directory was "file not found")
     train = Path(files["train"])
     train.unlink()
+    said = {
+        "missing": f"train_file: file not found: {train}",
+        "directory": f"train_file: {train} is a directory, not a data file; pass one of its "
+        f"data files (data.csv), e.g. {train / 'data.csv'}",
+    }
     for replaced in ("missing", "directory"):
         if replaced == "directory":
             train.mkdir()
+            (train / "data.csv").write_text("text,label\n")
         assert main(["study", str(path), "--out", str(out)]) == 2
         (refusal,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
         assert main(["study", str(path), "--out", str(out), "--plan"]) == 0
         last = capsys.readouterr().out.splitlines()[-1]
         assert last == "a run refuses this study as it is: " + refusal.split("error: ", 1)[1]
-        assert "train_file: file not found" in last
+        assert said[replaced] in last, last

@@ -6,6 +6,7 @@ GLUE folder) fails with one line and leaves --out as it was; the GLUE files a ce
 on are fingerprinted, so a later command on other files, or without them, is refused."""
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,57 @@ def test_the_glue_instructions_agree_and_their_hours_follow_from_the_study():
         f"{points * steps / 1e6:.2f} million steps x 30.1-35.1 ms = "
         f"{tuned_hours[0]:.1f}-{tuned_hours[1]:.1f} h" in prose
     )
+
+
+def _classes_study(tmp_path: Path, model: str, counts: dict[str, int], sizes: str) -> Path:
+    """A study of two seeds at `sizes` on a task whose training file has counts[label] rows of
+    each label (dev: two rows of each)."""
+    rows = [(f"{label} text {i}", label) for label, n in counts.items() for i in range(n)]
+    dev = [(f"{label} dev {i}", label) for label in counts for i in range(2)]
+    for name, data in (("train", rows), ("dev", dev)):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([("text", "label"), *data])
+    study = tmp_path / "classes.toml"
+    study.write_text(
+        f'[study]\nmodel = "{model}"\n[train]\nepochs = 1\nbatch_size = 4\nmax_length = 16\n'
+        f'isotropy_examples = 0\n[tasks.five]\ntrain_file = "{tmp_path / "train.csv"}"\n'
+        f'dev_file = "{tmp_path / "dev.csv"}"\n[[block]]\ntasks = ["five"]\nsizes = {sizes}\n'
+        'methods = ["none"]\nseeds = [1, 2]\n'
+    )
+    return study
+
+
+def test_a_size_below_the_number_of_classes_is_warned_about_once_in_the_study_s_words(
+    tmp_path, tiny_bert, capfd, caplog
+):
+    """Each cell loaded its task twice (to train, to record) and warned each time about
+    "--max-train", an option the study does not have, naming "task file": two lines per
+    cell. The study says it once, before its first cell, naming its size and its file."""
+    study = _classes_study(tmp_path, tiny_bert, {f"c{i}": 4 for i in range(5)}, "[3]")
+    with caplog.at_level(logging.INFO):
+        assert main(["study", str(study), "--out", str(tmp_path / "out")]) == 0
+    # this process's log (the study's checks) and the cells' processes' stderr
+    err = "\n".join([*(r.getMessage() for r in caplog.records), capfd.readouterr().err])
+    warned = [line for line in err.splitlines() if "can never predict" in line]
+    assert warned == [
+        f"{study}: task five: size 3 keeps 3 training rows, which miss 2 of the 5 classes of "
+        "the evaluation splits (e.g. 'c3', 'c4'): the model can never predict them; use a "
+        f"larger size in {study} (at least 5, the number of classes)"
+    ], err
+    assert "--max-train" not in err and "task file" not in err
+
+
+def test_a_size_whose_sample_holds_one_class_is_refused_before_out_is_written(
+    tmp_path, tiny_bert, capfd
+):
+    """Size 2 of a task with one large class keeps two rows of that class: every cell would
+    train a classifier of one class (isobn train refuses a training file of one class)."""
+    study = _classes_study(tmp_path, tiny_bert, {"big": 20, "a": 2, "b": 2}, "[2, 8]")
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out)]) == 2
+    assert capfd.readouterr().err.splitlines()[-1] == (
+        f"isobn study: error: {study}: task five: size 2 keeps 2 training rows, all of class "
+        "'big': a model trained on them predicts it for every text; use a larger size in "
+        f"{study} (at least 3, the number of classes)"
+    )
+    assert not out.exists()

@@ -197,11 +197,143 @@ def test_a_training_sample_that_misses_classes_of_dev_is_warned_about(tmp_path, 
     trained = {e.label for e in task.splits["train"]}
     assert len(trained) == 32
     assert (
-        "the training sample of 32 rows (--max-train, or a study's size, 32) has no row of 8 "
-        "of the 40 classes of the evaluation splits"
+        f"{train}: --max-train 32 keeps 32 training rows, which miss 8 of the 40 classes of the "
+        "evaluation splits (e.g. 'c38', 'c39', 'c4'): the model can never predict them; raise "
+        "--max-train (at least 40, the number of classes)"
     ) in caplog.text
-    assert "raise it to at least the number of classes, 40" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         load_files(train, train, text_column="review", label_column="label", max_train=40)
-    assert "has no row of" not in caplog.text  # one row of each class fits
+    assert "which miss" not in caplog.text  # one row of each class fits
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels that train something meaningless, or split a class in two
+
+
+def _rows(labels: list[str]) -> str:
+    return "".join(f"text number {i},{label}\n" for i, label in enumerate(labels))
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        (["pos", "Pos", "neg"], "('Pos' and 'pos')"),
+        (["positive", "POSITIVE", "negative"], "('POSITIVE' and 'positive')"),
+        (["true", "True", "false"], "('True' and 'true')"),
+        (["caf\u00e9", "cafe\u0301", "bar"], "('cafe\\u0301' and 'caf\\xe9')"),  # NFC, NFD
+        (["very good", "very  good", "bad"], "('very  good' and 'very good')"),
+    ],
+)
+def test_one_class_spelled_several_ways_is_warned_about(tmp_path, caplog, labels, shown):
+    """Trailing spaces are trimmed (one class), but case, Unicode forms and inner spaces made
+    two classes of one silently."""
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + _rows(labels * 4))
+    assert task.num_labels == 3  # the classes are the labels as written
+    assert (
+        f"the label column 'label' spells one class in several ways {shown}: each spelling is "
+        "a class of its own; write each class one way"
+    ) in caplog.text
+
+
+def test_trailing_spaces_make_no_second_class(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + _rows(["pos", "pos ", " neg", "neg"] * 3))
+    assert task.label_names == ["neg", "pos"] and "several ways" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("labels", "numbers", "words"),
+    [
+        (["1", "2", "pos", "neg"], "'1', '2'", "'neg', 'pos'"),
+        (["1", "2", "3", "4", "5", "n/a"], "'1', '2', '3', ...", "'n/a'"),
+    ],
+)
+def test_a_label_column_of_numbers_and_words_is_warned_about(
+    tmp_path, caplog, labels, numbers, words
+):
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + _rows(labels * 3))
+    assert task.num_labels == len(labels)
+    assert (
+        f"the label column 'label' mixes numbers ({numbers}) and words ({words}): "
+        f"{len(labels)} classes; if a number and a word name one class, write it one way"
+    ) in caplog.text
+
+
+@pytest.mark.parametrize("labels", [["1.0", "2.0"], ["1", "2", "3"], ["pos", "neg"]])
+def test_ordinary_labels_give_no_spelling_warning(tmp_path, caplog, labels):
+    """Numbers written as floats are classes as written, as integers are: no warning."""
+    with caplog.at_level(logging.WARNING):
+        task = _load(tmp_path, "review,label\n" + _rows(labels * 4))
+    assert task.label_names == sorted(labels)
+    assert "several ways" not in caplog.text and "mixes numbers" not in caplog.text
+
+
+def test_a_dev_label_in_another_case_names_the_training_spelling(tmp_path):
+    with pytest.raises(UserError) as e:
+        _load(tmp_path, "review,label\n" + _rows(["pos", "neg"] * 2), "review,label\nx,Pos\n")
+    assert (
+        "label 'Pos' does not occur in the training file "
+        f"{tmp_path / 'train.csv'} (labels are compared as written: 'Pos' is not 'pos')"
+    ) in one_line_error(e)
+
+
+@pytest.mark.parametrize("label", ["\u200b", "\u200e\ufeff", "\u00ad"])
+def test_an_invisible_label_is_an_empty_label(tmp_path, label):
+    """A zero-width space as the label was a class of its own."""
+    with pytest.raises(UserError) as e:
+        _load(tmp_path, "review,label\n" + _rows(["pos", "neg", label] * 2))
+    assert "line 4: empty label in column 'label' (only invisible characters: U+" in (
+        one_line_error(e)
+    )
+
+
+def test_a_sample_of_one_class_is_refused(tmp_path):
+    """--max-train 2 of 20 'big' rows and 2 of each other class keeps two 'big' rows: a
+    classifier of one class, which a training file of one class is refused for."""
+    rows = _rows(["big"] * 20 + ["a", "a", "b", "b"])
+    train = write(tmp_path, "train.csv", "review,label\n" + rows)
+    with pytest.raises(UserError) as e:
+        load_files(train, train, text_column="review", label_column="label", max_train=2)
+    assert one_line_error(e) == (
+        f"{train}: --max-train 2 keeps 2 training rows, all of class 'big': a model trained "
+        "on them predicts it for every text; raise --max-train (at least 3, the number of "
+        "classes)"
+    )
+
+
+def test_constant_training_targets_are_refused(tmp_path):
+    """Regression on one target value trains a model of that value (it was a warning about
+    the correlations of the training split, which nothing reports)."""
+    rows = "review,label\n" + _rows(["2.5"] * 8)
+    with pytest.raises(UserError) as e:
+        _load(tmp_path, rows, "review,label\na,1\nb,2\n", regression=True)
+    assert one_line_error(e) == (
+        f"{tmp_path / 'train.csv'}: every training target is 2.5: a model trained on it "
+        "predicts one value for every text; use targets that vary"
+    )
+    rows = "review,label\n" + _rows(["2.5"] * 19 + ["4"])
+    train = write(tmp_path, "nearly.csv", rows)
+    with pytest.raises(UserError) as e:
+        load_files(train, train, text_column="review", label_column="label", regression=True,
+                   max_train=3)  # fmt: skip
+    assert "--max-train 3 keeps 3 training rows, all with target 2.5" in one_line_error(e)
+
+
+def test_a_glue_training_file_of_one_class_is_refused(tmp_path):
+    """A --data-dir SST-2 whose train.tsv holds one label trained a one-class model silently
+    (the check of user files did not reach GLUE's)."""
+    from isobn.tasks import load_task
+
+    folder = tmp_path / "SST-2"
+    folder.mkdir()
+    for name in ("train", "dev"):
+        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "good film\t1\n" * 6)
+    with pytest.raises(UserError) as e:
+        load_task("sst2", data_dir=str(tmp_path))
+    assert one_line_error(e) == (
+        "task sst2: every training label is 'positive'; classification needs at least two "
+        "classes (or use regression for numeric targets)"
+    )

@@ -120,7 +120,7 @@ def _glue_copy(tmp_path: Path, folder: str) -> Path:
 
 def test_few_malformed_glue_rows_are_skipped_with_a_warning(tmp_path, caplog):
     folder = _glue_copy(tmp_path, "SST-2")
-    rows = ["good one\t1"] * 20 + ["a row\twith\tthree fields"]
+    rows = ["good one\t1", "bad one\t0"] * 10 + ["a row\twith\tthree fields"]
     (folder / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING, logger="isobn.tasks"):
         task = load_task("sst2", data_dir=str(tmp_path))
@@ -208,9 +208,9 @@ def test_hub_unlabelled_rows_dropped_and_stsb_floats(monkeypatch):
     _fake_datasets(monkeypatch, data={"stsb": {"train": split, "validation": split}})
     task = load_task("stsb")
     assert [e.label for e in task.splits["dev"]] == [4.2, 0.0]
-    unlabelled = {"sentence": ["a", "b"], "label": [1, -1]}
+    unlabelled = {"sentence": ["a", "b", "c"], "label": [1, -1, 0]}
     _fake_datasets(monkeypatch, data={"sst2": {"train": unlabelled, "validation": unlabelled}})
-    assert load_task("sst2").splits["train"] == [Example("a", None, 1)]
+    assert load_task("sst2").splits["train"] == [Example("a", None, 1), Example("c", None, 0)]
 
 
 def test_hub_without_datasets_package(monkeypatch):

@@ -267,3 +267,28 @@ def test_one_seed_shows_its_score_without_a_spread():
     table = markdown(aggregate(runs))
     assert "| none | 75.00 (n=1) |" in table
     assert "| isobn | 75.00 +- 7.07 (n=2) |" in table
+
+
+def test_a_warning_about_the_data_is_shown_once_not_for_every_run(
+    tmp_path, tiny_bert, sentiment_files, caplog
+):
+    """Each run of an experiment loads its task: a dev file repeating training rows, and a
+    --max-train that misses classes, were warned about again at every run (four times here)."""
+    import csv
+    import logging
+
+    with open(sentiment_files["train"]) as source:
+        rows = list(csv.reader(source)) + [[f"rare text {i}", f"rare{i}"] for i in range(3)]
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    for path in (train, dev):  # dev repeats every training row
+        with open(path, "w", newline="") as target:
+            csv.writer(target).writerows(rows)
+    argv = ["experiment", "--model", tiny_bert, "--train", str(train), "--dev", str(dev),
+            "--methods", "none,isobn", "--seeds", "1,2", "--max-train", "4",
+            "--out", str(tmp_path / "exp"), *QUICK, "--isotropy-examples", "0"]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == len(set(warned)), warned
+    assert any("repeat a training text" in message for message in warned), warned
+    assert any("--max-train 4 keeps 4 training rows" in message for message in warned)

@@ -3,6 +3,7 @@ first token (refused), and a pooled embedding that is one vector for every text 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -198,3 +199,133 @@ def test_unknown_tokens_and_a_tiny_max_length_are_content(tiny_bert, tmp_path):
     examples = [Example("\u4e2d\u6587", None, 0), Example("good movie", None, 1)]
     check_tokens("train", examples, encode(examples, tokenizer, 2, False), tokenizer)
     check_tokens("train", examples, encode(examples, tokenizer, 32, False), tokenizer)
+
+
+def test_a_t5_encoder_alone_is_refused_in_one_line(tiny_bert, sentiment_files, tmp_path, capsys):
+    """A T5EncoderModel saved alone says is_encoder_decoder false, but AutoModel builds the
+    whole T5Model from its config: train (which left its --out behind) and analyze ended in
+    `ValueError: You must specify exactly one of input_ids or inputs_embeds`."""
+    tokenizer = T.AutoTokenizer.from_pretrained(tiny_bert)
+    model = tmp_path / "t5-encoder"
+    config = T.T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2,
+                        num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0)  # fmt: skip
+    torch.manual_seed(0)
+    T.T5EncoderModel(config).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    capsys.readouterr()
+    data = files_args(sentiment_files)
+    for argv in (["train", "--model", str(model), *data, "--out", str(tmp_path / "run"),
+                  *QUICK, "--pooling", "mean"],
+                 ["analyze", "--model", str(model), *data, "--out", str(tmp_path / "analysis"),
+                  "--pooling", "mean", "--max-examples", "16"]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"error: {model} is an encoder-decoder model (t5)" in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "analysis").exists()
+
+
+@pytest.mark.parametrize("pooling", [None, "cls", "pooler"])
+def test_analyze_refuses_a_causal_decoder_pooled_at_its_first_token(
+    tiny_gpt2, sentiment_files, tmp_path, capsys, pooling
+):
+    """analyze measured GPT-2 at its first token (its default, pooler, fell back to cls on a
+    model without a pooler): the isotropy of nearly one vector, reported as any other."""
+    out = tmp_path / "analysis"
+    argv = ["analyze", "--model", tiny_gpt2, *files_args(sentiment_files), "--out", str(out),
+            "--max-examples", "16"] + (["--pooling", pooling] if pooling else [])  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "gpt2 is a causal decoder: its first token sees only itself" in (err[0])
+    ), err
+    assert "use --pooling last" in err[0] and not out.exists()
+
+
+def test_analyze_all_poolings_of_a_causal_decoder_are_last_and_mean(
+    tiny_gpt2, sentiment_files, tmp_path, caplog
+):
+    out = tmp_path / "analysis"
+    argv = ["analyze", "--model", tiny_gpt2, *files_args(sentiment_files), "--out", str(out),
+            "--max-examples", "16", "--pooling", "all"]  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    payload = json.loads((out / "isotropy.json").read_text())
+    assert sorted(payload["models"][0]["reports"]) == ["last", "mean"]
+    assert "is a causal decoder: measuring last and mean" in caplog.text
+
+
+def test_a_study_of_a_causal_decoder_pooled_at_its_first_token_is_refused_before_out(
+    tiny_gpt2, sentiment_files, tmp_path, capsys
+):
+    """Each cell refused it after the study had bound --out (study.toml, locks, runs/)."""
+    study = tmp_path / "decoder.toml"
+    study.write_text(
+        f'[study]\nmodel = "{tiny_gpt2}"\n[train]\nepochs = 1\nmax_length = 24\n'
+        f'[tasks.sent]\ntrain_file = "{sentiment_files["train"]}"\n'
+        f'dev_file = "{sentiment_files["dev"]}"\n[[block]]\ntasks = ["sent"]\nsizes = [24]\n'
+        'methods = ["none"]\nseeds = [1]\n'
+    )
+    out = tmp_path / "out"
+    assert main(["study", str(study), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"isobn study: error: {study}: gpt2 is a causal decoder: its "
+                              "first token sees only itself, so --pooling pooler (the "
+                              "default)"), err  # fmt: skip
+    assert not out.exists()
+
+
+def test_attach_refuses_a_bert_classifier_configured_as_a_decoder():
+    """BERT with is_decoder=True attends causally: its pooler reads a [CLS] that sees only
+    itself, the same vector for every text; attach normalised it without a word."""
+    import isobn
+
+    config = T.BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64, is_decoder=True)  # fmt: skip
+    torch.manual_seed(0)
+    model = T.BertForSequenceClassification(config).eval()
+    first = model.bert(input_ids=torch.tensor([[2, 10, 11, 3]])).last_hidden_state[0, 0]
+    other = model.bert(input_ids=torch.tensor([[2, 40, 50, 3]])).last_hidden_state[0, 0]
+    assert torch.equal(first, other)  # why: token 0 sees only itself
+    with pytest.raises(ValueError, match="with is_decoder=True in its config: its attention is"):
+        isobn.attach(model)
+    config.is_decoder = False
+    isobn.attach(T.BertForSequenceClassification(config))  # the encoder: as ever
+
+
+def test_a_second_text_the_tokenizer_drops_is_refused(tiny_bert, tmp_path, capsys):
+    """check_tokens refused a pair only when both texts became no token: a hypothesis of
+    U+FFFD alone trained as an empty second text (an empty text is refused)."""
+    from conftest import pair_rows, write_jsonl
+
+    rows = [*pair_rows(24, 3), {"premise": "the word is good", "hypothesis": "\ufffd",
+                                "label": 1}]  # fmt: skip
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    dev = write_jsonl(tmp_path / "dev.jsonl", pair_rows(16, 4))
+    out = tmp_path / "run"
+    argv = ["train", "--model", tiny_bert, "--train", train, "--dev", dev, "--text-column",
+            "premise", "--text-pair-column", "hypothesis", "--out", str(out), *QUICK]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "error: 1 train text(s) become no token at all, e.g. '\ufffd' (U+FFFD)" in err
+    assert not out.exists()
+
+
+def test_analyze_refuses_a_text_the_tokenizer_drops(tiny_bert, sentiment_files, tmp_path, capsys):
+    """isobn train refuses it; analyze measured the empty input as one more embedding."""
+    from conftest import sentiment_rows, write_csv
+
+    dev = write_csv(tmp_path / "dev.csv", [*sentiment_rows(16, 7), {"text": "\ue000",
+                                                                      "label": "pos"}])  # fmt: skip
+    out = tmp_path / "analysis"
+    argv = ["analyze", "--model", tiny_bert, "--train", sentiment_files["train"], "--dev", dev,
+            "--split", "dev", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "isobn analyze: error: 1 analysed text(s) become no token at all, e.g. '\\ue000' "
+        "(U+E000): the tokenizer drops every character of them, so the model sees the same "
+        "empty input; fill or drop those rows"
+    )
+    assert not out.exists()

@@ -41,7 +41,7 @@ def parse_model_spec(spec: str) -> ModelSource:
     Without a label: the directory name (the run's name for a best/ directory) or the name.
     """
     from isobn.training.checkpoint import resolve_directory
-    from isobn.training.model import MODEL_CONFIG_FILE, resolve_model_path
+    from isobn.training.model import MODEL_CONFIG_FILE, check_model_directory, resolve_model_path
 
     label, path = None, spec
     if "=" in spec and not os.path.exists(spec):
@@ -50,6 +50,8 @@ def parse_model_spec(spec: str) -> ModelSource:
         if not label or not path:
             raise UserError(f"bad model {spec!r}: write label=path, e.g. isobn=runs/mr-isobn")
     directory = Path(path)
+    if os.path.lexists(path):  # a run or model directory: no file, pipe, unreadable folder
+        check_model_directory(path)
     if directory.is_dir() and not (directory / MODEL_CONFIG_FILE).is_file():
         best = resolve_directory(directory / "best")
         if best is not None and (best / MODEL_CONFIG_FILE).is_file():
@@ -123,6 +125,28 @@ class ModelEmbeddings:
         if self.method is not None and self.trained_pooling in self.pooled:
             return (self.trained_pooling, self.trained_pooling)
         return None
+
+
+def decoder_poolings(
+    source: ModelSource, requested: str | None, trained: str | None, default: str, encoder_config
+) -> list[str] | None:
+    """The poolings of a causal decoder (from its `encoder_config`), None for any other model:
+    cls and pooler are refused, as `isobn train` refuses them (its first token sees only
+    itself: nearly one vector for every text), and "all" measures last and mean."""
+    from isobn.training.pooling import check_pooler, is_causal_decoder
+
+    if not is_causal_decoder(encoder_config):
+        return None
+    if requested == "all":
+        logger.warning(
+            "%s is a causal decoder: measuring last and mean (its first token, which cls and "
+            "pooler read, sees only itself)",
+            source.label,
+        )
+        return ["last", "mean"]
+    wanted = requested or trained or default
+    check_pooler(encoder_config, wanted)
+    return [wanted]
 
 
 def resolve_poolings(
@@ -218,18 +242,27 @@ def embed(
     Returns float32 matrices in the order of ``examples``. A checkpoint's norm is applied to
     its own pooling (key ``"normed"``), in eval mode.
     """
-    from isobn.training.data import encode
+    from isobn.training.data import check_tokens, encode
     from isobn.training.embeddings import infer
+    from isobn.training.model import load_encoder_config, load_tokenizer, read_model_config
 
     if not examples:
         raise UserError("no examples to embed: pass at least 2")
+    # what the model cannot measure, and texts it cannot read, are refused before its weights
+    trained = read_model_config(source.path).pooling if source.checkpoint else None
+    config = load_encoder_config(source.path, trust_remote_code)
+    decoder = decoder_poolings(source, pooling, trained, default_pooling, config)
+    tokenizer = load_tokenizer(source.path, trust_remote_code)
+    split = encode(examples, tokenizer, max_length, regression)
+    check_tokens("analysed", examples, split, tokenizer)  # as isobn train refuses them
     loaded = _load(source, trust_remote_code)
     has_pooler = getattr(loaded.encoder, "pooler", None) is not None
-    poolings = resolve_poolings(source, pooling, loaded.trained, default_pooling, has_pooler)
+    poolings = decoder or resolve_poolings(
+        source, pooling, loaded.trained, default_pooling, has_pooler
+    )
     loaded.encoder.eval().to(device)
     if loaded.norm_module is not None:
         loaded.norm_module.eval().to(device)
-    split = encode(examples, loaded.tokenizer, max_length, regression)
     pad_id = loaded.tokenizer.pad_token_id or 0
     forward = _encoder_forward(loaded, poolings, layers == "all")
     outputs = infer(

@@ -10,7 +10,9 @@ The input contract is train's: CSV/TSV/JSONL rows are read by `isobn.tasks.read_
 text is checked by `isobn.tasks.text_value` (null, an object or an empty text is a one-line error
 with the file and line); `--max-length` gets train's check. A `.txt` file holds one text per
 line (lines end at "\n" only) and gives exactly one prediction per non-blank line, in input
-order; blank lines are skipped, as in CSV and JSONL files, with a warning naming them. The
+order; blank lines are skipped, as in CSV and JSONL files, with a warning naming them, and
+so are lines that the model's tokenizer reduces to no token (a row of such a text is refused,
+as an empty text is: `check_tokenless`). The
 `--output` file is checked before the model is loaded and written atomically, in the format
 its extension names (`OUTPUT_FORMATS`); any other extension is refused.
 """
@@ -32,6 +34,7 @@ from isobn.training.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", "")  # one text per line
+Located = tuple[str, str, str | None]  # ("FILE line N", text, second text or None)
 # --output extension -> format; standard output gets JSON lines
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
                   ".tsv": "tsv"}  # fmt: skip
@@ -152,9 +155,10 @@ def check_input_kind(
         )
 
 
-def read_inputs(path: Path, text_column: str, pair_column: str | None):
-    """Rows of (text, text_pair) from .txt/.csv/.tsv/.jsonl, in file order; one-line errors
-    on bad files and bad rows (as `isobn train`)."""
+def read_inputs(path: Path, text_column: str, pair_column: str | None) -> list[Located]:
+    """Rows of (where, text, text_pair) from .txt/.csv/.tsv/.jsonl, in file order (`where`:
+    "FILE line N" for messages); one-line errors on bad files and bad rows (as `isobn
+    train`)."""
     from isobn.errors import UserError
     from isobn.tasks import read_rows, text_value
     from isobn.tasks.files import ROW_SUFFIXES
@@ -173,17 +177,20 @@ def read_inputs(path: Path, text_column: str, pair_column: str | None):
     for where, row in read_rows(path, columns, hint=hint):
         text = text_value(row[text_column], where, text_column)
         pair = text_value(row[pair_column], where, pair_column) if pair_column else None
-        out.append((text, pair))
+        out.append((where, text, pair))
     return out
 
 
-def _read_lines(path: Path) -> list[tuple[str, None]]:
+def _read_lines(path: Path) -> list[Located]:
     """One text per line of a UTF-8 text file (split at "\n" only, so form feeds and other
     Unicode line separators stay inside their line); blank lines (whitespace or invisible
     characters only: isobn.tasks.files.is_blank) are skipped with a warning."""
     from isobn.errors import UserError
-    from isobn.tasks.files import is_blank, read_text
+    from isobn.tasks.files import data_file_problem, is_blank, read_text
 
+    problem = data_file_problem(path, regular=False)  # a pipe is read once: fine
+    if problem is not None:
+        raise UserError(problem)
     lines = read_text(path).split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line
@@ -191,7 +198,7 @@ def _read_lines(path: Path) -> list[tuple[str, None]]:
     for number, line in enumerate(lines, 1):
         line = line.removesuffix("\r")
         if not is_blank(line):
-            rows.append((line, None))
+            rows.append((f"{path} line {number}", line, None))
         else:
             blank.append(number)
     if not rows:
@@ -263,6 +270,8 @@ def check_tsv_fields(rows: list[tuple[str, str | None]], label_names: list[str],
 
 
 def run(args: argparse.Namespace) -> int:
+    from isobn.errors import UserError
+    from isobn.paths import check_directory
     from isobn.tasks import Example
     from isobn.training.data import encode
     from isobn.training.embeddings import predict
@@ -274,6 +283,10 @@ def run(args: argparse.Namespace) -> int:
         read_plain_config,
     )
 
+    if os.path.lexists(args.checkpoint):  # a missing one: named by checkpoint_and_run_config
+        check_directory(
+            args.checkpoint, "--checkpoint", "pass an `isobn train` --out directory or its best/"
+        )
     plain = is_plain_directory(Path(args.checkpoint))
     if plain:  # isobn export, save_pretrained: no run beside it
         best, run_config = Path(args.checkpoint), {}
@@ -284,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
     text_column, pair_column, max_length = _settings(args, model_config, run_config)
     check_output(args.output, Path(args.input))
     check_input_kind(Path(args.input), text_column, pair_column, bool(args.text_pair_column))
-    rows = read_inputs(Path(args.input), text_column, pair_column)
+    located = read_inputs(Path(args.input), text_column, pair_column)
+    rows = [(text, pair) for _, text, pair in located]
     if output_format(args.output) == "tsv":
         check_tsv_fields(rows, model_config.label_names, args.output)
     load = load_plain_checkpoint if plain else load_checkpoint
@@ -293,9 +307,62 @@ def run(args: argparse.Namespace) -> int:
     config = model.config
     examples = [Example(text, pair, 0.0 if config.regression else 0) for text, pair in rows]
     split = encode(examples, tokenizer, max_length, config.regression)
-    logits = predict(model, split, args.batch_size, tokenizer.pad_token_id or 0)["logits"]
+    columns = (text_column, pair_column)
+    keep = check_tokenless(Path(args.input), located, examples, split, tokenizer, columns)
+    if len(keep) < len(rows):
+        rows = [rows[i] for i in keep]
+        split = encode([examples[i] for i in keep], tokenizer, max_length, config.regression)
+    try:
+        logits = predict(model, split, args.batch_size, tokenizer.pad_token_id or 0)["logits"]
+    except ValueError as error:  # a transformers classifier that refuses its input
+        if not plain:
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "ValueError"
+        raise UserError(
+            f"the classifier in {best} cannot read these texts ({first}); check that its "
+            "tokenizer files are the model's own"
+        ) from None
     write_records(_records(rows, logits, config), args.output)
     return 0
+
+
+def check_tokenless(
+    path: Path, located: list[Located], examples, split, tokenizer, columns: tuple
+) -> list[int]:
+    """The rows to predict: every row, unless a text tokenises to no token at all
+    (isobn.training.data.tokenless: the model would see the same empty input for each),
+    which is treated as an empty text is: a .txt line is skipped with a warning naming it,
+    a row of a .csv/.tsv/.jsonl file is a one-line UserError naming its line."""
+    from isobn.errors import UserError
+    from isobn.training.data import describe_text, tokenless
+
+    empty = tokenless(examples, split, tokenizer)
+    if not empty:
+        return list(range(len(located)))
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        index, text = empty[0]
+        where, first, _ = located[index]
+        column = columns[0] if text == first else columns[1]
+        raise UserError(
+            f"{where}: the text in column {column!r} becomes no token at all "
+            f"({describe_text(text)}): the model's tokenizer drops every character of it; "
+            "fill or drop the row"
+        )
+    skipped = {index for index, _ in empty}
+    keep = [i for i in range(len(located)) if i not in skipped]
+    if not keep:
+        raise UserError(
+            f"{path} holds no texts the model's tokenizer keeps (e.g. "
+            f"{describe_text(empty[0][1])}); write one text per line"
+        )
+    lines = [located[i][0].rsplit(" ", 1)[1] for i, _ in empty]
+    shown = ", ".join(lines[:10]) + (", ..." if len(lines) > 10 else "")
+    logger.warning(
+        "%s: skipped line(s) %s, which become no token at all (e.g. %s): the model's "
+        "tokenizer drops every character of them; there is one prediction per other line",
+        path, shown, describe_text(empty[0][1]),
+    )  # fmt: skip
+    return keep
 
 
 def _records(rows: list[tuple[str, str | None]], logits, config) -> list[dict]:

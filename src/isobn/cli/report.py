@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -20,12 +21,14 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from isobn.errors import UserError
+    from isobn.paths import check_directory
     from isobn.training.report import collect_runs, markdown, write_results
     from isobn.training.safe_files import all_or_none
 
     directory = Path(args.directory)
-    if not directory.is_dir():
+    if not directory.is_dir() and not os.path.lexists(directory):
         raise UserError(f"{directory} is not a directory: pass an `isobn experiment` --out")
+    check_directory(directory, "the directory", "pass an `isobn experiment` --out")
     runs = collect_runs(directory)
     if not runs:
         raise UserError(f"no finished runs (metrics.json) below {directory}: run them first")

@@ -117,6 +117,13 @@ def find_site(model: nn.Module) -> Site:
     known = TABLE.get(name)
     if known is None:
         return _probe_site(model)
+    if getattr(getattr(model, "config", None), "is_decoder", False):
+        raise ValueError(
+            f"IsoBN cannot be attached to {name} with is_decoder=True in its config: its "
+            "attention is then causal, and the first token, which its head reads, sees only "
+            "itself (every text gets nearly the same vector); load the model without "
+            "is_decoder, or train a decoder with `isobn train --pooling last`"
+        )
     module = unwrap(_submodule(model, known.path))  # the site may be wrapped by peft
     if type(module).__name__ != known.module_type:
         raise ValueError(

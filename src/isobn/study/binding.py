@@ -183,29 +183,62 @@ def check_inputs(study: Study, cells: list[Cell]) -> None:
     from isobn.training.build import data_is_local
     from isobn.training.model import resolve_model_path
 
-    largest: dict[str, int] = {}  # each task's largest size (0: only "full")
+    sizes: dict[str, set[int]] = {}  # each task's sizes (no "full": it samples nothing)
     for cell in cells:
-        largest[cell.task] = max(largest.get(cell.task, 0), cell.size or 0)
-    configs = {task: study.config(Cell(task, None, "none", 0), out="") for task in largest}
+        sizes.setdefault(cell.task, set()).update([cell.size] if cell.size else [])
+    configs = {task: study.config(Cell(task, None, "none", 0), out="") for task in sizes}
     remote = [task for task, cfg in configs.items() if not data_is_local(cfg)]
-    for task in [task for task in largest if task not in remote]:
-        _check_task_rows(study, task, configs[task], largest[task])
+    for task in [task for task in sizes if task not in remote]:
+        _check_task_rows(study, task, configs[task], sizes[task])
     for model in sorted({cfg.model for cfg in configs.values()}):
         resolve_model_path(model)
+    _check_poolings(cells, study)
     for task in remote:
-        _check_task_rows(study, task, configs[task], largest[task])
+        _check_task_rows(study, task, configs[task], sizes[task])
 
 
-def _check_task_rows(study: Study, task: str, cfg, size: int) -> None:
-    """The study's `task` (settings `cfg`) loads and has at least `size` training rows."""
+def _check_poolings(cells: list[Cell], study: Study) -> None:
+    """Each model can be pooled as its cells ask, as `isobn train` checks it before training:
+    no encoder-decoder, no cls or pooler on a causal decoder, no pooler where there is none
+    (a cell would be refused after the study directory was bound)."""
+    from isobn.training.model import load_encoder_config
+    from isobn.training.pooling import check_pooler
+
+    wanted = set()
+    for cell in cells:
+        cfg = study.config(cell, out="")
+        wanted.add((cfg.model, cfg.pooling, cfg.trust_remote_code))
+    for model, pooling, trust_remote_code in sorted(wanted):
+        try:
+            check_pooler(load_encoder_config(model, trust_remote_code), pooling)
+        except UserError as error:
+            raise UserError(f"{study.path}: {error}") from None
+
+
+def _check_task_rows(study: Study, task: str, cfg, sizes: set[int]) -> None:
+    """The study's `task` (settings `cfg`) loads, has at least its largest size of training
+    rows, and each size's training sample teaches something: what isobn.tasks.checks refuses
+    in a cell is refused here, and what it warns about is said here once (the cells, which
+    load the same samples, keep quiet: isobn.study.runner.run_cell)."""
+    from dataclasses import replace
+
+    from isobn.tasks.checks import SampleLimit, check_training_sample
+    from isobn.tasks.sampling import subsample
     from isobn.training.config import load_run_task
 
-    rows = len(load_run_task(cfg).splits["train"])
-    if rows < size:
+    loaded = load_run_task(cfg)
+    full = loaded.splits["train"]
+    rows = len(full)
+    if rows < max(sizes, default=0):
         raise UserError(
             f"task {task} has {rows} training rows, fewer than the study's size "
-            f'{size}: use sizes up to {rows}, or "full", in {study.path}'
+            f'{max(sizes)}: use sizes up to {rows}, or "full", in {study.path}'
         )
+    for size in sorted(sizes):
+        train = subsample(full, size, 0, loaded.regression)  # a cell's sample: load_run_task
+        sample = replace(loaded, splits={**loaded.splits, "train": train})
+        limit = SampleLimit(f"size {size}", f"use a larger size in {study.path}")
+        check_training_sample(sample, full, limit, f"{study.path}: task {task}")
 
 
 __all__ = [

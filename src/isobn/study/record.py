@@ -47,13 +47,16 @@ def finished_cells(out: Path) -> list[dict]:
     return records
 
 
-def cell_record(cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: float) -> dict:
+def cell_record(
+    cell: Cell, cfg, metrics: dict, run_dir: Path, wall_seconds: float, task=None
+) -> dict:
     """The record of a finished cell: identity, settings, scores (x 100), best epoch,
-    evaluation history with isotropy, majority-class dev score and timings."""
+    evaluation history with isotropy, majority-class dev score and timings. `task`: the
+    cell's loaded task (else it is loaded again, once per process)."""
     evaluations = _evaluations(run_dir / "log.jsonl")
     best = next((e for e in evaluations if e["epoch"] == metrics["best_epoch"]), None)
     main = metrics["main_metric"]
-    sizes, majority = task_facts(cfg)
+    sizes, majority = task_facts(cfg, task)
     return {
         "task": cell.task,
         "size": cell.size,
@@ -121,9 +124,10 @@ def _evaluations(log_path: Path) -> list[dict]:
     return rows
 
 
-def task_facts(cfg) -> tuple[dict[str, int], float | None]:
+def task_facts(cfg, task=None) -> tuple[dict[str, int], float | None]:
     """Split sizes and the dev main metric (x 100) of predicting the majority training class
-    (None for regression): a run no better than that has failed (Mosbach et al., 2021)."""
+    (None for regression): a run no better than that has failed (Mosbach et al., 2021).
+    `task`: the config's task, loaded already (else loaded here, once per process)."""
     key = (
         cfg.task,
         cfg.data_dir,
@@ -138,17 +142,20 @@ def task_facts(cfg) -> tuple[dict[str, int], float | None]:
         cfg.max_eval,
     )
     if key not in _FACTS:
-        _FACTS[key] = _task_facts(cfg)
+        _FACTS[key] = _task_facts(task if task is not None else _load_task(cfg))
     return _FACTS[key]
 
 
 _FACTS: dict[tuple, tuple[dict[str, int], float | None]] = {}  # per process: loads once
 
 
-def _task_facts(cfg) -> tuple[dict[str, int], float | None]:
+def _load_task(cfg):
     from isobn.training.train import load_run_task
 
-    task = load_run_task(cfg)
+    return load_run_task(cfg)
+
+
+def _task_facts(task) -> tuple[dict[str, int], float | None]:
     sizes = {name: len(rows) for name, rows in task.splits.items()}
     if task.regression:
         return sizes, None

@@ -96,12 +96,14 @@ def check_study_directory(study: Study, out: Path) -> None:
 def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False) -> dict:
     """Train one cell (resuming its run directory) and write its record atomically."""
     from isobn.study.record import cell_record
+    from isobn.tasks.checks import quiet
     from isobn.training.train import train
 
     run_dir = make_folder(out, run_path(cell))
     cfg = replace(study.config(cell, out=str(run_dir)), keep_last=keep_checkpoints)
     started = time.perf_counter()
-    data = cell_data(cfg)
+    with quiet():  # its data's warnings: said once by the study's check (start_study)
+        data = cell_data(cfg)
     rows = len(data.task.splits["train"])
     if cell.size is not None and rows < cell.size:  # the loader takes "at most" size rows
         raise UserError(
@@ -110,7 +112,8 @@ def run_cell(study: Study, cell: Cell, out: Path, keep_checkpoints: bool = False
         )
     data_seconds = time.perf_counter() - started
     metrics = train(cfg, data)
-    record = cell_record(cell, cfg, metrics, run_dir, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    record = cell_record(cell, cfg, metrics, run_dir, seconds, data.task)
     record["data_seconds"] = round(data_seconds, 3)
     make_folder(out, Path("cells", cell.key).parent)
     write_json_atomically(cell_path(out, cell), record)

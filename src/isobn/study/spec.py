@@ -172,11 +172,16 @@ def method_settings(method: str) -> dict[str, Any]:
 
 def load_study(path: str | Path) -> Study:
     """Parse and check a study file; every problem is a one-line UserError."""
+    from isobn.paths import not_a_file
+
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a study file; pass a .toml file")
-    if not path.is_file():
+    problem = not_a_file(path)
+    if problem is not None and problem.endswith(" does not exist") and not path.is_symlink():
         raise UserError(f"study file not found: {path}; check the path")
+    if problem is not None and problem.endswith(" does not exist"):
+        raise UserError(f"{problem}; fix the link, or pass the study file itself")
+    if problem is not None:
+        raise UserError(f"{problem}, not a study file; pass a .toml file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -185,7 +190,9 @@ def load_study(path: str | Path) -> Study:
             f"{error.start}); re-encode it as UTF-8"
         ) from None
     except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+        raise UserError(
+            f"cannot read {path} ({error.strerror or error}); check its permissions"
+        ) from None
     return parse_study(text, path)
 
 
@@ -237,19 +244,27 @@ def parse_study(text: str, path: Path) -> Study:
 
 
 def check_task_files(study: Study) -> None:
-    """Every data file the study names exists (before any cell runs; a report needs none)."""
+    """Every data file the study names is a regular file this process can read, as `isobn
+    train` wants it (before any cell runs; a report needs none): not missing, no directory,
+    no named pipe, no broken link (isobn.tasks.files.data_file_problem)."""
+    from isobn.tasks.files import data_file_problem
     from isobn.training.safe_files import check_path
 
     for name, values in study.tasks.items():
         for setting in _FILE_FIELDS:
             file = values.get(setting)
-            if file is not None:
-                check_path(file, f"{study.path} [tasks.{name}] {setting}")
-            if file is not None and not Path(file).is_file():
-                raise UserError(
-                    f"{study.path} [tasks.{name}] {setting}: file not found: {file} (a relative "
-                    "path is read from the directory isobn study runs in); check the path"
+            if file is None:
+                continue
+            where = f"{study.path} [tasks.{name}] {setting}"
+            check_path(file, where)
+            problem = data_file_problem(file, split=setting.removesuffix("_file"))
+            if problem is not None and problem.startswith("file not found"):
+                problem = (
+                    f"file not found: {file} (a relative path is read from the directory "
+                    "isobn study runs in); check the path"
                 )
+            if problem is not None:
+                raise UserError(f"{where}: {problem}")
 
 
 def task_name(name: str) -> str:

@@ -12,6 +12,10 @@ Refused (one-line [`UserError`][isobn.errors.UserError]): a column with two role
     inside): class names are names, these are texts. One-word labels that occur once (a
     two-row file ``hello,pos`` / ``bye,neg``) are not refused.
 
+Refused too, on the rows training uses: a training split of one class, or of one regression
+target (the model predicts it for every text); a training sample (``max_train``) that keeps
+one class or one target of a split that has several.
+
 Warned (one line each, ``logging``), on the rows that training and scoring use:
 
 - dev or test rows whose input (text and second text) repeats a training row: their score
@@ -22,21 +26,83 @@ Warned (one line each, ``logging``), on the rows that training and scoring use:
 - class labels that are numbers (1e-3, 37.5%, 0,37 too), mostly different (at least
   NUMERIC_CLASSES_MIN values, NUMERIC_CLASSES_SHARE of the rows distinct): a continuous
   target read as classes of about one row each; `--regression` predicts the number. Or two
-  spellings of one number (1 and 1.0): two classes that mean one.
+  spellings of one number (1 and 1.0): two classes that mean one;
+- a training sample (``max_train``) that misses classes of the evaluation splits: the model
+  can never predict them.
+
+Each warning is shown once where a command loads a task many times: `warnings_once` (the runs
+of `isobn experiment`), `quiet` (a study's cells: the study checked their data up front).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
 from isobn.errors import UserError
-from isobn.tasks.task import Task
+from isobn.tasks.task import Example, Task
 
-__all__ = ["check_label_column", "check_roles", "warn_about_numeric_classes", "warn_about_splits"]
+__all__ = [
+    "SampleLimit",
+    "check_label_column",
+    "check_roles",
+    "check_training_sample",
+    "check_training_split",
+    "label_key",
+    "quiet",
+    "warn_about_label_spellings",
+    "warn_about_numeric_classes",
+    "warn_about_splits",
+    "warnings_once",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class _Once(logging.Filter):
+    """Lets each message through once (`drop_all`: none)."""
+
+    def __init__(self, drop_all: bool = False) -> None:
+        super().__init__()
+        self.shown: set[str] = set()
+        self.drop_all = drop_all
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.drop_all and record.levelno <= logging.WARNING:
+            return False
+        message = record.getMessage()
+        if message in self.shown:
+            return False
+        self.shown.add(message)
+        return True
+
+
+@contextmanager
+def _filtered(drop_all: bool) -> Iterator[None]:
+    once = _Once(drop_all)
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+
+
+def warnings_once() -> AbstractContextManager[None]:
+    """Within the block, each data warning is shown once, however often a task is loaded
+    (`isobn experiment` loads it for each of its runs)."""
+    return _filtered(drop_all=False)
+
+
+def quiet() -> AbstractContextManager[None]:
+    """Within the block, no data warning is shown (a study's cell: the study showed them
+    when it checked every cell's data, before the first cell ran). Errors still raise."""
+    return _filtered(drop_all=True)
+
 
 LabelledRow = tuple[str, str | None, str]  # (text, text_pair, label as written)
 
@@ -114,6 +180,54 @@ def warn_about_numeric_classes(path: str, labels: Sequence[str], label_column: s
     )  # fmt: skip
 
 
+def label_key(label: str) -> str:
+    """What two spellings of one class share: the label with Unicode compatibility forms
+    unified (NFKC: a composed and a decomposed é), case folded and runs of spaces made one."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def warn_about_label_spellings(path: str, labels: Sequence[str], label_column: str) -> None:
+    """Warn when the training labels (as written) spell one class in several ways (`pos`,
+    `Pos`, `POS`; a composed and a decomposed é) or mix numbers and words (`1`, `2`, `pos`,
+    `neg`: two codings of the classes merged, or a placeholder such as `n/a` among rating
+    labels): each spelling is a class of its own, and the model splits one class in two."""
+    distinct = sorted(set(labels))
+    spellings: dict[str, list[str]] = {}
+    for label in distinct:
+        if _number(label) is None:  # two spellings of a number: warn_about_numeric_classes
+            spellings.setdefault(label_key(label), []).append(label)
+    several = next((group for group in spellings.values() if len(group) > 1), None)
+    if several:
+        logger.warning(
+            "%s: the label column %r spells one class in several ways (%s): each spelling is a "
+            "class of its own; write each class one way",
+            path, label_column, " and ".join(_spelled(several)[:3]),
+        )  # fmt: skip
+    numbers = [label for label in distinct if _finite(_number(label))]
+    words = [label for label in distinct if not _finite(_number(label))]
+    if numbers and words:
+        logger.warning(
+            "%s: the label column %r mixes numbers (%s) and words (%s): %d classes; if a "
+            "number and a word name one class, write it one way",
+            path, label_column, _shown(numbers), _shown(words), len(distinct),
+        )  # fmt: skip
+
+
+def _spelled(labels: Sequence[str]) -> list[str]:
+    """The labels quoted; with their escapes (ascii) where two of them look alike (a composed
+    and a decomposed é)."""
+    alike = len({unicodedata.normalize("NFC", label) for label in labels}) < len(labels)
+    return [ascii(label) if alike else repr(label) for label in labels]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _shown(values: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(map(repr, values[:limit])) + (", ..." if len(values) > limit else "")
+
+
 def _number(text: str) -> float | None:
     """The number `text` spells (a percentage as its number, a decimal comma as a point);
     None when it spells none."""
@@ -137,6 +251,72 @@ def _same_number(numbers: dict[str, float | None]) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class SampleLimit:
+    """How a training sample's size was chosen, for messages: `what` kept the rows
+    ("--max-train 3", "size 3"), `fix` makes it larger ("raise --max-train", "use a larger
+    size in S.toml")."""
+
+    what: str
+    fix: str
+
+
+def check_training_split(task: Task, where: str) -> None:
+    """Refuse a training split that teaches nothing: one class, or one regression target (the
+    model predicts it for every text). `where` names the data (a file, `task NAME`)."""
+    values = {e.label for e in task.splits["train"]}
+    if len(values) != 1:
+        return
+    [value] = values
+    if task.regression:
+        raise UserError(
+            f"{where}: every training target is {value:g}: a model trained on it predicts one "
+            "value for every text; use targets that vary"
+        )
+    raise UserError(
+        f"{where}: every training label is {_class_name(task, value)!r}; classification needs "
+        "at least two classes (or use regression for numeric targets)"
+    )
+
+
+def check_training_sample(
+    task: Task, full: Sequence[Example], limit: SampleLimit, where: str
+) -> None:
+    """`task`'s training split is a sample of the training rows `full`, `limit` its size:
+    refuse a sample of one class or one target (from rows of several), and warn when it has
+    no row of classes that the evaluation splits have (the model can never predict those)."""
+    sample = task.splits["train"]
+    kept = {e.label for e in sample}
+    every = {e.label for e in full}
+    n = len(sample)
+    rows = f"{n} training row{'s' if n != 1 else ''}"
+    if len(kept) == 1 < len(every):
+        [value] = kept
+        what = f"with target {value:g}" if task.regression else (
+            f"of class {_class_name(task, value)!r}")  # fmt: skip
+        more = "" if task.regression else f" (at least {len(every)}, the number of classes)"
+        raise UserError(
+            f"{where}: {limit.what} keeps {rows}, all {what}: a model trained on them "
+            f"predicts it for every text; {limit.fix}{more}"
+        )
+    if task.regression:
+        return
+    evaluated = {e.label for s, rows in task.splits.items() if s != "train" for e in rows}
+    missing = sorted(evaluated - kept)
+    if missing:
+        names = ", ".join(repr(_class_name(task, label)) for label in missing[:3])
+        logger.warning(
+            "%s: %s keeps %s, which miss %d of the %d classes of the evaluation splits (e.g. "
+            "%s): the model can never predict them; %s (at least %d, the number of classes)",
+            where, limit.what, rows, len(missing), len(evaluated), names, limit.fix, len(every),
+        )  # fmt: skip
+
+
+def _class_name(task: Task, label: float) -> str:
+    index = int(label)
+    return task.label_names[index] if index < len(task.label_names) else str(index)
+
+
 def warn_about_splits(task: Task, paths: Mapping[str, str]) -> None:
     """Log one warning per problem of the splits (see the module docstring); ``paths`` maps
     each split to the file it came from."""
@@ -155,13 +335,15 @@ def warn_about_splits(task: Task, paths: Mapping[str, str]) -> None:
         if len(values) != 1:
             continue
         [value] = values
+        if split == "train":  # refused: isobn.tasks.checks.check_training_split
+            continue
         if task.regression:
             logger.warning(
                 "%s: every %s target is %g: Pearson and Spearman are undefined on it (reported "
                 "as undefined, not 0.0); use targets that vary",
                 path, split, value,
             )  # fmt: skip
-        elif split != "train":  # one training class is an error of load_files
+        else:
             logger.warning(
                 "%s: every %s row has label %r: a model that always predicts it scores "
                 "accuracy 1.0, so the score means nothing; add rows of the other classes",

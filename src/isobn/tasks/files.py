@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from isobn.errors import UserError
+from isobn.paths import not_a_file, unreadable
 from isobn.tasks.checks import (
     check_label_column,
     check_roles,
+    label_key,
+    warn_about_label_spellings,
     warn_about_numeric_classes,
     warn_about_splits,
 )
@@ -32,6 +35,7 @@ from isobn.tasks.task import Example, Task
 __all__ = [
     "ROW_SUFFIXES",
     "Row",
+    "data_file_problem",
     "is_blank",
     "load_files",
     "read_rows",
@@ -78,15 +82,20 @@ def load_files(
     check_max("max_eval", max_eval)
     check_roles(text_column, text_pair_column, label_column)
     paths = {"train": train, "dev": dev} | ({"test": test} if test is not None else {})
+    for split, path in paths.items():
+        problem = data_file_problem(path, split=split)
+        if problem is not None:
+            raise UserError(problem)
     raw = {
         split: _file_records(Path(path), text_column, text_pair_column, label_column)
         for split, path in paths.items()
     }
     labelled = [(t, tp, _written(lab)) for _, t, tp, lab in raw["train"]]
     check_label_column(train, labelled, label_column, text_column)
-    if not regression:
-        warn_about_numeric_classes(train, [label for _, _, label in labelled], label_column)
     label_names, splits = _labelled_splits(raw, train, regression)
+    if not regression:  # once the labels are known good: no warning before an error
+        warn_about_numeric_classes(train, [label for _, _, label in labelled], label_column)
+        warn_about_label_spellings(train, [label for _, _, label in labelled], label_column)
     task = Task(
         name="file",
         regression=regression,
@@ -96,7 +105,7 @@ def load_files(
         main_metric="pearson_spearman" if regression else "accuracy",
         input_columns=(text_column, text_pair_column),
     )
-    task = limit_task(task, max_train, max_eval, seed)
+    task = limit_task(task, max_train, max_eval, seed, where=train)
     warn_about_splits(task, paths)
     return task
 
@@ -195,10 +204,16 @@ def text_value(value: Any, where: str, column: str) -> str:
         kind = "null" if value is None else type(value).__name__
         raise UserError(f"{where}: column {column!r} holds {kind}, not text; fix or drop the row")
     if is_blank(value):
-        shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in value if not c.isspace()})[:4])
-        kind = f" (only invisible characters: {shown})" if shown else ""
+        kind = _invisible(value)
         raise UserError(f"{where}: empty text in column {column!r}{kind}; fill or drop the row")
     return value
+
+
+def _invisible(value: str) -> str:
+    """` (only invisible characters: U+200B, ...)` for a blank text that holds more than
+    whitespace, else ``."""
+    shown = ", ".join(sorted({f"U+{ord(c):04X}" for c in value if not c.isspace()})[:4])
+    return f" (only invisible characters: {shown})" if shown else ""
 
 
 # Unicode categories of characters that show nothing and that tokenizers drop: separators
@@ -222,12 +237,52 @@ def is_blank(text: str) -> bool:
     )
 
 
+def data_file_problem(path: str | Path, regular: bool = True, split: str = "") -> str | None:
+    """Why `path` cannot be read as a data file, as the start of a one-line message (the
+    fix included), or None: it does not exist, it is a broken symbolic link, a directory (the
+    data files in it are named), something this user may not read, or (with `regular`) no
+    regular file: a named pipe can be read only once, and a run reads its files more than
+    once (to load them and to fingerprint them). Nothing but a regular file is opened. The
+    example given for a directory is a file named after `split` (train, dev), when it has one."""
+    path = Path(path)
+    problem = not_a_file(path)
+    if problem is None:
+        if unreadable(path):
+            return f"cannot read {path} (permission denied); check its permissions"
+        return None
+    if problem.endswith("does not exist") and not path.is_symlink():
+        return f"file not found: {path}; check the path"
+    if problem.endswith("is a directory"):
+        return f"{problem}, not a data file; {_files_in(path, split)}"
+    if problem.endswith("which does not exist"):
+        return f"{problem}; fix the link, or pass the data file itself"
+    if not regular:
+        return None  # a pipe: read once, as `cat` would
+    return (
+        f"{problem}, not a regular file: a run reads its data files more than once (to load "
+        "and to fingerprint them); write the data to a file and pass that"
+    )
+
+
+def _files_in(directory: Path, split: str) -> str:
+    """What to pass instead of `directory`: the data files in it, when it has some (the
+    example: the first whose name holds `split`, else the first)."""
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in ROW_SUFFIXES)
+    except OSError:
+        names = []
+    if not names:
+        return "pass the path of a .csv, .tsv or .jsonl file"
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    example = next((n for n in names if split and split in n.lower()), names[0])
+    return f"pass one of its data files ({shown}), e.g. {directory / example}"
+
+
 def _read_data_file(path: Path) -> str:
     suffix = path.suffix.lower()
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a file; pass the path of a data file")
-    if not path.exists():
-        raise UserError(f"file not found: {path}; check the path")
+    problem = data_file_problem(path, regular=False)
+    if problem is not None:
+        raise UserError(problem)
     if suffix not in ROW_SUFFIXES:
         raise UserError(
             f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv or .jsonl"
@@ -321,9 +376,10 @@ def _file_records(
         text = text_value(row[text_column], where, text_column)
         pair = text_value(row[pair_column], where, pair_column) if pair_column else None
         label = row[label_column]
-        if label is None or (isinstance(label, str) and not label.strip()):
+        if label is None or (isinstance(label, str) and is_blank(label)):
+            shown = "" if label is None else _invisible(label)
             raise UserError(
-                f"{where}: empty label in column {label_column!r}; fill or drop the row"
+                f"{where}: empty label in column {label_column!r}{shown}; fill or drop the row"
             )
         records.append((where, text, pair, label))
     return records
@@ -341,9 +397,10 @@ def _indexed(
         label = _label_text(raw, where)
         if label not in index:
             shown = ", ".join(label_names[:20]) + (" ..." if len(label_names) > 20 else "")
-            alike = [f" (labels are compared as written: {label!r} is not {name!r})"
-                     for name in label_names if _same_number(name, label)]  # fmt: skip
-            note = alike[0] if alike else ""
+            alike = [name for name in label_names if _same_spelled(name, label)]
+            note = (
+                f" (labels are compared as written: {label!r} is not {alike[0]!r})" if alike else ""
+            )
             raise UserError(
                 f"{where}: label {label!r} does not occur in the training file {train}{note} "
                 f"(training labels: {shown}); fix the label or add training examples"
@@ -372,6 +429,12 @@ def _label_text(raw: Any, where: str) -> str:
     if isinstance(raw, dict | list):
         raise UserError(f"{where}: label of type {type(raw).__name__} is not a class; use a string")
     return _written(raw)
+
+
+def _same_spelled(a: str, b: str) -> bool:
+    """Whether two label texts name one class spelled two ways: the same number (`7` and
+    `007`), or the same words but for case, Unicode forms or spaces (`pos` and `Pos`)."""
+    return _same_number(a, b) or label_key(a) == label_key(b)
 
 
 def _same_number(a: str, b: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import isobn.tasks.metrics as metrics
 from isobn.errors import UserError
+from isobn.paths import check_directory
 from isobn.tasks.files import raise_csv_field_limit, read_text
 from isobn.tasks.task import Example, Task
 
@@ -104,8 +105,9 @@ def glue_files(name: str, data_dir: str) -> list[Path]:
 
 
 def _glue_folder(data_dir: Path, spec: GlueSpec) -> Path:
-    if not data_dir.is_dir():
+    if not data_dir.is_dir() and not data_dir.is_symlink() and not data_dir.exists():
         raise UserError(f"GLUE data directory not found: {data_dir}; check --data-dir")
+    check_directory(data_dir, "--data-dir", "pass the GLUE folder (original GLUE TSV layout)")
     for folder in (data_dir / spec.folder, data_dir):
         if (folder / "train.tsv").is_file():
             return folder

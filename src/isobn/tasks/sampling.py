@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from isobn.errors import UserError
+from isobn.tasks.checks import SampleLimit, check_training_sample, check_training_split
 from isobn.tasks.task import Example, Task
 
 __all__ = ["SPLIT_SEED", "check_max", "limit_task", "split_80_10_10", "subsample"]
@@ -30,34 +31,27 @@ def check_max(what: str, value: int | None) -> None:
         raise UserError(f"{what} must be a positive whole number of examples, got {value!r}")
 
 
-def limit_task(task: Task, max_train: int | None, max_eval: int | None, seed: int) -> Task:
-    """Subsample train to ``max_train`` and every other split to ``max_eval``; log the sizes."""
+def limit_task(
+    task: Task, max_train: int | None, max_eval: int | None, seed: int, where: str | None = None
+) -> Task:
+    """Subsample train to ``max_train`` and every other split to ``max_eval``; log the sizes.
+
+    A training split that teaches nothing (one class, one target) is refused, before and
+    after sampling, and a sample that misses classes of the evaluation splits is warned about
+    (isobn.tasks.checks); ``where`` names the data in those messages (default ``task NAME``).
+    """
+    where = where or f"task {task.name}"
+    check_training_split(task, where)
+    full = task.splits["train"]
     for split in list(task.splits):
         limit = max_train if split == "train" else max_eval
         task.splits[split] = subsample(task.splits[split], limit, seed, task.regression)
     sizes = ", ".join(f"{split}={len(ex)}" for split, ex in task.splits.items())
-    logger.info("task %s: %s", task.name, sizes)
-    if max_train is not None and not task.regression:
-        warn_about_missing_classes(task, max_train)
+    logger.info("%s: %s", where, sizes)
+    if max_train is not None:
+        limit = SampleLimit(f"--max-train {max_train}", "raise --max-train")
+        check_training_sample(task, full, limit, where)
     return task
-
-
-def warn_about_missing_classes(task: Task, max_train: int) -> None:
-    """Warn when the training sample of `max_train` rows has no row of classes that the
-    evaluation splits have: the model can never predict those."""
-    trained = {int(e.label) for e in task.splits["train"]}
-    evaluated = {int(e.label) for s, ex in task.splits.items() if s != "train" for e in ex}
-    missing = sorted(evaluated - trained)
-    if not missing:
-        return
-    names = [task.label_names[i] if i < len(task.label_names) else str(i) for i in missing[:3]]
-    logger.warning(
-        "task %s: the training sample of %d rows (--max-train, or a study's size, %d) has no "
-        "row of %d of the %d classes of the evaluation splits (e.g. %s), which the model can "
-        "never predict; raise it to at least the number of classes, %d",
-        task.name, len(task.splits["train"]), max_train, len(missing), len(evaluated),
-        ", ".join(map(repr, names)), task.num_labels,
-    )  # fmt: skip
 
 
 def subsample(examples: list[Example], n: int | None, seed: int, regression: bool) -> list[Example]:

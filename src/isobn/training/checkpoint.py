@@ -112,6 +112,16 @@ class DamagedFileError(Exception):
         self.path, self.problem = path, problem
 
 
+def _check_readable(path: Path) -> None:
+    """A one-line UserError for a file this process may not open: not damaged, unreadable
+    (safetensors reports it as a missing file)."""
+    from isobn.errors import UserError
+    from isobn.paths import unreadable
+
+    if unreadable(path):
+        raise UserError(f"cannot read {path} (permission denied); check its permissions")
+
+
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """load_file with a DamagedFileError naming the file when it is missing or damaged."""
     from safetensors import SafetensorError
@@ -119,6 +129,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DamagedFileError(path, "is missing")
+    _check_readable(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:
@@ -133,6 +144,7 @@ def check_tensors_header(path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise DamagedFileError(path, "is missing")
+    _check_readable(path)
     try:
         with safe_open(str(path), "pt") as handle:
             handle.keys()
@@ -145,6 +157,7 @@ def read_json(path: str | Path, kind: type = dict):
     path = Path(path)
     if not path.is_file():
         raise DamagedFileError(path, "is missing")
+    _check_readable(path)
     try:
         value = json_text.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:

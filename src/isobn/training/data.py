@@ -48,32 +48,61 @@ def encode(examples, tokenizer, max_length: int, regression: bool) -> EncodedSpl
     return EncodedSplit(list(encoded["input_ids"]), token_types, labels)
 
 
-def check_tokens(split: str, examples, encoded: EncodedSplit, tokenizer) -> None:
-    """A one-line UserError when texts of `split` tokenise to special tokens only: the
-    tokenizer drops every character of them (a lone U+FFFD, private-use characters, ... that
-    isobn.tasks.files.is_blank does not know), so each is the same input to the model. An
-    unknown token counts as content; a text cut to nothing by a tiny --max-length does not
-    count, as it is tokenised again without the cut."""
-    from isobn.errors import UserError
+def tokenless(examples, encoded: EncodedSplit, tokenizer) -> list[tuple[int, str]]:
+    """(index, text) of the examples whose text, or second text, tokenises to special
+    tokens only: the tokenizer drops every character of it (a lone U+FFFD, private-use
+    characters, ... that isobn.tasks.files.is_blank does not know), so each such text is the
+    same empty input, as an empty text is. An unknown token counts as content.
 
+    Suspects are the rows with fewer runs of content tokens (between special tokens) than
+    texts; each of their texts is tokenised again, alone and uncut, so a text that a tiny
+    --max-length cut to nothing is not counted."""
     special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
 
-    def no_content(text: str | None) -> bool:
-        return text is None or all(t in special for t in tokenizer(text)["input_ids"])
+    def has_runs(ids: list[int], wanted: int) -> bool:
+        """Whether `ids` hold `wanted` runs of content tokens (stops at the last one)."""
+        count, after_special = 0, True
+        for t in ids:
+            if t in special:
+                after_special = True
+            elif after_special:
+                count, after_special = count + 1, False
+                if count >= wanted:
+                    return True
+        return False
 
-    suspects = [i for i, ids in enumerate(encoded.input_ids) if all(t in special for t in ids)]
-    empty = [
-        examples[i]
-        for i in suspects
-        if no_content(examples[i].text) and no_content(examples[i].text_pair)
-    ]
+    def no_content(text: str) -> bool:
+        return all(t in special for t in tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    found = []
+    for i, ids in enumerate(encoded.input_ids):
+        pair = examples[i].text_pair
+        texts = [examples[i].text] + ([pair] if pair is not None else [])
+        if has_runs(ids, len(texts)):
+            continue
+        empty = [text for text in texts if no_content(text)]
+        if empty:
+            found.append((i, empty[0]))
+    return found
+
+
+def describe_text(text: str) -> str:
+    """`'TEXT' (U+..., ...)`: a text clipped to 20 characters, with its first code points."""
+    points = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in text[:8]))
+    return f"{text[:20]!r} ({points})" if points else repr(text)
+
+
+def check_tokens(split: str, examples, encoded: EncodedSplit, tokenizer) -> None:
+    """A one-line UserError when texts of `split` tokenise to special tokens only
+    (`tokenless`): each is the same empty input to the model."""
+    from isobn.errors import UserError
+
+    empty = tokenless(examples, encoded, tokenizer)
     if empty:
-        text = empty[0].text[:20]
-        points = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in text[:8]))
         raise UserError(
-            f"{len(empty)} {split} text(s) become no token at all, e.g. {text!r} ({points}): "
-            "the tokenizer drops every character of them, so the model sees the same empty "
-            "input; fill or drop those rows"
+            f"{len(empty)} {split} text(s) become no token at all, e.g. "
+            f"{describe_text(empty[0][1])}: the tokenizer drops every character of them, so "
+            "the model sees the same empty input; fill or drop those rows"
         )
 
 

@@ -105,6 +105,7 @@ def run_experiment(
     the CPU cores as torch threads (cores // the jobs of experiments and studies running here:
     shards started by hand on one machine never oversubscribe it), unless OMP_NUM_THREADS was
     set."""
+    from isobn.tasks.checks import warnings_once
     from isobn.training.checkpoint import check_writable_directory, ensure_writable_directory
     from isobn.training.host_jobs import cell_threads, registered_jobs, use_threads
     from isobn.training.report import write_results
@@ -124,7 +125,8 @@ def run_experiment(
     check_writable_directory(Path(base.out))
     if not mine:
         logger.warning("shard %d/%d has no runs: the grid has %d", k, n, len(configs))
-    with registered_jobs(1):  # shards and studies on this host divide its cores
+    # each run loads its task: a warning about the data is shown at the first run only
+    with registered_jobs(1), warnings_once():  # shards and studies on this host divide its cores
         for number, cfg in enumerate(mine, 1):
             label = f"[{number}/{len(mine)}] {cfg.data_name} method={cfg.method} seed={cfg.seed}"
             if cfg.out in finished:

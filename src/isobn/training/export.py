@@ -60,10 +60,15 @@ def load_plain(path: Path, trust_remote_code: bool = False) -> Plain:
 
 
 def _load_plain(path: Path, trust_remote_code: bool) -> Plain:
-    if not path.exists():
-        raise UserError(f"{path} does not exist; {NOT_A_RUN}")
-    if not path.is_dir():
-        raise UserError(f"{path} is a file, not a directory; {NOT_A_RUN}")
+    from isobn.paths import not_a_directory, unreadable
+
+    problem = not_a_directory(path)
+    if problem is not None and not problem.endswith(" does not exist"):
+        problem += ", not a directory"
+    if problem is None and unreadable(path):
+        raise UserError(f"{path} cannot be read (permission denied); check its permissions")
+    if problem is not None:
+        raise UserError(f"{problem}; {NOT_A_RUN}")
     if any((path / name).exists() for name in ("isobn_model.json", "best", "best.old")):
         return _from_run(path, trust_remote_code)
     if (path / "adapter_config.json").is_file():

@@ -92,8 +92,7 @@ def resolve_model_path(name: str) -> str:
         check_hub_model(name)
     else:
         name = os.path.expanduser(name)
-        if not os.path.isdir(name):
-            raise UserError(f"model directory {name} does not exist: pass an existing directory")
+        check_model_directory(name)
         if not os.path.isfile(os.path.join(name, "config.json")):
             raise UserError(
                 f"{name} is not a Hugging Face model directory (no config.json): "
@@ -101,6 +100,25 @@ def resolve_model_path(name: str) -> str:
             )
         _check_local_file(Path(name) / "config.json", ckpt.read_json)
     return name
+
+
+def check_model_directory(name: str) -> None:
+    """A one-line UserError unless `name` is a directory this process can list: it does not
+    exist, is a file, a named pipe or a broken symbolic link, or cannot be read."""
+    from isobn.paths import not_a_directory, unreadable
+
+    problem = not_a_directory(name)
+    if problem is not None and problem.endswith(" does not exist") and not os.path.islink(name):
+        raise UserError(f"model directory {name} does not exist: pass an existing directory")
+    if problem is not None and problem.endswith(" does not exist"):
+        raise UserError(f"{problem}; fix the link, or pass the model directory itself")
+    if problem is not None:
+        raise UserError(f"{problem}, not a model directory: pass a directory written by "
+                        "save_pretrained")  # fmt: skip
+    if unreadable(name):
+        raise UserError(
+            f"cannot read model directory {name} (permission denied); check its permissions"
+        )
 
 
 def _check_local_file(path: Path, read):

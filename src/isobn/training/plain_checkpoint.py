@@ -118,18 +118,27 @@ def load_plain_checkpoint(directory: Path, trust_remote_code: bool = False):
 
     config = _hf_config(directory, trust_remote_code)
     kwargs = {"trust_remote_code": trust_remote_code}
-    with held_transformers_warnings():
-        if isinstance(getattr(config, "isobn", None), dict):
-            from isobn.hf import from_pretrained
+    try:
+        with held_transformers_warnings():
+            if isinstance(getattr(config, "isobn", None), dict):
+                from isobn.hf import from_pretrained
 
-            try:
-                model = from_pretrained(directory, **kwargs)
-            except (ValueError, TypeError) as error:  # IsoBN settings it refuses
-                raise UserError(
-                    f"cannot load IsoBN from {directory / 'config.json'} ({_first_line(error)}); "
-                    "save the model again with save_pretrained"
-                ) from None
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(directory, **kwargs)
+                try:
+                    model = from_pretrained(directory, **kwargs)
+                except (ValueError, TypeError) as error:  # IsoBN settings it refuses
+                    raise UserError(
+                        f"cannot load IsoBN from {directory / 'config.json'} "
+                        f"({_first_line(error)}); save the model again with save_pretrained"
+                    ) from None
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(directory, **kwargs)
+    except (OSError, ValueError, RuntimeError) as error:  # transformers' load errors
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "mismatch" in first:  # its report, held back, named the keys
+            first = "its weights do not fit its config.json"
+        raise UserError(
+            f"cannot load the classifier in {directory}: {first}; save it there again with "
+            "save_pretrained"
+        ) from None
     wrapped = PlainClassifier(model, read_plain_config(directory, trust_remote_code))
     return wrapped.eval(), load_tokenizer(str(directory), trust_remote_code)

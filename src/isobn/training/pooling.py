@@ -68,11 +68,34 @@ def is_causal_decoder(encoder_config) -> bool:
     )
 
 
-def check_not_encoder_decoder(encoder_config, name: str) -> None:
-    """Refuse an encoder-decoder model (T5, BART, Pegasus, ...: `is_encoder_decoder` in its
-    config): AutoModel builds the whole seq2seq model, whose forward needs decoder inputs
-    (T5 raised a ValueError, BART a RuntimeError, after the data was tokenised)."""
+def builds_encoder_decoder(encoder_config) -> bool:
+    """Whether AutoModel builds an encoder-decoder model from this config: `is_encoder_decoder`
+    in it (T5, BART, Pegasus, ...), or a model class whose forward takes decoder inputs (the
+    config of a T5EncoderModel says False, but AutoModel builds the whole T5Model from it)."""
+    import inspect
+
+    from transformers import MODEL_MAPPING
+
     if getattr(encoder_config, "is_encoder_decoder", False):
+        return True
+    try:
+        classes = MODEL_MAPPING[type(encoder_config)]
+    except KeyError:  # not in the mapping (remote code): not known
+        return False
+    for model_class in classes if isinstance(classes, tuple) else (classes,):
+        try:
+            if "decoder_input_ids" in inspect.signature(model_class.forward).parameters:
+                return True
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return False
+
+
+def check_not_encoder_decoder(encoder_config, name: str) -> None:
+    """Refuse an encoder-decoder model (`builds_encoder_decoder`): AutoModel builds the whole
+    seq2seq model, whose forward needs decoder inputs (T5 raised a ValueError, BART a
+    RuntimeError, after the data was tokenised)."""
+    if builds_encoder_decoder(encoder_config):
         kind = getattr(encoder_config, "model_type", None) or type(encoder_config).__name__
         raise UserError(
             f"{name} is an encoder-decoder model ({kind}): isobn fine-tunes and measures an "

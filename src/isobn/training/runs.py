@@ -46,6 +46,8 @@ def read_json(path: Path) -> dict:
         raise UserError(f"{path} not found: pass directories written by `isobn train`") from None
     except json.JSONDecodeError as error:
         raise UserError(f"{path} is not valid JSON ({error.msg}, line {error.lineno})") from None
+    except PermissionError:
+        raise UserError(f"cannot read {path} (permission denied); check its permissions") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
     if not isinstance(value, dict):

@@ -223,7 +223,7 @@ def path_problem(path: str | Path, what: str) -> UserError | None:
 
 def os_error_problem(error: OSError, what: str = "") -> UserError | None:
     """The one-line UserError of an OSError caused by a path rather than by isobn (a name
-    too long, a symbolic link loop); None for any other error."""
+    too long, a symbolic link loop, permission denied); None for any other error."""
     name = error.filename if error.filename is not None else what
     where = f"{what} {name}" if what and name != what else str(name)
     if len(where) > 200:
@@ -232,6 +232,11 @@ def os_error_problem(error: OSError, what: str = "") -> UserError | None:
         return UserError(
             f"{where}: a symbolic link loop (a link that leads back to itself); remove the "
             "link or choose another path"
+        )
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return UserError(
+            f"{where}: permission denied; check its permissions (and its folders'), or "
+            "choose another path"
         )
     if error.errno == errno.ENAMETOOLONG:
         return UserError(
