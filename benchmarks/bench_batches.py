@@ -98,7 +98,7 @@ def run(settings: common.Settings) -> dict:
     common.header("Real-token share of training batches (deterministic: no timing)")
     from isobn.tasks.sampling import subsample
     from isobn.training.data import encode
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     task = models.load_mr(None, 16)
     tokenizer = load_tokenizer(settings.model_dir())

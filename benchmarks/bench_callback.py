@@ -46,7 +46,7 @@ def trainers(settings: common.Settings):
 
     import isobn
     from isobn.hf import IsotropyCallback
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer(settings.model_dir())
     rows = dev_rows(settings, tokenizer)

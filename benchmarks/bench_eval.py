@@ -57,7 +57,7 @@ def with_statistics(model):
 
 def dev_split(settings: common.Settings):
     from isobn.training.data import encode
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     task = models.load_mr(None, settings.eval_size)
     tokenizer = load_tokenizer(settings.model_dir())

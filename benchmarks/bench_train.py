@@ -388,7 +388,7 @@ def run(settings: common.Settings) -> dict:
         "2./3. Training throughput: isobn train vs HF Trainer; IsoBN overhead in our loop"
     )
     from isobn.training.data import encode, length_grouped_batches
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     task = models.load_mr(settings.train_size, EVAL_ROWS, settings.data)
     files = models.task_files(task, settings.tmp / "mr-files")

@@ -25,7 +25,7 @@ def prepare_model_dir(model: str, tmp: Path, data: str = "package") -> str:
     or with `data` "sample" one trained on the committed mr sample (sample_data.py: no
     asset package needed)."""
     if model == "minilm":
-        from isobn.training.model import packaged_minilm_path
+        from isobn.training.pretrained import packaged_minilm_path
 
         return packaged_minilm_path()
     from transformers import AutoModel, BertConfig
@@ -47,7 +47,7 @@ def prepare_model_dir(model: str, tmp: Path, data: str = "package") -> str:
 
             sample_data.sample_tokenizer().save_pretrained(path)
         else:
-            from isobn.training.model import load_tokenizer
+            from isobn.training.pretrained import load_tokenizer
 
             load_tokenizer("minilm").save_pretrained(path)
     return str(path)

@@ -126,7 +126,7 @@ def run(settings: common.Settings) -> dict:
     from transformers import AutoConfig
 
     from isobn.training.data import encode
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     task = models.load_mr(settings.train_size, 16)
     tokenizer = load_tokenizer(settings.model_dir())

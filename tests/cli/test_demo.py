@@ -5,7 +5,8 @@ from pathlib import Path
 from isobn.analysis import embed, load_examples, parse_model_spec
 from isobn.cli import demo
 from isobn.cli.main import main
-from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+from isobn.training.model import ModelConfig, build_model, save_checkpoint
+from isobn.training.pretrained import load_tokenizer
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 

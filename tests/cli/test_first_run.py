@@ -52,7 +52,7 @@ def test_a_missing_local_model_path_is_refused_before_the_hub(
 
 
 def test_looks_local():
-    from isobn.training.model import looks_local
+    from isobn.training.pretrained import looks_local
 
     assert looks_local("./model") and looks_local("/abs/model") and looks_local("~/model")
     assert not looks_local("bert-base-cased")

@@ -76,7 +76,7 @@ def test_the_albert_tokenizer_alone_drops_the_segments():
     """Why the run asks: without it the pair would read as one segment."""
     from types import SimpleNamespace
 
-    from isobn.training.model import request_segment_ids
+    from isobn.training.pretrained import request_segment_ids
 
     tokenizer = ARCHS["albert"].tokenizer()
     assert "token_type_ids" not in tokenizer("a b", "c d")

@@ -29,7 +29,8 @@ ERROR = "isobn predict: error: "
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_bert) -> Path:
     """A run directory: best/ (the checkpoint) and config.json (text column, max length)."""
-    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+    from isobn.training.model import ModelConfig, build_model, save_checkpoint
+    from isobn.training.pretrained import load_tokenizer
 
     out = tmp_path_factory.mktemp("predict-run")
     config = ModelConfig(encoder=tiny_bert, num_labels=2, label_names=["neg", "pos"], pooling="cls")
@@ -220,7 +221,7 @@ def test_max_length_message_is_trains(tiny_bert):
     """The same function gives train's and predict's message (train passes --model)."""
     from isobn.errors import UserError
     from isobn.training.max_length import check_max_length
-    from isobn.training.model import load_encoder_config, load_tokenizer
+    from isobn.training.pretrained import load_encoder_config, load_tokenizer
 
     tokenizer, config = load_tokenizer(tiny_bert), load_encoder_config(tiny_bert)
     with pytest.raises(UserError) as e:
@@ -343,7 +344,8 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path, run_dir):
 @pytest.fixture(scope="module")
 def pair_checkpoint(tmp_path_factory, tiny_bert) -> Path:
     """A pair model's best/ alone (copied away from its run: no config.json beside it)."""
-    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+    from isobn.training.model import ModelConfig, build_model, save_checkpoint
+    from isobn.training.pretrained import load_tokenizer
 
     best = tmp_path_factory.mktemp("pair-model") / "copied-best"
     config = ModelConfig(
@@ -404,7 +406,8 @@ def test_a_pair_column_flag_refuses_single_texts(tmp_path, run_dir, capsys, no_i
 
 
 def test_a_single_text_model_refuses_a_pair_column(tmp_path, tiny_bert, capsys, no_inference):
-    from isobn.training.model import ModelConfig, build_model, load_tokenizer, save_checkpoint
+    from isobn.training.model import ModelConfig, build_model, save_checkpoint
+    from isobn.training.pretrained import load_tokenizer
 
     best = tmp_path / "best"
     config = ModelConfig(

@@ -109,7 +109,7 @@ def test_an_unreachable_hub_is_one_line_without_retries(monkeypatch, capfd):
     import huggingface_hub
     from huggingface_hub import constants
 
-    from isobn.training.model import resolve_model_path
+    from isobn.training.pretrained import resolve_model_path
 
     calls = []
 

@@ -107,7 +107,7 @@ def test_bad_model_files_are_one_line(
 
 def test_plain_pytorch_weights_still_load(tiny_bert, tmp_path):
     """The weights-only load is what refuses a pickle: a plain state dict is fine."""
-    from isobn.training.model import load_encoder
+    from isobn.training.pretrained import load_encoder
 
     model = Path(shutil.copytree(tiny_bert, tmp_path / "model"))
     weights = load_file(str(model / "model.safetensors"))
@@ -185,7 +185,7 @@ def test_transformers_warnings_are_passed_on_only_when_loading_succeeds():
 
     from transformers.utils import logging as hf_logging
 
-    from isobn.training.model import held_transformers_warnings
+    from isobn.training.pretrained import held_transformers_warnings
 
     library, seen = hf_logging.get_logger(), []
     handler = logging.Handler()

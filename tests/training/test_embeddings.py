@@ -10,7 +10,8 @@ import torch
 from isobn.tasks import Example
 from isobn.training.data import collate, encode
 from isobn.training.embeddings import hidden_size, infer, predict
-from isobn.training.model import ModelConfig, build_model, load_tokenizer
+from isobn.training.model import ModelConfig, build_model
+from isobn.training.pretrained import load_tokenizer
 
 TEXTS = ["good", "the movie was very dull", "a fine cast", "bad plot", "it is great", "superb"]
 

@@ -33,7 +33,7 @@ class TokenizerSpy:
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_bert):
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     return load_tokenizer(tiny_bert)
 
@@ -125,7 +125,7 @@ def _segments(ids: list[int], sep: int) -> tuple[list[int], list[int]]:
 def test_real_reviews_keep_exactly_their_tokens_with_a_real_vocabulary():
     """MiniLM's WordPiece vocabulary (30,522 entries) on long texts of real review sentences."""
     from isobn.tasks import load_task
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer("minilm")
     reviews = [e.text for e in load_task("mr").splits["dev"]]

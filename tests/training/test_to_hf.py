@@ -11,7 +11,8 @@ import transformers as T
 from tiny_encoders import tokenizer, write_encoder
 
 from isobn.errors import UserError
-from isobn.training.model import ModelConfig, SequenceClassifier, load_encoder
+from isobn.training.model import ModelConfig, SequenceClassifier
+from isobn.training.pretrained import load_encoder
 from isobn.training.to_hf import to_transformers
 
 TEXTS = ["good movie", "the plot was very dull and weak", "a nice cast", "bad"]

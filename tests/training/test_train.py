@@ -187,7 +187,7 @@ def tiny_classifier(tiny_bert, method="none"):
 
 
 def tiny_batch(tiny_bert) -> dict:
-    from isobn.training.model import load_tokenizer
+    from isobn.training.pretrained import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert)
     batch = dict(tokenizer(["the movie was good", "bad plot", "a dull film"], padding=True))

@@ -41,7 +41,8 @@ def parse_model_spec(spec: str) -> ModelSource:
     Without a label: the directory name (the run's name for a best/ directory) or the name.
     """
     from isobn.training.checkpoint import resolve_directory
-    from isobn.training.model import MODEL_CONFIG_FILE, check_model_directory, resolve_model_path
+    from isobn.training.model import MODEL_CONFIG_FILE
+    from isobn.training.pretrained import check_model_directory, resolve_model_path
 
     label, path = None, spec
     if "=" in spec and not os.path.exists(spec):
@@ -189,7 +190,8 @@ class _Loaded:
 
 def _load(source: ModelSource, trust_remote_code: bool) -> _Loaded:
     from isobn.methods import canonical
-    from isobn.training.model import load_checkpoint, load_encoder, load_tokenizer
+    from isobn.training.model import load_checkpoint
+    from isobn.training.pretrained import load_encoder, load_tokenizer
 
     if not source.checkpoint:
         encoder = load_encoder(source.path, trust_remote_code)
@@ -244,7 +246,8 @@ def embed(
     """
     from isobn.training.data import check_tokens, encode
     from isobn.training.embeddings import infer
-    from isobn.training.model import load_encoder_config, load_tokenizer, read_model_config
+    from isobn.training.model import read_model_config
+    from isobn.training.pretrained import load_encoder_config, load_tokenizer
 
     if not examples:
         raise UserError("no examples to embed: pass at least 2")

@@ -177,11 +177,11 @@ def check_inputs(study: Study, cells: list[Cell]) -> None:
     """What `cells` train on is there, checked before anything is written to the study
     directory (a study that cannot start leaves --out as it was), local inputs before remote
     ones as in isobn train: the data on this machine loads, every model loads from disk, the
-    Hugging Face cache or the hub (training.model.resolve_model_path), the hub's data
+    Hugging Face cache or the hub (training.pretrained.resolve_model_path), the hub's data
     loads; and every cell's size fits its task's training set (the loader takes "at most"
     size rows: a cell named n500 trained on 96 rows would be mislabelled)."""
     from isobn.training.build import data_is_local
-    from isobn.training.model import resolve_model_path
+    from isobn.training.pretrained import resolve_model_path
 
     sizes: dict[str, set[int]] = {}  # each task's sizes (no "full": it samples nothing)
     for cell in cells:
@@ -201,8 +201,8 @@ def _check_poolings(cells: list[Cell], study: Study) -> None:
     """Each model can be pooled as its cells ask, as `isobn train` checks it before training:
     no encoder-decoder, no cls or pooler on a causal decoder, no pooler where there is none
     (a cell would be refused after the study directory was bound)."""
-    from isobn.training.model import load_encoder_config
     from isobn.training.pooling import check_pooler
+    from isobn.training.pretrained import load_encoder_config
 
     wanted = set()
     for cell in cells:

@@ -33,7 +33,7 @@ def ensure_pretrained_isotropy(study: Study, out: Path) -> Path:
     summary.update(model=study.model, pooling=pooling)
     tasks = sorted({task for block in study.blocks for task in block.tasks})
     if set(tasks) - set(summary["tasks"]):
-        from isobn.training.model import resolve_model_path
+        from isobn.training.pretrained import resolve_model_path
 
         resolve_model_path(study.model)  # one line, before a folder is made
     for task in tasks:

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from isobn.assets import require
-from isobn.errors import UserError
+from isobn.errors import UserError, first_line
 from isobn.training.config import DEFAULT_TASK, TrainConfig, load_run_task
 from isobn.training.data import EncodedSplit, check_tokens, encode, length_grouped_batches
-from isobn.training.model import (
-    ModelConfig,
-    SequenceClassifier,
-    build_model,
+from isobn.training.model import ModelConfig, SequenceClassifier, build_model
+from isobn.training.optim import Optimisation, Precision, adamw
+from isobn.training.pooling import check_pooler
+from isobn.training.pretrained import (
     check_tokenizer_numbers,
     load_encoder_config,
     load_tokenizer,
@@ -33,8 +33,6 @@ from isobn.training.model import (
     request_segment_ids,
     resolve_model_path,
 )
-from isobn.training.optim import Optimisation, Precision, adamw
-from isobn.training.pooling import check_pooler
 
 
 @dataclass
@@ -66,7 +64,7 @@ def make_accelerator(cfg: TrainConfig):
             **trackers,
         )
     except ValueError as error:  # e.g. --cpu in a process that already uses the GPU
-        raise UserError(f"cannot set up training: {_first_line(error)}") from None
+        raise UserError(f"cannot set up training: {first_line(error)}") from None
     if cfg.precision == "fp16" and accelerator.device.type == "cpu":
         raise UserError("fp16 needs a GPU: use --precision bf16 or fp32 on the CPU")
     if cfg.report_to != "none":
@@ -185,11 +183,6 @@ def build_optimisation(cfg: TrainConfig, model, data: RunData, accelerator):
         optimizer, scheduler, precision, cfg.max_grad_norm, cfg.grad_accum, accelerator
     )
     return opt, micro_per_rank
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0].rstrip(".") if text else type(error).__name__
 
 
 def require_for_run(cfg: TrainConfig) -> None:

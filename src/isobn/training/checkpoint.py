@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from isobn import json_text
+from isobn.errors import first_line
 
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_GROUPS = "optimizer.json"
@@ -133,7 +134,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as error:
-        raise DamagedFileError(path, f"is damaged ({_first_line(error)})") from None
+        raise DamagedFileError(path, f"is damaged ({first_line(error)})") from None
 
 
 def check_tensors_header(path: str | Path) -> None:
@@ -149,7 +150,7 @@ def check_tensors_header(path: str | Path) -> None:
         with safe_open(str(path), "pt") as handle:
             handle.keys()
     except (SafetensorError, OSError) as error:
-        raise DamagedFileError(path, f"is damaged ({_first_line(error)})") from None
+        raise DamagedFileError(path, f"is damaged ({first_line(error)})") from None
 
 
 def read_json(path: str | Path, kind: type = dict):
@@ -161,7 +162,7 @@ def read_json(path: str | Path, kind: type = dict):
     try:
         value = json_text.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
-        raise DamagedFileError(path, f"is damaged (not JSON: {_first_line(error)})") from None
+        raise DamagedFileError(path, f"is damaged (not JSON: {first_line(error)})") from None
     if not isinstance(value, kind):
         raise DamagedFileError(
             path,
@@ -210,11 +211,6 @@ def resolve_training_state(target: str | Path) -> tuple[Path | None, str | None]
             note = f"{first_error}; resuming from the intact copy {old}"
         return directory, note
     raise first_error
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0].rstrip(".") if text else type(error).__name__
 
 
 def resolve_directory(target: str | Path) -> Path | None:

@@ -29,7 +29,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isobn.errors import UserError
+from isobn.errors import UserError, first_line
 from isobn.training.disk_full import writing
 from isobn.training.plain_checkpoint import INPUTS_KEY, is_plain_directory
 
@@ -51,7 +51,7 @@ class Plain:
 def load_plain(path: Path, trust_remote_code: bool = False) -> Plain:
     """The plain model of a run, save_pretrained or adapter directory (see the module doc),
     whose tokenizer settings export can write as strict JSON."""
-    from isobn.training.model import check_tokenizer_numbers
+    from isobn.training.pretrained import check_tokenizer_numbers
 
     plain = _load_plain(path, trust_remote_code)
     tokenizer_config = Path(plain.tokenizer.name_or_path, "tokenizer_config.json")
@@ -114,8 +114,7 @@ def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:
     import isobn.hf
     from isobn.hf.adapters import require_peft
     from isobn.hf.attached import CONFIG_NAME
-    from isobn.training.model import (
-        _first_line,
+    from isobn.training.pretrained import (
         check_dropout_rates,
         held_transformers_warnings,
         load_tokenizer,
@@ -144,7 +143,7 @@ def _from_adapter(path: Path, trust_remote_code: bool) -> Plain:
             isobn.hf.load_isobn(model, path)
         except (ValueError, TypeError, KeyError) as error:  # settings IsoBN refuses
             raise UserError(
-                f"cannot load IsoBN from {path / CONFIG_NAME} ({_first_line(error)}); save the "
+                f"cannot load IsoBN from {path / CONFIG_NAME} ({first_line(error)}); save the "
                 "adapter again with save_pretrained"
             ) from None
     has_tokenizer = (path / "tokenizer_config.json").is_file()

@@ -47,7 +47,7 @@ def model_weight_files(model: str) -> list[Path]:
     shards its index names, or pytorch_model.bin; [] for a hub name, or a model that is not
     there or not readable (loading it says why, where it is needed)."""
     from isobn.training import checkpoint as ckpt
-    from isobn.training.model import resolve_model_path
+    from isobn.training.pretrained import resolve_model_path
 
     try:
         directory = Path(resolve_model_path(model))

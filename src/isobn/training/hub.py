@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from isobn.errors import UserError
+from isobn.errors import UserError, first_line
 
 
 def check_hub_model(name: str) -> None:
     """A hub model name that loads without waiting on the network: in the Hugging Face cache
     or, online, on the hub (one quiet request, no retries). Else a one-line UserError at once,
     where transformers would spend a minute on retries and print each of them (an offline
-    machine, a typo, a gated model). Called by training.model.resolve_model_path for every
+    machine, a typo, a gated model). Called by training.pretrained.resolve_model_path for every
     name that is not `minilm` or a local path."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
@@ -35,16 +35,11 @@ def check_hub_model(name: str) -> None:
     except Exception as error:  # a bad name, not found, gated, no network: not loadable
         raise UserError(
             f"model {name} is not in the Hugging Face cache and was not found on the hub "
-            f"({type(error).__name__}: {_first_line(error)}): check the name and the "
+            f"({type(error).__name__}: {first_line(error, 200)}): check the name and the "
             f"network, or {local}"
         ) from None
     finally:
         hub_logger.setLevel(level)
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200].rstrip(".") if lines else type(error).__name__
 
 
 __all__ = ["check_hub_model"]

@@ -16,12 +16,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from isobn.errors import UserError
-from isobn.training.model import (
-    MODEL_CONFIG_FILE,
-    ClassifierOutput,
-    ModelConfig,
-    _first_line,
+from isobn.errors import UserError, first_line
+from isobn.training.model import MODEL_CONFIG_FILE, ClassifierOutput, ModelConfig
+from isobn.training.pretrained import (
     check_dropout_rates,
     held_transformers_warnings,
     load_tokenizer,
@@ -128,7 +125,7 @@ def load_plain_checkpoint(directory: Path, trust_remote_code: bool = False):
                 except (ValueError, TypeError) as error:  # IsoBN settings it refuses
                     raise UserError(
                         f"cannot load IsoBN from {directory / 'config.json'} "
-                        f"({_first_line(error)}); save the model again with save_pretrained"
+                        f"({first_line(error)}); save the model again with save_pretrained"
                     ) from None
             else:
                 model = AutoModelForSequenceClassification.from_pretrained(directory, **kwargs)

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from isobn import json_text
-from isobn.errors import UserError
+from isobn.errors import UserError, first_line
 from isobn.training import checkpoint as ckpt
 from isobn.training.config import TrainConfig
 from isobn.training.fingerprint import check_same_inputs
@@ -139,7 +139,7 @@ def saved_settings_changes(cfg: TrainConfig, out: Path) -> list[str]:
     try:
         saved = TrainConfig.from_dict(values)
     except (TypeError, ValueError, UserError) as error:
-        raise ckpt.DamagedFileError(saved_file, f"is damaged ({_first_line(error)})") from None
+        raise ckpt.DamagedFileError(saved_file, f"is damaged ({first_line(error)})") from None
     return cfg.resume_changes(saved)
 
 
@@ -152,11 +152,6 @@ def cannot_resume(error: ckpt.DamagedFileError, out: Path, why: str = "") -> Use
     return UserError(
         f"cannot resume: {error}{why}; delete {where} to start again, or choose another --out"
     )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0].rstrip(".") if text else type(error).__name__
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
@@ -248,7 +243,7 @@ def _restore(directory: Path, model, optimizer, scheduler, rank: int) -> dict:
             load()
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
             raise ckpt.DamagedFileError(
-                directory / name, f"does not fit this run ({_first_line(error)})"
+                directory / name, f"does not fit this run ({first_line(error)})"
             ) from None
 
     weights = ckpt.read_tensors(directory / WEIGHTS_FILE)
