@@ -186,6 +186,27 @@ def test_save_isobn_load_isobn_round_trip(trained, tmp_path):
         load_isobn(tiny_distilbert(), tmp_path)
 
 
+@pytest.mark.parametrize("budget", [0, 100, 2000])
+def test_save_isobn_on_a_full_disk_keeps_the_previous_save(budget, tmp_path):
+    """A full disk in the middle of save_isobn raises and leaves the files of the previous save
+    whole, with no temporary file beside them."""
+    import errno
+
+    from full_disk import fills_after, leftovers
+    from safetensors import SafetensorError
+
+    model = isobn.attach(tiny_bert(), beta=1.0).train()
+    model(**batch())
+    save_isobn(model, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    model(**batch(seed=2))  # other statistics to save
+    with pytest.raises((OSError, SafetensorError)), fills_after(tmp_path, budget, errno.EDQUOT):
+        save_isobn(model, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert leftovers(tmp_path) == []
+    load_isobn(tiny_bert(), tmp_path)  # still loads
+
+
 def test_text_classification_pipeline(trained, tmp_path):
     model, _ = trained
     words = [f"w{i}" for i in range(VOCAB - 5)]

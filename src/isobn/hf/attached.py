@@ -5,6 +5,9 @@ isobn.safetensors and isobn_config.json, written by
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,20 @@ def hyperparameters(norm: IsoBN) -> dict[str, Any]:
     return {key: getattr(norm, key) for key in SAVED_KWARGS}
 
 
+@contextmanager
+def _replaced(path: Path) -> Iterator[str]:
+    """A temporary file beside `path` to write, swapped in for `path` when the block ends and
+    removed if it fails (a full disk leaves the previous file, never half of a new one)."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save_isobn(model: nn.Module, directory: str | os.PathLike) -> None:
     """Write only the attached IsoBN: buffers to isobn.safetensors, settings to isobn_config.json.
 
@@ -82,7 +99,8 @@ def save_isobn(model: nn.Module, directory: str | os.PathLike) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {prefix + k: v.detach().cpu().contiguous() for k, v in norm.state_dict().items()}
-    save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    with _replaced(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
     config = {
         "format_version": _FORMAT_VERSION,
         "architecture": type(model).__name__,
@@ -90,4 +108,5 @@ def save_isobn(model: nn.Module, directory: str | os.PathLike) -> None:
         "num_features": norm.num_features,
         "isobn": hyperparameters(norm),
     }
-    (directory / CONFIG_NAME).write_text(json_text.dumps(config, indent=2) + "\n")
+    with _replaced(directory / CONFIG_NAME) as tmp:
+        Path(tmp).write_text(json_text.dumps(config, indent=2) + "\n")
