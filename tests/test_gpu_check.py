@@ -53,7 +53,7 @@ def test_the_bare_environment_hides_the_assets(tmp_path):
     probe = (
         "import importlib.util, sys\n"
         f"print([importlib.util.find_spec(m) for m in {ABSENT!r}])\n"
-        "from isobn.training.model import packaged_minilm_path\n"
+        "from isobn.training.pretrained import packaged_minilm_path\n"
         "packaged_minilm_path()\n"
     )
     done = subprocess.run(

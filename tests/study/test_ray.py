@@ -123,6 +123,15 @@ def test_a_local_runner_and_ray_share_a_directory_without_running_a_cell_twice(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Ray starts once the local runner holds a cell: on a loaded machine the runner's start-up
+    # (imports) can outlast Ray's tiny cells, which would leave it none
+    claimed = [out / "locks" / f"{cell.key}.lock" for cell in study.cells()]
+    deadline = time.monotonic() + 300
+    while not finished_cells(out) and not any(
+        p.is_file() and p.read_text().strip() for p in claimed
+    ):
+        assert local.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     session = run_on_ray(study, out, ONE_THREAD)
     _, err = local.communicate(timeout=600)
     assert local.returncode == 0, err
