@@ -142,11 +142,14 @@ def fills_after(where: Path, budget: float, code: int = errno.ENOSPC):
     _PATCHED_SAVE_FILES.append(save_file)
     patches = [(builtins, "open", open_), (io, "open", open_), (os, "open", os_open)]
     patches += [(os, "write", os_write), (safetensors.torch, "save_file", save_file)]
-    patches += [  # every module that imported it by name: isobn's, transformers' safe_save_file
-        (module, attribute, save_file)  # (or an earlier patch: imported inside that block)
+    # every module that imported it by name (isobn's, transformers' safe_save_file), or an
+    # earlier patch imported inside that block; read from the module's own names, as a lazy
+    # module's getattr (transformers') would import submodules that may not import
+    patches += [
+        (module, attribute, save_file)
         for module in list(sys.modules.values())
         for attribute in ("save_file", "safe_save_file")
-        if _is_save_file(getattr(module, attribute, None), real_save_file)
+        if _is_save_file(getattr(module, "__dict__", {}).get(attribute), real_save_file)
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
