@@ -35,20 +35,29 @@ def _broken_link(path: Path) -> str | None:
     return None
 
 
+def _mode(path: Path) -> tuple[int | None, str | None]:
+    """(os.stat's mode, None) of `path`; (None, why) for a broken symbolic link or a path that
+    does not exist; (None, None) where stat fails otherwise (a loop, a name too long, no
+    permission: the caller's read says so)."""
+    broken = _broken_link(path)
+    if broken is not None:
+        return None, broken
+    try:
+        return path.stat().st_mode, None
+    except FileNotFoundError:
+        return None, f"{path} does not exist"
+    except OSError:
+        return None, None
+
+
 def not_a_file(path: str | Path) -> str | None:
     """Why `path` is no regular file to read, in words (`PATH does not exist`, `PATH is a
     directory`, `PATH is a named pipe (FIFO)`, `PATH is a symbolic link to T, which does not
     exist`); None for a regular file (or a link to one)."""
     path = Path(path)
-    broken = _broken_link(path)
-    if broken is not None:
-        return broken
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return f"{path} does not exist"
-    except OSError:
-        return None  # a loop, a name too long, no permission: the caller's read says so
+    mode, problem = _mode(path)
+    if mode is None:
+        return problem
     if stat.S_ISDIR(mode):
         return f"{path} is a directory"
     kind = odd_kind(mode)
@@ -59,17 +68,9 @@ def not_a_directory(path: str | Path) -> str | None:
     """Why `path` is no directory, in words (`PATH does not exist`, `PATH is a file`, ...);
     None for a directory (or a link to one)."""
     path = Path(path)
-    broken = _broken_link(path)
-    if broken is not None:
-        return broken
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return f"{path} does not exist"
-    except OSError:
-        return None
-    if stat.S_ISDIR(mode):
-        return None
+    mode, problem = _mode(path)
+    if mode is None or stat.S_ISDIR(mode):
+        return problem
     return f"{path} is {odd_kind(mode) or 'a file'}"
 
 
