@@ -28,15 +28,20 @@ def error_line(argv: list[str]) -> str:
     return lines[0]
 
 
+def write_study(path: Path, model: str, train: str, dev: str) -> Path:
+    """A one-cell study file at `path`: task `sent` of the `train` and `dev` files."""
+    path.write_text(
+        f'[study]\nmodel = "{model}"\n[tasks.sent]\ntrain_file = "{train}"\n'
+        f'dev_file = "{dev}"\n[[block]]\ntasks = ["sent"]\nsizes = [24]\n'
+        'methods = ["none"]\nseeds = [1]\n'
+    )
+    return path
+
+
 def commands(tmp: Path, bad: str, model: str, files: dict, run: str) -> dict[str, list[str]]:
     """Each command with one path option set to `bad`, the others good."""
     good_out = str(tmp / "out")
-    study = tmp / "s.toml"
-    study.write_text(
-        f'[study]\nmodel = "{model}"\n[tasks.sent]\ntrain_file = "{files["train"]}"\n'
-        f'dev_file = "{files["dev"]}"\n[[block]]\ntasks = ["sent"]\nsizes = [24]\n'
-        'methods = ["none"]\nseeds = [1]\n'
-    )
+    study = write_study(tmp / "s.toml", model, files["train"], files["dev"])
     data = ["--train", files["train"], "--dev", files["dev"]]
     train = ["train", "--model", model, "--out", good_out, *data]
     return {
@@ -103,12 +108,7 @@ def test_unusable_paths_are_one_line(tmp_path, tiny_bert, sentiment_files, train
 
 
 def test_a_study_file_naming_an_unusable_data_file_is_one_line(tmp_path, tiny_bert):
-    study = tmp_path / "s.toml"
-    study.write_text(
-        f'[study]\nmodel = "{tiny_bert}"\n[tasks.sent]\ntrain_file = "{tmp_path / LONG}"\n'
-        'dev_file = "d.csv"\n[[block]]\ntasks = ["sent"]\nsizes = [24]\n'
-        'methods = ["none"]\nseeds = [1]\n'
-    )
+    study = write_study(tmp_path / "s.toml", tiny_bert, str(tmp_path / LONG), "d.csv")
     line = error_line(["study", str(study), "--out", str(tmp_path / "out")])
     assert "[tasks.sent] train_file: the path component" in line
 
@@ -126,12 +126,7 @@ DIRECTORY_OPTIONS = ["train --model", "train --data-dir", "experiment --model",
 def input_commands(tmp: Path, bad: str, model: str, files: dict, run: str) -> dict[str, list]:
     """Each command with one input path option set to `bad`, the others good."""
     out = str(tmp / "out")
-    study = tmp / "bad-task.toml"
-    study.write_text(
-        f'[study]\nmodel = "{model}"\n[tasks.sent]\ntrain_file = "{bad}"\n'
-        f'dev_file = "{files["dev"]}"\n[[block]]\ntasks = ["sent"]\nsizes = [24]\n'
-        'methods = ["none"]\nseeds = [1]\n'
-    )
+    study = write_study(tmp / "bad-task.toml", model, bad, files["dev"])
     data = ["--train", files["train"], "--dev", files["dev"]]
     return {
         "train --train": ["train", "--model", model, "--train", bad, "--dev", files["dev"],

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +21,19 @@ from isobn.study.ray_backend import RayOptions
 from isobn.study.ray_connect import connect_to_cluster, split_address
 
 ray = pytest.importorskip("ray")
+
+# `isobn ARGV` in a fresh Python, with the source tree on PYTHONPATH
+RUN_MAIN = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
+SRC = str(Path(__file__).parents[2] / "src")
+
+
+@contextmanager
+def silent_port() -> Iterator[str]:
+    """HOST:PORT of a socket that accepts connections and never answers: no Ray there."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        yield f"127.0.0.1:{silent.getsockname()[1]}"
 
 
 def free_port() -> int:
@@ -124,20 +139,10 @@ def test_a_host_no_resolver_can_encode_is_one_line(study_argv, capsys, host):
 def test_a_port_that_answers_but_is_no_ray_is_given_up_within_the_timeout(study_argv, tmp_path):
     """ray.init would retry such a port for about 14 minutes; a fresh process, since the
     abandoned ray.init goes on retrying in it."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        address = f"127.0.0.1:{silent.getsockname()[1]}"
-        code = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
-        argv = [*study_argv, "--address", address, "--connect-timeout", "3"]
+    with silent_port() as address:
         started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-c", code, *argv],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")},
-        )
+        argv = [*study_argv, "--address", address, "--connect-timeout", "3"]
+        result = run_isobn(argv, timeout=240)
     assert result.returncode == 2, result.stderr[-2000:]
     assert time.monotonic() - started < 180  # not Ray's 14 minutes: startup, checks, 3 s
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("isobn study: error:")]
@@ -250,15 +255,14 @@ def keep_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
-def run_isobn(argv: list[str], pythonpath: tuple[str, ...] = (), **env: str):
+def run_isobn(argv: list[str], pythonpath: tuple[str, ...] = (), timeout: float = 120, **env: str):
     """`isobn ARGV` in a fresh process, `pythonpath` before the source tree."""
-    code = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
-    path = os.pathsep.join([*pythonpath, str(Path(__file__).parents[2] / "src")])
+    path = os.pathsep.join([*pythonpath, SRC])
     return subprocess.run(
-        [sys.executable, "-c", code, *argv],
+        [sys.executable, "-c", RUN_MAIN, *argv],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": path, **env},
     )
 
@@ -487,10 +491,8 @@ def test_a_cluster_that_refuses_the_driver_names_what_its_token_needs(
 def test_ray_client_without_its_packages_is_one_line(study_argv, capsys, monkeypatch, env, extra):
     """`pip install ray` has no grpc: ray.init("ray://...") raised a ValueError (a traceback)
     once the port answered."""
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        address = f"ray://127.0.0.1:{listening.getsockname()[1]}"
+    with silent_port() as host_port:
+        address = f"ray://{host_port}"
         extra = [a.replace("ray://X", address) for a in extra]
         if env is not None:
             monkeypatch.setenv("RAY_ADDRESS", address)
@@ -560,18 +562,13 @@ def test_ctrl_c_while_connecting_is_one_line(study_argv):
     line every command prints when interrupted."""
     import signal
 
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        address = f"127.0.0.1:{silent.getsockname()[1]}"
-        code = "import sys; from isobn.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    with silent_port() as address:
         argv = [*study_argv, "--address", address, "--connect-timeout", "60"]
-        source = str(Path(__file__).parents[2] / "src")
         process = subprocess.Popen(
-            [sys.executable, "-c", code, *argv],
+            [sys.executable, "-c", RUN_MAIN, *argv],
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": source},
+            env={**os.environ, "PYTHONPATH": SRC},
         )
         seen = []
         for line in process.stderr:  # isobn's checks done; the connect begins
