@@ -166,6 +166,12 @@ def _copy_weights(encoder: nn.Module, classifier: nn.Linear, target: nn.Module) 
         head.out_proj.load_state_dict(classifier.state_dict())
     else:
         raise UserError(_no_head(name, f"{type(target).__name__} has another head"))
+    _load_encoder_state(state, name, target)
+
+
+def _load_encoder_state(state: dict, name: str, target: nn.Module) -> None:
+    """The encoder's weights `state` into ``target.base_model``; a one-line refusal naming a
+    key that does not fit (the encoder is `name`)."""
     missing, unexpected = target.base_model.load_state_dict(state, strict=False)
     if missing or unexpected:
         key = (missing or unexpected)[0]
@@ -198,11 +204,7 @@ def _copy_to_context_pooler_head(
     nn.init.eye_(dense.weight)
     nn.init.zeros_(dense.bias)
     target.classifier.load_state_dict(classifier.state_dict())
-    missing, unexpected = target.base_model.load_state_dict(encoder.state_dict(), strict=False)
-    if missing or unexpected:
-        key = (missing or unexpected)[0]
-        name = type(encoder).__name__
-        raise UserError(_no_head(name, f"its weights do not fit {type(target).__name__} ({key})"))
+    _load_encoder_state(encoder.state_dict(), type(encoder).__name__, target)
 
 
 @torch.no_grad()
